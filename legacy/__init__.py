@@ -1,0 +1,2 @@
+"""The legacy side: the reference autoloader (ingestion services, batch
+orchestrator, APScheduler scheduler) that a migration starts from."""
