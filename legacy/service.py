@@ -154,7 +154,7 @@ class IngestionService:
                 ledger.fail(claim, str(e), bytes_read=f.size or 0)
                 if result is not None:
                     result.failures.append((f.path, str(e)))
-                log.warning("%s: %s FAILED: %s", ing.id, f.path, e)
+                log.info("%s: %s FAILED: %s", ing.id, f.path, e)
                 return "failed"
             if not ledger.holds(claim):  # fenced: we were declared dead while reading
                 raise L.ClaimLost(f"claim on {f.path} was taken over")

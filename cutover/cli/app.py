@@ -86,8 +86,9 @@ class App:
 
 def run_main(cli: click.Group, argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="cutover", standalone_mode=False)
-        return 0
+        rv = cli.main(args=argv, prog_name="cutover", standalone_mode=False)
+        # click returns the code of a raised Exit instead of raising it in this mode
+        return rv if isinstance(rv, int) else 0
     except CutoverError as e:
         click.echo(f"error: {redact_text(e.one_line())}", err=True)
         return e.exit_code
