@@ -61,6 +61,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_workers": ("int", lambda h: 4),
         "misfire_grace_time": ("duration", lambda h: 300.0),
     },
+    "parity": {
+        "max_duration_ratio": ("float", lambda h: 1.5),
+        "min_duration_s": ("duration", lambda h: 5.0),
+        "max_failure_rate": ("float", lambda h: 0.0),
+        "run_match_window": ("duration", lambda h: 900.0),
+        "ledger_grace": ("duration", lambda h: 0.0),
+        "quality_sample_rows": ("int", lambda h: 0),
+    },
     "prefect": {
         "api_url": ("str", lambda h: None),
         "work_pool": ("str", lambda h: "cutover"),
@@ -93,6 +101,7 @@ class Settings:
     prefect_work_pool: str
     prefect_home: Path
     catalog_name: str
+    parity: dict[str, float] = field(default_factory=dict)
     catalog_properties: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # key -> where the value came from
 
@@ -136,6 +145,7 @@ class Settings:
                 "work_pool": self.prefect_work_pool,
                 "home": str(self.prefect_home),
             },
+            "parity": dict(self.parity),
             "catalog": redact_mapping({"name": self.catalog_name, **self.catalog_properties}),
             "sources": dict(sorted(self.sources.items())),
         }
@@ -161,6 +171,11 @@ def _coerce(kind: str, value: Any, what: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise InputError(f"{what} must be a whole number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} must be a number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
     if kind == "bool":
         return _truthy(value)
     return str(value)
@@ -257,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_work_pool=values["prefect.work_pool"],
         prefect_home=Path(values["prefect.home"]),
         catalog_name=catalog_name,
+        parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
         catalog_properties=catalog,
         sources=sources,
     )

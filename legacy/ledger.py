@@ -244,3 +244,12 @@ class Ledger:
                 status=FAILED, error="file no longer in the source; it was claimed by a run that died",
                 processed_at=utcnow(), claimed_at=None, claimed_by=None))
             return res.rowcount == 1
+
+
+# A shadow-ledger row seeded at the shadow fork for a file whose rows were already
+# in the branch when it was forked: the shadow must not ingest it again.
+BASELINE = "baseline: already in the branch at the shadow fork"
+
+
+def is_baseline(entry: LedgerEntry) -> bool:
+    return entry.status == SKIPPED and (entry.error or "").startswith("baseline")

@@ -1,0 +1,197 @@
+"""Parity: run the checks per ingestion, apply waivers, store every run, keep streaks."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+from sqlalchemy import insert, select
+
+from checks.counts import check_counts
+from checks.ledger import check_ledger
+from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
+from checks.runs import check_runs
+from cutover.redact import redact_text
+from cutover.state.models import parity_results as t_results
+from cutover.state.models import shadow_forks as t_forks
+
+log = logging.getLogger("cutover.parity")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class IngestionParity:
+    id: str
+    verdict: str
+    checks: list[CheckResult]
+    streak: int = 0
+    fork_snapshot_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "verdict": self.verdict, "streak": self.streak,
+                "checks": [c.as_dict() for c in self.checks]}
+
+
+@dataclass
+class ParityReport:
+    parity_run_id: str
+    generated_at: datetime
+    since: datetime | None
+    until: datetime
+    ingestions: list[IngestionParity] = field(default_factory=list)
+    series: dict[str, dict] = field(default_factory=dict)  # per ingestion: runs over time, for plots
+
+    @property
+    def verdict(self) -> str:
+        verdicts = [i.verdict for i in self.ingestions]
+        if FAIL in verdicts:
+            return FAIL
+        if ERROR in verdicts:
+            return ERROR
+        return PASS
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "generated_at": self.generated_at.isoformat(),
+            "window": {"since": self.since.isoformat() if self.since else None, "until": self.until.isoformat()},
+            "parity_run_id": self.parity_run_id,
+            "ingestions": [i.as_dict() for i in self.ingestions],
+        }
+
+
+def fork_of(state_engine, ingestion_id: str) -> tuple[int | None, datetime | None]:
+    """(fork snapshot id, when the shadow was forked) or (None, None)."""
+    with state_engine.connect() as conn:
+        row = conn.execute(select(t_forks.c.fork_snapshot_id, t_forks.c.created_at)
+                           .where(t_forks.c.ingestion_id == ingestion_id)).first()
+    if not row:
+        return None, None
+    at = row[1] if row[1] is None or row[1].tzinfo else row[1].replace(tzinfo=timezone.utc)
+    return row[0], at
+
+
+def _guard(name: str, fn) -> CheckResult:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - a check that cannot run is an `error` verdict, not a crash
+        log.debug("check %s failed", name, exc_info=True)
+        first = str(e).splitlines()[0] if str(e) else ""
+        return CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+
+
+def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
+               store: bool = True, now: datetime | None = None) -> ParityReport:
+    from cutover.waivers import WaiverStore
+
+    checks = [c for c in CHECKS if c in set(checks)]
+    until = now or utcnow()
+    report = ParityReport(uuid.uuid4().hex, until, since, until)
+    thresholds = ws.settings.parity
+    waivers = WaiverStore(ws.state_engine)
+    for ing in ingestions:
+        fork, forked_at = fork_of(ws.state_engine, ing.id)
+        # runs from before the shadow existed have no counterpart by construction
+        runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
+        results: list[CheckResult] = []
+        if forked_at is None and not _has_shadow(ws, ing):
+            for name in checks:
+                results.append(CheckResult.errored(name, f"no shadow for {ing.id}: run `cutover shadow start {ing.id}` first"))
+        else:
+            tbl = _guard_table(ws, ing.table)
+            for name in checks:
+                if name == "runs":
+                    res = _guard(name, lambda: check_runs(
+                        ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="legacy", mode="live"),
+                        ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="prefect", mode="shadow"),
+                        until=until, thresholds=thresholds))
+                elif name == "ledger":
+                    res = _guard(name, lambda: check_ledger(
+                        ws.ledger(ing.id, "live").entries(), ws.ledger(ing.id, "shadow").entries(),
+                        since=since, until=until, grace_s=float(thresholds.get("ledger_grace", 0))))
+                elif name == "counts":
+                    res = _guard(name, lambda: check_counts(tbl, fork_snapshot_id=fork, ingestion_id=ing.id))
+                else:
+                    from checks.quality import check_quality
+
+                    res = _guard(name, lambda: check_quality(tbl, key_columns=list(ing.key_columns),
+                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0))))
+                results.append(res)
+        for res in results:
+            if res.verdict == FAIL:
+                w = waivers.active_for(ing.id, res.name, at=until)
+                if w is not None:
+                    res.waiver = w
+        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork))
+        report.series[ing.id] = _series(ws, ing.id, since)
+    if store:
+        _store(ws.state_engine, report)
+    for ip in report.ingestions:
+        ip.streak = streak(ws.state_engine, ip.id) if store else (1 if ip.verdict == PASS else 0)
+    return report
+
+
+def _has_shadow(ws, ing) -> bool:
+    tbl = ws.catalog.find(ing.table)
+    return tbl is not None and "cutover-shadow" in tbl.metadata.refs
+
+
+def _guard_table(ws, name):
+    try:
+        return ws.catalog.find(name)
+    except Exception:  # noqa: BLE001 - the checks report the missing table as an error
+        return None
+
+
+def _series(ws, ingestion_id: str, since) -> dict:
+    runs = ws.runs.list(ingestion_id=ingestion_id, since=since)
+    out = {"legacy": [], "shadow": []}
+    for r in sorted(runs, key=lambda r: r.started_at):
+        side = "legacy" if (r.orchestrator, r.mode) == ("legacy", "live") else "shadow" if (r.orchestrator, r.mode) == ("prefect", "shadow") else None
+        if side and r.status != "RUNNING":
+            out[side].append({"at": r.started_at.isoformat(), "records": r.records_ingested,
+                              "duration_s": r.duration_s, "status": r.status})
+    return out
+
+
+def _store(engine, report: ParityReport) -> None:
+    with engine.begin() as conn:
+        for ip in report.ingestions:
+            conn.execute(insert(t_results).values(
+                parity_run_id=report.parity_run_id, ingestion_id=ip.id, run_at=report.generated_at,
+                verdict=ip.verdict, report=ip.as_dict()))
+
+
+def streak(engine, ingestion_id: str) -> int:
+    """Consecutive `pass` verdicts, newest first."""
+    with engine.connect() as conn:
+        verdicts = conn.execute(select(t_results.c.verdict).where(t_results.c.ingestion_id == ingestion_id)
+                                .order_by(t_results.c.run_at.desc(), t_results.c.id.desc()).limit(1000)).scalars().all()
+    n = 0
+    for v in verdicts:
+        if v != PASS:
+            break
+        n += 1
+    return n
+
+
+def history(engine, ingestion_id: str | None = None, limit: int = 50) -> list[dict]:
+    q = select(t_results.c.parity_run_id, t_results.c.ingestion_id, t_results.c.run_at, t_results.c.verdict,
+               t_results.c.report).order_by(t_results.c.run_at.desc(), t_results.c.id.desc()).limit(limit)
+    if ingestion_id:
+        q = q.where(t_results.c.ingestion_id == ingestion_id)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    out = []
+    for r in rows:
+        findings = sum(len(c.get("findings", [])) for c in (r.report or {}).get("checks", []))
+        at = r.run_at if r.run_at.tzinfo else r.run_at.replace(tzinfo=timezone.utc)
+        out.append({"parity_run_id": r.parity_run_id, "ingestion": r.ingestion_id, "at": at.isoformat(),
+                    "verdict": r.verdict, "findings": findings})
+    return out
