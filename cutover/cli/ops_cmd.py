@@ -1,0 +1,195 @@
+"""inventory, plan, execute, status, log, unlock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cutover.cli.app import App, pass_app
+from cutover.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.workspace import Workspace
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-verify", is_flag=True, help="Skip the schedule equivalence proof (faster).")
+@pass_app
+def inventory(app: App, as_json: bool, no_verify: bool) -> None:
+    """Every ingestion: legacy and Prefect schedule, verification, queue, state, parity streak."""
+    from cutover.inventory import build_inventory, public
+
+    rows = build_inventory(Workspace(app.settings), verify=not no_verify)
+    if as_json:
+        app.json([public(r) for r in rows])
+        return
+    if not rows:
+        app.echo("no ingestions yet: add some with `cutover ingestion add`")
+        return
+    app.table([(r["id"], r["legacy_schedule"], r["timezone"], r["prefect_schedule"] or "(untranslatable)",
+                r["schedule_verification"] if r["schedule_verification"] is not None else "-", r["work_queue"], r["state"],
+                r["last_parity"] or "-", r["streak"]) for r in rows],
+              ("ingestion", "legacy schedule", "tz", "prefect schedule", "verified", "queue", "state", "parity", "streak"))
+
+
+@click.command()
+@click.option("--waves", default="canary=1,50%,rest", show_default=True,
+              help="Wave sizes in order: N, N%, or rest; optionally named (canary=2).")
+@click.option("--select", help="Only these: id globs and/or owner=, format=, size_class=, priority=, queue=, state=, table=.")
+@click.option("--gate", default="streak>=3,schedule_verified,no_open_waiver", show_default=True,
+              help="Conditions every move into CUTOVER must meet when its wave executes.")
+@click.option("--handoff-timeout", default="10m", show_default=True, help="How long to wait for an in-flight legacy run.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan as JSON here.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def plan(app: App, waves, select, gate, handoff_timeout, out, as_json) -> None:
+    """Plan the next moves, wave by wave (like a Terraform plan). Changes nothing but --out."""
+    from cutover.audit import who
+    from cutover.config import parse_duration
+    from cutover.inventory import build_inventory
+    from cutover.plan import build_plan
+
+    ws = Workspace(app.settings)
+    rows = build_inventory(ws, verify=False)
+    p = build_plan(rows, waves=waves, select=select, gate=gate, created_by=who(),
+                   handoff_timeout=parse_duration(handoff_timeout, what="--handoff-timeout"))
+    if as_json:
+        app.json(p.as_dict())
+    else:
+        _show_plan(app, p)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(p.to_json())
+        app.info(f"saved plan {p.id} to {out}; next: cutover execute {out} --dry-run")
+
+
+def _show_plan(app: App, p) -> None:
+    app.echo(f"cutover plan {p.id} (gate for cut-over moves: {p.gate})")
+    for w in p.waves:
+        app.echo("")
+        app.echo(f"wave {w.number}: {w.name}")
+        for m in w.moves:
+            sign = "~" if m.to_state == "CUTOVER" else "+"
+            app.echo(f"  {sign} {m.ingestion_id}: {m.from_state} -> {m.to_state}")
+            for s in m.steps:
+                inv = s.inverse()
+                app.echo(f"      {s.describe().split(': ', 1)[1]}" + (f"   (undo: {inv.describe().split(': ', 1)[1]})" if inv else ""))
+    app.echo("")
+    app.echo(p.summary_line())
+
+
+@click.command()
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wave", "wave_no", type=int, help="Wave number (default: the next one not done).")
+@click.option("--dry-run", is_flag=True, help="Show exactly the steps that would run; change nothing anywhere.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--reason", default="", help="Why (recorded in the audit log).")
+@pass_app
+def execute(app: App, plan_file, wave_no, dry_run, yes, reason) -> None:
+    """Apply the next wave of a saved plan: journaled, resumable, behind the operator lock.
+
+    Exit 0 done, 1 stale plan / gate not met / locked, 3 a step failed (re-run to resume).
+    """
+    from cutover import lock
+    from cutover.execute import Apply, DryRun, check_stale, choose_wave, evaluate_gates, execute_wave
+    from cutover.plan import Plan
+
+    ws = Workspace(app.settings)
+    p = Plan.load(plan_file)
+    wave = choose_wave(ws, p, wave_no)
+    check_stale(ws, p, wave)
+    app.echo(f"plan {p.id}, wave {wave.number} ({wave.name}): {len(wave.moves)} ingestion(s)")
+    reasons = evaluate_gates(ws, p, wave)
+    if reasons:
+        for iid, why in reasons.items():
+            app.echo(f"  gate NOT met for {iid}: {'; '.join(why)}")
+        if not dry_run:
+            app.echo("nothing was changed")
+            raise click.exceptions.Exit(EXIT_FAIL)
+    if dry_run:
+        execute_wave(ws, p, wave, DryRun(app.echo))
+        app.echo("Dry run: nothing was changed.")
+        if reasons:
+            raise click.exceptions.Exit(EXIT_FAIL)
+        return
+    if not yes:
+        click.confirm(f"apply wave {wave.number} ({wave.name})?", abort=True)
+    from cutover.sides import LiveSides
+
+    with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
+        res = execute_wave(ws, p, wave, Apply(LiveSides(ws), app.echo), reason=reason)
+    app.echo(f"wave {wave.number} done: {len(res.applied)} step(s) applied, {len(res.skipped)} already done")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Per ingestion: state, live owner, schedule state on both sides, and the invariant.
+
+    Exit 1 when an ingestion does not have exactly one live owner (outside an
+    operator pause); 3 when a side could not be read.
+    """
+    from cutover.sides import LiveSides
+    from cutover.status import compute_status
+
+    ws = Workspace(app.settings)
+    st = compute_status(ws, LiveSides(ws))
+    if as_json:
+        app.json(st)
+    else:
+        if st["lock"]:
+            h = st["lock"]
+            app.echo(f"LOCKED by {h['holder']} (pid {h['pid']} on {h['host']}) since {h['acquired_at'][:19]}: {h['reason']} [lock {h['id']}]")
+        if st["active_pause"]:
+            app.echo(f"PAUSED by operator: snapshot {st['active_pause']['id']} ({st['active_pause']['reason']})")
+        for e in st["errors"]:
+            app.echo(f"cannot read: {e}")
+        app.table([(r["id"], r["state"], r["live_owner"], r["legacy"], r["prefect_live"], r["prefect_shadow"],
+                    "OK" if r["invariant_ok"] else ("unknown" if r["invariant_ok"] is None else "VIOLATED: " + r["problem"]))
+                   for r in st["ingestions"]],
+                  ("ingestion", "state", "live owner", "legacy", "prefect live", "prefect shadow", "invariant"))
+    if any(r["invariant_ok"] is False for r in st["ingestions"]):
+        raise click.exceptions.Exit(EXIT_FAIL)
+    if st["errors"]:
+        raise click.exceptions.Exit(EXIT_PARTIAL)
+
+
+@click.command("log")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def log_cmd(app: App, limit: int, as_json: bool) -> None:
+    """The audit trail: every mutating action with who, when, why."""
+    from cutover.audit import entries
+
+    rows = entries(Workspace(app.settings).state_engine, limit)
+    if as_json:
+        app.json(rows)
+    elif not rows:
+        app.echo("the audit log is empty")
+    else:
+        app.table([(r["at"][:19], r["who"], r["action"], r["target"] or "", r["reason"] or "") for r in rows],
+                  ("at (UTC)", "who", "action", "target", "why"))
+
+
+@click.command()
+@click.argument("lock_id")
+@click.option("--dry-run", is_flag=True)
+@pass_app
+def unlock(app: App, lock_id: str, dry_run: bool) -> None:
+    """Break a stale operator lock (the holder is shown by `cutover status`)."""
+    from cutover import lock
+    from cutover.audit import record
+
+    ws = Workspace(app.settings)
+    h = lock.holder(ws.state_engine)
+    if h is None or h["id"] != lock_id:
+        raise InputError(f"no lock {lock_id!r}" + (f" (the current lock is {h['id']})" if h else " (nothing is locked)"),
+                         fix="see `cutover status`")
+    if dry_run:
+        app.echo(f"would break lock {lock_id} held by {h['holder']} (pid {h['pid']} on {h['host']})")
+        return
+    lock.unlock(ws.state_engine, lock_id)
+    record(ws.state_engine, "unlock", target=lock_id, detail=h)
+    app.echo(f"broke lock {lock_id} held by {h['holder']} (pid {h['pid']} on {h['host']}, {h['reason']})")

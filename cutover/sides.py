@@ -1,0 +1,86 @@
+"""The two sides as the engine sees them: one legacy writer, one Prefect writer per mode."""
+
+from __future__ import annotations
+
+from cutover.protocol import JobInfo
+
+
+class LegacySide:
+    """The legacy side of one workspace: the APScheduler job (when the ingestion has a
+    schedule) and the batch orchestrator's paused flag, paused and resumed together so
+    that neither a scheduled nor a manual legacy run can start while paused."""
+
+    name = "legacy"
+
+    def __init__(self, ws):
+        from legacy.adapters import APSchedulerAdapter, BatchAdapter
+
+        self.ws = ws
+        self.aps = APSchedulerAdapter(ws)
+        self.batch = BatchAdapter(ws)
+
+    def _has_job(self, iid: str) -> bool:
+        return self.aps.jobs.is_paused(iid) is not None
+
+    def ensure_job(self, ing) -> str:
+        return self.aps.ensure_job(ing)
+
+    def pause(self, iid: str) -> bool:
+        a = self.aps.pause(iid) if self._has_job(iid) else False
+        b = self.batch.pause(iid)
+        return a or b
+
+    def resume(self, iid: str) -> bool:
+        ing = self.ws.ingestions.get(iid)
+        a = False
+        if ing.schedule is not None:
+            if not self._has_job(iid):
+                self.aps.ensure_job(ing)
+                a = True
+            a = self.aps.resume(iid) or a
+        b = self.batch.resume(iid)
+        return a or b
+
+    def list_jobs(self) -> list[JobInfo]:
+        return self.aps.list_jobs() + self.batch.list_jobs()
+
+    def health(self):
+        return self.aps.health()
+
+    def live_state(self) -> dict[str, dict]:
+        """Per ingestion: {'live': bool, 'text': str} as the legacy side would behave now."""
+        jobs = {j.ingestion_id: j for j in self.aps.list_jobs()}
+        out = {}
+        for ing in self.ws.ingestions.list():
+            job = jobs.get(ing.id)
+            if ing.batch_paused and (job is None or job.paused):
+                out[ing.id] = {"live": False, "text": "paused"}
+            elif job is not None:
+                live = not job.paused and not ing.batch_paused
+                out[ing.id] = {"live": live, "text": "scheduled" if live else "paused"}
+            elif ing.schedule is not None:
+                out[ing.id] = {"live": not ing.batch_paused, "text": "no job (run `cutover legacy sync`)"}
+            else:
+                out[ing.id] = {"live": not ing.batch_paused, "text": "manual"}
+        return out
+
+
+class LiveSides:
+    def __init__(self, ws, *, prefect_api_url: str | None = None, start_prefect: bool = True):
+        self.ws = ws
+        self._legacy = None
+        self._prefect: dict[str, object] = {}
+        self.prefect_api_url = prefect_api_url
+        self.start_prefect = start_prefect
+
+    def legacy(self) -> LegacySide:
+        if self._legacy is None:
+            self._legacy = LegacySide(self.ws)
+        return self._legacy
+
+    def prefect(self, mode: str):
+        if mode not in self._prefect:
+            from flows.adapter import PrefectAdapter
+
+            self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect)
+        return self._prefect[mode]

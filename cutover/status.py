@@ -1,0 +1,66 @@
+"""`cutover status`: actual schedule states on both sides and the one-live-owner invariant."""
+
+from __future__ import annotations
+
+from cutover import lock, states
+from cutover.redact import redact_text
+
+
+def active_pause(ws) -> dict | None:
+    from sqlalchemy import select
+
+    from cutover.state.models import pause_snapshots as t
+
+    with ws.state_engine.connect() as conn:
+        r = conn.execute(select(t.c.id, t.c.reason, t.c.created_at).where(t.c.status == "ACTIVE")
+                         .order_by(t.c.created_at.desc())).first()
+    return {"id": r.id, "reason": r.reason, "created_at": str(r.created_at)} if r else None
+
+
+def compute_status(ws, sides) -> dict:
+    st = states.get_states(ws.state_engine)
+    errors: list[str] = []
+    try:
+        legacy = sides.legacy().live_state()
+    except Exception as e:  # noqa: BLE001 - reported, invariant unknown
+        errors.append(redact_text(f"legacy side: {e}"))
+        legacy = None
+    prefect: dict[tuple[str, str], bool] | None = {}
+    try:
+        for job in sides.prefect("live").list_jobs():
+            prefect[(job.ingestion_id, job.mode or "live")] = not job.paused
+    except Exception as e:  # noqa: BLE001
+        errors.append(redact_text(f"prefect: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
+        prefect = None
+    paused_by_operator = active_pause(ws)
+    rows = []
+    for ing in ws.ingestions.list():
+        state = st.get(ing.id, states.LEGACY)
+        owner = states.LIVE_OWNER[state]
+        lg = legacy.get(ing.id) if legacy is not None else None
+
+        def side(mode):
+            if prefect is None:
+                return "unknown", None
+            if (ing.id, mode) not in prefect:
+                return "absent", False
+            return ("active" if prefect[(ing.id, mode)] else "paused"), prefect[(ing.id, mode)]
+
+        live_text, live_on = side("live")
+        shadow_text, _ = side("shadow")
+        ok, problem = None, ""
+        if lg is not None and live_on is not None:
+            live_owners = [n for n, on in (("legacy", lg["live"]), ("prefect", live_on)) if on]
+            if len(live_owners) > 1:
+                ok, problem = False, "both sides are live"
+            elif not live_owners and not paused_by_operator:
+                ok, problem = False, "no side is live"
+            elif live_owners and live_owners[0] != owner:
+                ok, problem = False, f"{live_owners[0]} is live but the state {state} says {owner}"
+            else:
+                ok = True
+        rows.append({"id": ing.id, "state": state, "live_owner": owner,
+                     "legacy": lg["text"] if lg else "unknown", "prefect_live": live_text,
+                     "prefect_shadow": shadow_text, "invariant_ok": ok, "problem": problem})
+    return {"ingestions": rows, "errors": errors, "lock": lock.holder(ws.state_engine),
+            "active_pause": paused_by_operator}
