@@ -113,7 +113,7 @@ class Ledger:
         if status:
             q = q.where(t_pf.c.status == status)
         if since is not None:
-            q = q.where(t_pf.c.processed_at >= since)
+            q = q.where(t_pf.c.processed_at >= (since.astimezone(timezone.utc) if since.tzinfo else since))
         with self.engine.connect() as conn:
             return [_entry(r) for r in conn.execute(q)]
 

@@ -122,7 +122,8 @@ class RunStore:
         if ingestion_id:
             q = q.where(t_runs.c.ingestion_id == ingestion_id)
         if since is not None:
-            q = q.where(t_runs.c.started_at >= since)
+            # SQLite keeps no offset: compare in UTC, which is what is stored
+            q = q.where(t_runs.c.started_at >= (since.astimezone(timezone.utc) if since.tzinfo else since))
         if orchestrator:
             q = q.where(t_runs.c.orchestrator == orchestrator)
         if mode:

@@ -265,7 +265,12 @@ def describe(spec: dict | None) -> str:
 
 
 def next_fire_times(trigger, start: datetime, count: int = 5, *, until: datetime | None = None) -> list[datetime]:
-    """The next fire times as APScheduler 3 computes them (jitter left out)."""
+    """The next fire times as APScheduler 3 computes them (jitter left out: it is random)."""
+    if getattr(trigger, "jitter", None):
+        import copy
+
+        trigger = copy.copy(trigger)
+        trigger.jitter = None
     out: list[datetime] = []
     prev = None
     now = start

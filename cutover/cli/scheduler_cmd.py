@@ -1,0 +1,285 @@
+"""`cutover legacy scheduler|jobs|sync|pause|resume|import`: the APScheduler side.
+
+Thin: the work is in ``legacy.scheduler`` (JobSync, run_foreground, plan_import).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from cutover.cli.app import App, pass_app
+from cutover.errors import InputError, PartialFailure
+from cutover.redact import redact_url
+from cutover.workspace import Workspace
+
+
+def _fresh(ws: Workspace) -> bool:
+    """An embedded workspace whose autoloader DB does not exist yet (nothing to read)."""
+    s = ws.settings
+    return s.is_embedded_autoloader and not _sqlite_file(s.autoloader_url).exists()
+
+
+def _sqlite_file(url: str):
+    from pathlib import Path
+
+    return Path(url[len("sqlite:///"):].split("?", 1)[0])
+
+
+def _ingestions(ws: Workspace, ids, all_: bool, *, dry_run: bool):
+    """The named ingestions (all must exist), or all of them; a dry run never creates the DB."""
+    if all_ and ids:
+        raise InputError("both ingestion ids and --all given", fix="use one or the other")
+    if not all_ and not ids:
+        raise InputError("no ingestion named", fix="name one or more ingestion ids, or pass --all")
+    if dry_run and _fresh(ws):
+        if all_:
+            return []
+        raise InputError(f"no ingestion {ids[0]!r}", fix="add one with `cutover ingestion add`")
+    return ws.ingestions.resolve(ids, all_=all_)
+
+
+def _fmt_time(dt, tz: str) -> str:
+    if dt is None:
+        return ""
+    from zoneinfo import ZoneInfo
+
+    try:
+        local = dt.astimezone(ZoneInfo(tz))
+    except Exception:  # noqa: BLE001 - an odd zone still prints in the job's own zone
+        local = dt
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+# -- scheduler ------------------------------------------------------------------------------
+
+
+@click.command("scheduler")
+@click.option("--once-for", "once_for", type=float, metavar="SECONDS",
+              help="Stop by itself after SECONDS (tests and demos).")
+@pass_app
+def scheduler(app: App, once_for: float | None) -> None:
+    """Run the APScheduler scheduler in the foreground until Ctrl-C / SIGTERM.
+
+    Creates/updates one job per scheduled ingestion first (paused jobs stay
+    paused), then fires them. Pause/resume done from another terminal take
+    effect within [scheduler] poll_interval. On stop it waits for running jobs.
+    """
+    from legacy.scheduler import run_foreground
+
+    if once_for is not None and once_for < 0:
+        raise InputError("--once-for must not be negative", fix="give a number of seconds")
+    stop = threading.Event()
+    timer = None
+    if once_for is not None:
+        timer = threading.Timer(once_for, stop.set)
+        timer.daemon = True
+        timer.start()
+    try:
+        run_foreground(app.settings, stop_event=stop, echo=app.info)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+@click.command("jobs")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def jobs(app: App, as_json: bool) -> None:
+    """APScheduler jobs and the batch flag, per ingestion; next fire time in the ingestion's zone."""
+    from legacy import schedule as sched
+    from legacy.scheduler import JobSync
+
+    ws = Workspace(app.settings)
+    items = [] if _fresh(ws) else ws.ingestions.list()
+    js = JobSync(ws.settings)
+    by_id = {j.ingestion_id: j for j in js.jobs()}
+    foreign = set(js.foreign_jobs())
+    rows = []
+    for ing in items:
+        job = by_id.pop(ing.id, None)
+        tz = ing.schedule_timezone
+        if job is None and ing.id in foreign:
+            state = "blocked (another application's job has this id)"
+        elif job is None:
+            state = "missing (run `cutover legacy sync`)" if ing.schedule is not None else "none"
+        else:
+            state = "paused" if job.paused else "active"
+        rows.append({
+            "ingestion_id": ing.id, "schedule": sched.describe(ing.schedule), "timezone": tz,
+            "job": state, "trigger": job.schedule if job else None,
+            "batch": "paused" if ing.batch_paused else "active",
+            "next_run_time": job.next_run_time if job else None,
+            "next_run_local": _fmt_time(job.next_run_time, tz) if job else "",
+        })
+    for jid, job in sorted(by_id.items()):  # jobs whose ingestion is gone
+        rows.append({"ingestion_id": jid, "schedule": None, "timezone": None,
+                     "job": "orphan (paused)" if job.paused else "orphan", "trigger": job.schedule,
+                     "batch": None, "next_run_time": job.next_run_time,
+                     "next_run_local": _fmt_time(job.next_run_time, "UTC")})
+    if as_json:
+        app.json({"jobstore": redact_url(ws.settings.jobstore_url), "table": ws.settings.jobstore_table,
+                  "jobs": rows, "queued_one_off_runs": js.pending_one_offs()})
+        return
+    if not rows:
+        app.echo("no ingestions and no APScheduler jobs")
+        return
+    app.table([(r["ingestion_id"], r["schedule"] or "", r["timezone"] or "", r["job"], r["batch"] or "",
+                r["next_run_local"]) for r in rows],
+              ("ingestion", "schedule", "tz", "apscheduler", "batch", "next run"))
+    queued = js.pending_one_offs()
+    if queued:
+        app.echo(f"{len(queued)} one-off run(s) queued for the scheduler")
+
+
+# -- sync -----------------------------------------------------------------------------------
+
+
+@click.command("sync")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_app
+def sync(app: App, dry_run: bool) -> None:
+    """Create/update one APScheduler job per scheduled ingestion; remove jobs of gone or unscheduled ones.
+
+    Paused jobs stay paused.
+    """
+    from legacy.scheduler import JobSync
+
+    ws = Workspace(app.settings)
+    items = [] if (dry_run and _fresh(ws)) else ws.ingestions.list()
+    problems: list[str] = []
+    actions = JobSync(ws.settings).sync(items, dry_run=dry_run, problems=problems)
+    prefix = "would " if dry_run else ""
+    verbs = {"created": "create", "updated": "update", "removed": "remove"}
+    for action, iid in actions:
+        if action == "unchanged":
+            app.echo(f"unchanged: {iid}")
+        else:
+            app.echo(f"{prefix}{verbs[action] if dry_run else action}: {iid}")
+    n = {a: sum(1 for x, _ in actions if x == a) for a in ("created", "updated", "removed", "unchanged")}
+    if dry_run:
+        app.echo(f"Dry run: {n['created']} to create, {n['updated']} to update, {n['removed']} to remove, "
+                 f"{n['unchanged']} unchanged")
+    else:
+        app.echo(f"{n['created']} created, {n['updated']} updated, {n['removed']} removed, {n['unchanged']} unchanged")
+    for p in problems:
+        app.echo(f"problem: {p}")
+    if problems:
+        cls = InputError if dry_run or not any(a != "unchanged" for a, _ in actions) else PartialFailure
+        raise cls(f"{len(problems)} job(s) could not be synced", fix="see the problem lines above")
+
+
+# -- pause / resume -------------------------------------------------------------------------
+
+
+def _pause_resume(app: App, ids, all_: bool, dry_run: bool, *, pause: bool) -> None:
+    from legacy.scheduler import JobSync
+
+    ws = Workspace(app.settings)
+    items = _ingestions(ws, list(ids), all_, dry_run=dry_run)
+    js = JobSync(ws.settings)
+    verb = "pause" if pause else "resume"
+    done = "paused" if pause else "resumed"
+    changed_n = 0
+    for ing in items:
+        job_paused = js.is_paused(ing.id)  # None: no job
+        steps = []
+        if job_paused is not None and job_paused != pause:
+            steps.append("job")
+        if ing.batch_paused != pause:
+            steps.append("batch")
+        if not dry_run:
+            # pause: stop the scheduler first; resume: clear the flag first so the next fire is not skipped
+            for step in (steps if pause else list(reversed(steps))):
+                if step == "job":
+                    (js.pause if pause else js.resume)(ing.id)
+                else:
+                    ws.ingestions.set_batch_paused(ing.id, pause)
+        parts = []
+        if job_paused is None:
+            parts.append("no APScheduler job")
+        else:
+            parts.append(f"APScheduler job {done}" if "job" in steps else f"APScheduler job already {done}")
+        parts.append((f"batch flag {'set' if pause else 'cleared'}") if "batch" in steps
+                     else f"batch already {done}")
+        if steps:
+            changed_n += 1
+            app.echo(f"{'would ' + verb if dry_run else done} {ing.id}: {', '.join(parts)}")
+        else:
+            app.echo(f"unchanged {ing.id}: already {done} ({', '.join(parts)})")
+    app.echo(f"{'Dry run: ' if dry_run else ''}{changed_n} {'to ' + verb if dry_run else done}, "
+             f"{len(items) - changed_n} already {done}")
+
+
+@click.command("pause")
+@click.argument("ingestion_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every ingestion.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_app
+def pause(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
+    """Pause legacy jobs persistently: the APScheduler job (if any) and the batch flag. Idempotent."""
+    _pause_resume(app, ingestion_ids, all_, dry_run, pause=True)
+
+
+@click.command("resume")
+@click.argument("ingestion_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every ingestion.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_app
+def resume(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
+    """Resume legacy jobs at their next correct fire time (no catch-up of missed runs). Idempotent."""
+    _pause_resume(app, ingestion_ids, all_, dry_run, pause=False)
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+@click.command("import")
+@click.option("--jobstore", "jobstore_url", required=True, metavar="URL",
+              help="SQLAlchemy URL of the team's APScheduler job store (read only).")
+@click.option("--table", default="apscheduler_jobs", show_default=True, help="Its jobs table.")
+@click.option("--replace", is_flag=True, help="Update the schedule of existing ingestions when the job fires differently.")
+@click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
+@pass_app
+def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: bool) -> None:
+    """Import the jobs of an existing APScheduler 3 job store, with their real triggers.
+
+    The source is only read (never restored through APScheduler, which would
+    delete jobs it cannot load). A job becomes an ingestion from its kwargs
+    (source_uri/source, format, table, ...), or updates the schedule of the
+    ingestion of the same id. Paused jobs are imported paused. All jobs are
+    validated first: any problem exits 2 with nothing written.
+    """
+    from legacy.scheduler import JobSync, apply_import, plan_import, read_source_jobs
+
+    rows = read_source_jobs(jobstore_url, table)
+    ws = Workspace(app.settings)
+    if dry_run and _fresh(ws):
+        existing, ours_paused = {}, {}
+    else:
+        existing = {i.id: i for i in ws.ingestions.list()}
+        js = JobSync(ws.settings)
+        ours_paused = {i: ing.batch_paused or bool(js.is_paused(i)) for i, ing in existing.items()}
+    items = plan_import(rows, existing, replace=replace, ours_paused=ours_paused)
+    app.info(f"{len(rows)} job(s) in {redact_url(jobstore_url)} table {table}")
+    problems = [i for i in items if i.action == "problem"]
+    for item in items:  # with problems nothing is written: every line says "would"
+        app.echo(item.line(dry_run=dry_run or bool(problems)))
+    n = {a: sum(1 for i in items if i.action == a) for a in ("create", "update", "unchanged")}
+    summary = f"{n['create']} to create, {n['update']} to update, {n['unchanged']} unchanged, {len(problems)} problem(s)"
+    if problems:
+        app.echo(summary)
+        raise InputError(f"{len(problems)} job(s) cannot be imported, nothing was written",
+                         fix="fix the problems listed above and run the import again")
+    if dry_run:
+        app.echo(f"Dry run: {summary}")
+        return
+    apply_import(ws, items)
+    app.echo(summary.replace("to create", "created").replace("to update", "updated"))
+    if n["create"] or n["update"]:
+        app.info("the source job store was not changed: stop the team's scheduler before `cutover legacy scheduler` "
+                 "takes over (the ledger fences any overlap)")

@@ -1,0 +1,175 @@
+"""Fixtures of the orchestrator contract suite.
+
+Every adapter runs the same tests through a ``Harness``. To add an adapter
+(e.g. Prefect), write a ``make_<name>(workspace)`` factory returning a Harness
+and add it to ``HARNESSES`` (with marks if it needs a server)::
+
+    HARNESSES.append(pytest.param("prefect", marks=pytest.mark.prefect))
+    FACTORIES["prefect"] = make_prefect
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from cutover.config import load_settings
+from cutover.workspace import Workspace
+from legacy.ingestions import Ingestion, validate
+from legacy.schedule import parse_schedule_text
+
+SCHEDULES = {
+    # yearly crons: nothing fires while the suite runs
+    "orders": "cron 0 3 1 1 *",
+    "customers": "cron 30 4 2 1 *",
+    "fresh": "cron 15 5 3 1 *",
+}
+OTHER_SCHEDULE = "cron 45 6 4 1 *"
+
+
+@dataclass
+class ContractWorkspace:
+    ws: Workspace
+    home: Path
+    ingestions: dict[str, Ingestion]  # in the inventory
+    fresh: Ingestion  # valid, NOT in the inventory
+    files: dict[str, list[str]]  # ingestion id -> its CSV file paths
+
+    def with_schedule(self, ing: Ingestion, text: str) -> Ingestion:
+        from dataclasses import replace
+
+        return replace(ing, schedule=parse_schedule_text(text))
+
+
+def _csv_source(root: Path, name: str, rows: list[tuple[int, str, float]]) -> list[str]:
+    src = root / name
+    src.mkdir(parents=True)
+    paths = []
+    for part in range(2):
+        p = src / f"{name}-{part}.csv"
+        chunk = rows[part::2]
+        p.write_text("id,name,amount\n" + "".join(f"{i},{n},{a}\n" for i, n, a in chunk))
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture
+def contract_ws(workspace_env, tmp_path, monkeypatch):
+    """An isolated workspace (``workspace_env`` of tests/conftest.py) with two ingestions
+    over small CSV files in the inventory, and a third one ready but not added."""
+    home = workspace_env
+    monkeypatch.setenv("CUTOVER_SCHEDULER_POLL_INTERVAL", "0.1")
+    ws = Workspace(load_settings())
+    files, ings = {}, {}
+    for n, name in enumerate(("orders", "customers", "fresh")):
+        files[name] = _csv_source(tmp_path / "src", name, [(i, f"{name}-{i}", i * 1.5) for i in range(1, 6 + n)])
+        ings[name] = validate({"id": name, "source_uri": str(tmp_path / "src" / name), "pattern": "*.csv",
+                               "format": "csv", "table": f"contract.{name}", "key_columns": ["id"],
+                               "schedule": parse_schedule_text(SCHEDULES[name])})
+    fresh = ings.pop("fresh")
+    ws.ingestions.upsert(list(ings.values()), replace_existing=False)
+    return ContractWorkspace(ws, home, ings, fresh, files)
+
+
+@dataclass
+class Harness:
+    name: str
+    adapter: Any
+    cw: ContractWorkspace
+    removes_jobs: bool = True  # remove_job makes the job disappear (batch: it is retired = paused)
+    has_schedules: bool = True  # JobInfo.schedule reflects the ingestion's schedule
+    writes_ledger: bool = True  # a triggered run fills the processed-file ledger
+    run_orchestrator: str = "legacy"  # RunRecord.orchestrator of its runs
+    register: Callable[[Ingestion], None] = lambda ing: None  # called before ensure_job(fresh ingestion)
+    start_runner: Callable[[], None] = lambda: None  # makes triggered runs happen (e.g. a scheduler)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def wait_for_run(self, ingestion_id: str, run_ref: str, *, timeout: float = 30.0):
+        """The run a trigger() returned, once it has finished (matched by id or external id)."""
+        self.start_runner()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for r in self.adapter.read_runs(ingestion_id=ingestion_id):
+                if run_ref in (r.id, r.external_id):
+                    last = r
+                    if r.status != "RUNNING":
+                        return r
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name}: no finished run for {run_ref} within {timeout}s (last seen: {last})")
+
+    def close(self) -> None:
+        for c in reversed(self.closers):
+            c()
+
+
+def make_fake(cw: ContractWorkspace) -> Harness:
+    from cutover.testing import FakeOrchestrator
+
+    return Harness("fake", FakeOrchestrator(), cw, writes_ledger=False)
+
+
+def make_batch(cw: ContractWorkspace) -> Harness:
+    from legacy.adapters import BatchAdapter
+
+    return Harness("batch", BatchAdapter(cw.ws), cw, removes_jobs=False, has_schedules=False)
+
+
+def make_apscheduler(cw: ContractWorkspace) -> Harness:
+    from legacy.adapters import APSchedulerAdapter
+    from legacy.scheduler import run_foreground
+
+    h = Harness("apscheduler", APSchedulerAdapter(cw.ws), cw)
+    stop = threading.Event()
+    state: dict[str, threading.Thread] = {}
+
+    def start_runner():
+        if "thread" in state:
+            return
+        started = threading.Event()
+        t = threading.Thread(target=run_foreground, args=(cw.ws.settings,),
+                             kwargs={"stop_event": stop, "started": started}, daemon=True)
+        t.start()
+        state["thread"] = t
+        assert started.wait(20), "the scheduler did not start"
+
+    def close():
+        stop.set()
+        if "thread" in state:
+            state["thread"].join(30)
+
+    h.start_runner = start_runner
+    h.closers.append(close)
+    return h
+
+
+FACTORIES: dict[str, Callable[[ContractWorkspace], Harness]] = {
+    "fake": make_fake,
+    "batch": make_batch,
+    "apscheduler": make_apscheduler,
+}
+HARNESSES: list = [pytest.param(name, id=name) for name in FACTORIES]
+
+
+def make_prefect(cw: ContractWorkspace) -> Harness:
+    from tests.prefect_fixtures import make_prefect_harness  # real server + worker, one per session
+
+    return make_prefect_harness(cw)
+
+
+FACTORIES["prefect"] = make_prefect
+HARNESSES.append(pytest.param("prefect", id="prefect", marks=[pytest.mark.prefect, pytest.mark.slow]))
+
+
+@pytest.fixture(params=HARNESSES)
+def harness(request, contract_ws) -> Harness:
+    h = FACTORIES[request.param](contract_ws)
+    for ing in contract_ws.ingestions.values():
+        h.adapter.ensure_job(ing)
+    yield h
+    h.close()
