@@ -41,6 +41,8 @@ class WaveResult:
 
 
 def operation_id(plan: Plan, wave: Wave) -> str:
+    if not plan.created_at:  # a one-wave operation: its id is the plan id
+        return plan.id
     return f"{plan.id}:wave{wave.number}"
 
 
@@ -252,3 +254,36 @@ def execute_wave(ws, plan: Plan, wave: Wave, evaluator, *, reason: str = "") -> 
 
 
 __all__ = ["Apply", "DryRun", "Sides", "Move", "choose_wave", "check_stale", "evaluate_gates", "execute_wave"]
+
+
+def operation(ws, name: str, moves: list[Move], sides, echo: Callable[[str], None], *, dry_run: bool,
+              reason: str = "") -> WaveResult:
+    """A one-wave mutating operation (shadow start/stop, rollback ...) with the same guarantees
+    as `execute`: shown first, journaled, locked, resumable by running it again.
+
+    The operation id is derived from what it moves and from when each ingestion's state
+    last changed, so a re-run after a crash resumes the same journal, while the same
+    command after a completed operation starts afresh."""
+    import hashlib
+    import json as _json
+
+    from cutover import lock
+
+    key = [(m.ingestion_id, m.from_state, m.to_state, states.state_stamp(ws.state_engine, m.ingestion_id),
+            [s.as_dict() for s in m.steps]) for m in moves]
+    op_id = f"{name}-{hashlib.sha1(_json.dumps(key, default=str).encode()).hexdigest()[:12]}"
+    plan = Plan(op_id, "", audit.who(), "", (Wave(1, name, tuple(moves)),), {})
+    wave = plan.waves[0]
+    if dry_run:
+        DryRun(echo).run(ws, plan, wave)
+        echo("Dry run: nothing was changed.")
+        return WaveResult(wave)
+    with lock.locked(ws.state_engine, f"{name} {', '.join(m.ingestion_id for m in moves)}"):
+        res = Apply(sides, echo).run(ws, plan, wave)
+    audit.record(ws.state_engine, name, target=", ".join(m.ingestion_id for m in moves), reason=reason or None,
+                 detail={"operation_id": op_id, "applied": len(res.applied), "skipped": len(res.skipped),
+                         "failed": res.failed})
+    if res.failed:
+        raise PartialFailure(f"{name} stopped at: {res.failed}",
+                             fix="fix the cause and run the same command again to resume (the journal keeps the progress)")
+    return res

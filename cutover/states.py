@@ -53,3 +53,10 @@ def set_state(engine, ingestion_id: str, new: str, *, by: str | None = None, for
     with engine.begin() as conn:
         conn.execute(ins)
     return True
+
+
+def state_stamp(engine, ingestion_id: str) -> str:
+    """When the state last changed ('never' for an ingestion cutover has not touched)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(t_states.c.updated_at).where(t_states.c.ingestion_id == ingestion_id)).first()
+    return str(r[0]) if r else "never"

@@ -9,7 +9,7 @@ APScheduler 3 trigger each becomes.
    day-of-month AND day-of-week must both match), because that is what the
    legacy system really does;
 3. an APScheduler trigger spec as APScheduler takes it:
-   ``{"trigger": "cron", "day": "last", "hour": 2, "second": 30, "jitter": 60}``,
+   ``{"trigger": "cron", "day": "last", "hour": 2, "minute": 0, "second": 30, "jitter": 60}``,
    ``{"trigger": "interval", "hours": 6, "start_date": "2026-01-01T00:30:00"}``,
    ``{"trigger": "date", "run_date": "2026-12-24T18:00:00"}``.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -280,7 +280,7 @@ def next_fire_times(trigger, start: datetime, count: int = 5, *, until: datetime
             break
         out.append(nxt)
         prev = nxt
-        now = nxt + timedelta(microseconds=1)
+        now = nxt.astimezone(timezone.utc) + timedelta(microseconds=1)  # keeps the repeated hour apart
         if until is None and len(out) >= count:
             break
     return out
