@@ -54,6 +54,15 @@ def acquire(engine, reason: str, name: str = NAME) -> str:
         h = holder(engine, name)
         if h is None:  # released in between: try once more
             return acquire(engine, reason, name)
+        if h["stale"]:
+            # The holder ran on this host and its process is gone (killed, crashed): taking
+            # over is what lets a re-run resume after a crash. Other hosts need `cutover unlock`.
+            with engine.begin() as conn:
+                conn.execute(delete(t_locks).where(t_locks.c.name == name, t_locks.c.id == h["id"]))
+            from cutover.audit import record
+
+            record(engine, "lock-takeover", target=h["id"], reason="holder process is gone", detail=h)
+            return acquire(engine, reason, name)
         hint = " (that process is gone: the lock is stale)" if h["stale"] else ""
         raise Locked(f"locked by {h['holder']} (host {h['host']}, pid {h['pid']}) since {h['acquired_at'][:19]} "
                      f"for {h['reason']!r}{hint}",

@@ -17,8 +17,21 @@ def active_pause(ws) -> dict | None:
     return {"id": r.id, "reason": r.reason, "created_at": str(r.created_at)} if r else None
 
 
+def in_flight(ws) -> dict[str, str]:
+    """Ingestions touched by an operation whose journal is not complete: {ingestion: operation id}."""
+    from cutover.journal import operations
+
+    out = {}
+    for op in operations(ws.state_engine, limit=200):
+        if any(s["status"] != "DONE" for s in op["steps"]):
+            for s in op["steps"]:
+                out.setdefault(s["step"].split(":", 1)[0], op["operation_id"])
+    return out
+
+
 def compute_status(ws, sides) -> dict:
     st = states.get_states(ws.state_engine)
+    handoffs = in_flight(ws)
     errors: list[str] = []
     try:
         legacy = sides.legacy().live_state()
@@ -53,14 +66,15 @@ def compute_status(ws, sides) -> dict:
             live_owners = [n for n, on in (("legacy", lg["live"]), ("prefect", live_on)) if on]
             if len(live_owners) > 1:
                 ok, problem = False, "both sides are live"
-            elif not live_owners and not paused_by_operator:
+            elif not live_owners and not paused_by_operator and ing.id not in handoffs:
                 ok, problem = False, "no side is live"
-            elif live_owners and live_owners[0] != owner:
+            elif live_owners and live_owners[0] != owner and ing.id not in handoffs:
                 ok, problem = False, f"{live_owners[0]} is live but the state {state} says {owner}"
             else:
                 ok = True
         rows.append({"id": ing.id, "state": state, "live_owner": owner,
                      "legacy": lg["text"] if lg else "unknown", "prefect_live": live_text,
-                     "prefect_shadow": shadow_text, "invariant_ok": ok, "problem": problem})
+                     "prefect_shadow": shadow_text, "invariant_ok": ok, "problem": problem,
+                     "operation_in_flight": handoffs.get(ing.id)})
     return {"ingestions": rows, "errors": errors, "lock": lock.holder(ws.state_engine),
             "active_pause": paused_by_operator}

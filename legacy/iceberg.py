@@ -69,7 +69,7 @@ def snapshot_info(snapshot) -> SnapshotInfo:
 class Catalog:
     """A pyiceberg catalog from cutover settings (SQL catalog on SQLite by default)."""
 
-    def __init__(self, name: str, properties: dict[str, str], *, commit_retries: int = 8):
+    def __init__(self, name: str, properties: dict[str, str], *, commit_retries: int = 12):
         self.name = name
         self.properties = dict(properties)
         self.commit_retries = commit_retries
@@ -127,19 +127,28 @@ class Catalog:
         if tbl is not None:
             return tbl
         namespace = identifier.rsplit(".", 1)[0]
-        self.catalog.create_namespace_if_not_exists(namespace)
-        return self.catalog.create_table_if_not_exists(identifier, schema=arrow_schema)
+        try:
+            self.catalog.create_namespace_if_not_exists(namespace)
+        except Exception:  # noqa: BLE001 - the SQL catalog checks then inserts: a concurrent
+            # creator makes it raise IntegrityError instead of NamespaceAlreadyExistsError
+            if not self.catalog.namespace_exists(namespace):
+                raise
+        return self.catalog.create_table_if_not_exists(
+            identifier, schema=arrow_schema, properties={"commit.retry.num-retries": "0"})
 
     # -- writes ----------------------------------------------------------------------
     def append(self, identifier: str, data, *, branch: str, properties: dict[str, str], tbl=None) -> int:
         """Append ``data`` as one snapshot on ``branch``; returns its snapshot id.
 
-        Optimistic commits that lose a race are retried with a fresh table
-        (nothing was committed by the attempt that failed).
+        A commit that loses an optimistic race is retried on a fresh table, but only
+        after checking that no other run committed the same file meanwhile (the
+        commit itself is then the fence). Tables cutover creates have pyiceberg's
+        blind internal retry turned off for that reason.
         """
         from pyiceberg.exceptions import CommitFailedException
 
         tbl = tbl or self.load(identifier)
+        path = properties.get(P_FILE)
         for attempt in range(self.commit_retries + 1):
             try:
                 tbl.append(data, snapshot_properties=properties, branch=branch)
@@ -149,6 +158,12 @@ class Catalog:
                     raise
                 time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
                 tbl = self.load(identifier)
+                if path:
+                    for info in self.ancestry(tbl, branch):
+                        p = info.properties
+                        if p.get(P_FILE) == path and p.get(P_MODE) == properties.get(P_MODE) \
+                                and p.get(P_INGESTION) == properties.get(P_INGESTION):
+                            return info.snapshot_id  # someone else committed this very file
         raise AssertionError("unreachable")
 
     def create_branch(self, identifier: str, branch: str, snapshot_id: int) -> None:

@@ -142,5 +142,5 @@ class RunStore:
             for rid in ids:
                 conn.execute(update(t_runs).where(t_runs.c.id == rid, t_runs.c.status == RUNNING).values(
                     status=CRASHED, ended_at=t_runs.c.heartbeat_at,
-                    error=f"no heartbeat for over {timeout:.0f}s: the run died; its claims were released for retry"))
+                    error=f"no heartbeat for over {timeout:.0f}s: the run died; the next run takes over its claims"))
         return ids

@@ -145,8 +145,16 @@ def status(app: App, as_json: bool) -> None:
             app.echo(f"PAUSED by operator: snapshot {st['active_pause']['id']} ({st['active_pause']['reason']})")
         for e in st["errors"]:
             app.echo(f"cannot read: {e}")
-        app.table([(r["id"], r["state"], r["live_owner"], r["legacy"], r["prefect_live"], r["prefect_shadow"],
-                    "OK" if r["invariant_ok"] else ("unknown" if r["invariant_ok"] is None else "VIOLATED: " + r["problem"]))
+        def inv(r):
+            if r["invariant_ok"] is None:
+                return "unknown"
+            if not r["invariant_ok"]:
+                return "VIOLATED: " + r["problem"]
+            if r.get("operation_in_flight"):
+                return f"OK, operation {r['operation_in_flight']} unfinished: re-run it"
+            return "OK"
+
+        app.table([(r["id"], r["state"], r["live_owner"], r["legacy"], r["prefect_live"], r["prefect_shadow"], inv(r))
                    for r in st["ingestions"]],
                   ("ingestion", "state", "live owner", "legacy", "prefect live", "prefect shadow", "invariant"))
     if any(r["invariant_ok"] is False for r in st["ingestions"]):

@@ -1,0 +1,113 @@
+"""Shared pytest fixtures.
+
+Fixtures for everybody (none is autouse):
+
+``workspace_env`` (function)
+    An isolated cutover workspace: ``CUTOVER_HOME`` points to a fresh temp dir,
+    every other ``CUTOVER_*`` variable and ``PREFECT_API_URL`` are removed from
+    the environment (monkeypatch restores them), and cutover.db's process-wide
+    caches (engines, "schema checked" set) are reset before and after the test.
+    Yields the home :class:`~pathlib.Path` (not created: cutover creates it on
+    first use, like a real first run). ``cutover.config.load_settings()`` and
+    ``Workspace()`` called inside the test see this workspace; so do
+    subprocesses given ``os.environ`` (see ``tests.helpers.cutover_env``).
+
+``pg_cluster`` (session)
+    One throwaway PostgreSQL 15 cluster (:class:`tests.pg.PgCluster`) for the
+    whole session, started on first use on a free port in a temp dir, stopped
+    and deleted at the end. Tests that use it are skipped with the reason only
+    when the PostgreSQL binaries are absent. Mark such tests
+    ``@pytest.mark.postgres``.
+
+``pg_url_factory`` (function)
+    ``pg_url_factory(prefix="db") -> url``: creates a fresh, empty database
+    on the session cluster and returns its SQLAlchemy URL
+    (``postgresql+psycopg://postgres@127.0.0.1:PORT/NAME``). Every database it
+    created is dropped (connections forced closed) when the test ends, after
+    cutover.db's engines are disposed. ``pg_url_factory.cluster`` is the
+    cluster, for ``.url(name, driver="asyncpg")`` and the like.
+
+``pg_url`` (function)
+    Shorthand: one fresh database URL.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import pg as pgmod
+
+
+def _reset_cutover_caches() -> None:
+    import cutover.db
+
+    cutover.db.dispose_engines()
+    cutover.db.reset_schema_cache()
+
+
+@pytest.fixture
+def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.db caches reset. Yields the home Path."""
+    for name in list(os.environ):
+        if name.startswith("CUTOVER_") or name == "PREFECT_API_URL":
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "cutover-home"
+    monkeypatch.setenv("CUTOVER_HOME", str(home))
+    _reset_cutover_caches()
+    try:
+        yield home
+    finally:
+        _reset_cutover_caches()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL cluster for the whole session (skips only if the binaries are absent)."""
+    try:
+        cluster = pgmod.PgCluster()
+    except pgmod.PgUnavailable as e:
+        pytest.skip(f"PostgreSQL not available: {e}")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        _reset_cutover_caches()
+        cluster.stop()
+
+
+class _PgUrlFactory:
+    def __init__(self, cluster: pgmod.PgCluster):
+        self.cluster = cluster
+        self.names: list[str] = []
+
+    def __call__(self, prefix: str = "db") -> str:
+        url = self.cluster.create_database(prefix=prefix)
+        self.names.append(url.rsplit("/", 1)[1])
+        return url
+
+    def cleanup(self) -> None:
+        _reset_cutover_caches()
+        for name in self.names:
+            try:
+                self.cluster.drop_database(name)
+            except Exception:  # noqa: BLE001 - the cluster is deleted at session end anyway
+                pass
+
+
+@pytest.fixture
+def pg_url_factory(pg_cluster):
+    """``factory(prefix="db") -> url`` of a fresh database, dropped after the test."""
+    factory = _PgUrlFactory(pg_cluster)
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_url_factory) -> str:
+    """One fresh PostgreSQL database URL, dropped after the test."""
+    return pg_url_factory()
