@@ -24,7 +24,21 @@ LAZY = {
     "runs": ("cutover.cli.inspect_cmd:runs", "Run records of both orchestrators."),
     "ledger": ("cutover.cli.inspect_cmd:ledger", "The processed-file ledger of an ingestion."),
     "table": ("cutover.cli.inspect_cmd:table", "Iceberg tables: row counts per branch and snapshots."),
+    "shadow": ("cutover.cli.shadow_cmd:shadow", "Shadow runs: start, stop, run --once (legacy stays authoritative)."),
+    "parity": ("cutover.cli.parity_cmd:parity", "Parity verdict per ingestion; `parity history` for streaks."),
+    "waive": ("cutover.cli.parity_cmd:waive", "Waive one check of one ingestion until a date."),
+    "waivers": ("cutover.cli.parity_cmd:waivers", "List and remove waivers."),
+    "inventory": ("cutover.cli.ops_cmd:inventory", "Every ingestion: schedules, verification, queue, state, streak."),
+    "plan": ("cutover.cli.ops_cmd:plan", "Plan the migration in waves with gates (changes nothing)."),
+    "execute": ("cutover.cli.ops_cmd:execute", "Apply the next wave of a plan: journaled, resumable, locked."),
+    "status": ("cutover.cli.ops_cmd:status", "States, live owners, schedule states and the invariant."),
+    "log": ("cutover.cli.ops_cmd:log_cmd", "The audit trail of every mutating action."),
+    "unlock": ("cutover.cli.ops_cmd:unlock", "Break a stale operator lock."),
     "demo": ("cutover.cli.demo_cmd:demo", "Recreate the demo workspace and run the end-to-end story."),
+    "prefect": ("cutover.cli.prefect_cmd:prefect", "Prefect side: local server up/down/status, deploy, runs."),
+    "schedules": ("cutover.cli.schedules_cmd:schedules", "Verify that Prefect schedules fire exactly when the legacy ones do."),
+    "watch": ("cutover.cli.watch_cmd:watch", "Rollback triggers for ingestions in CUTOVER: alert or auto-rollback."),
+    "runbook": ("cutover.cli.runbook_cmd:runbook", "Operational runbooks: list, show, run their command blocks step by step."),
 }
 
 

@@ -1,0 +1,262 @@
+"""`cutover prefect ...`: the Prefect side (local server, deployments, runs).
+
+prefect is imported inside the commands only: `cutover --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cutover.cli.app import App, pass_app
+from cutover.errors import InputError
+
+
+@click.group()
+def prefect() -> None:
+    """The Prefect side: local server and worker, deployments, flow runs.
+
+    Every command talks to PREFECT_API_URL when it is set, else to the local
+    server of this workspace (SQLite under [prefect] home), started on demand.
+    """
+
+
+def _settings_env(app: App, *, dry_run: bool = False):
+    """Keep the in-process Prefect client's files in this workspace (before prefect is imported).
+
+    Importing prefect creates PREFECT_HOME: a dry run on a workspace without one points it at a
+    temporary directory, removed at exit, so that it leaves nothing behind.
+    """
+    import os
+    import sys
+
+    if "prefect" in sys.modules:  # imported already (tests, library use): too late to matter
+        return app.settings
+    home = Path(app.settings.prefect_home).absolute()
+    if dry_run and not home.exists() and "PREFECT_HOME" not in os.environ:
+        import atexit
+        import shutil
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="cutover-dry-run-prefect-")
+        atexit.register(shutil.rmtree, tmp, True)
+        os.environ["PREFECT_HOME"] = tmp
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    return app.settings
+
+
+@prefect.command("up")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for /api/health.")
+@click.option("--no-worker", is_flag=True, help="Start the server only.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
+    """Start the local Prefect server and a process worker (idempotent)."""
+    from cutover import prefect_local as pl
+
+    settings = _settings_env(app)
+    if settings.prefect_api_url:
+        app.info(f"PREFECT_API_URL is set ({settings.prefect_api_url}): using that server; only the work pool "
+                 f"and queues are ensured there")
+        created = pl.ensure_work_pool(settings.prefect_api_url, settings.prefect_work_pool)
+        res = {"mode": "external", "url": settings.prefect_api_url, "created": created}
+        app.json(res) if as_json else app.echo(f"work pool {settings.prefect_work_pool}: "
+                                               f"{', '.join(created) or 'already there'}")
+        return
+    r = pl.up(settings, timeout=timeout, worker=not no_worker, echo=None if as_json else app.info)
+    if as_json:
+        app.json({**r.state.as_dict(), "started_server": r.started_server, "started_worker": r.started_worker,
+                  "created": r.created, "health_wait_s": r.health_wait_s})
+        return
+    if r.started_server:
+        app.echo(f"server: started at {r.state.url} (pid {r.state.server_pid}), healthy after {r.health_wait_s:.1f}s")
+    else:
+        app.echo(f"server: already running at {r.state.url} (pid {r.state.server_pid})")
+    if no_worker:
+        app.echo("worker: not started (--no-worker)")
+    else:
+        app.echo(f"worker: {'started' if r.started_worker else 'already running'} (pid {r.state.worker_pid}) "
+                 f"for pool {r.state.work_pool}")
+    if r.created:
+        app.echo(f"created: {', '.join(r.created)}")
+    app.echo(f"export PREFECT_API_URL={r.state.url}  # to use it from other tools")
+
+
+@prefect.command("down")
+@click.option("--grace", default=10.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
+@pass_app
+def down_cmd(app: App, grace: float) -> None:
+    """Stop the local Prefect worker and server (idempotent)."""
+    from cutover import prefect_local as pl
+
+    out = pl.down(app.settings, grace=grace)
+    app.echo(f"worker: {out['worker']}")
+    app.echo(f"server: {out['server']}")
+
+
+@prefect.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status_cmd(app: App, as_json: bool) -> None:
+    """URL, pids and health of the Prefect side (starts nothing). Exit 1 when it is not healthy."""
+    from cutover import prefect_local as pl
+
+    st = pl.status(app.settings)
+    if as_json:
+        app.json(st)
+        if not st["healthy"]:
+            raise click.exceptions.Exit(1)
+        return
+    app.echo(f"mode:    {st['mode']}{' (PREFECT_API_URL)' if st['mode'] == 'external' else ''}")
+    app.echo(f"url:     {st.get('url') or '-'}")
+    app.echo(f"health:  {'ok' if st['healthy'] else 'DOWN'} ({st['health']})")
+    if st["mode"] == "local":
+        app.echo(f"server:  pid {st.get('server_pid') or '-'} {'alive' if st.get('server_alive') else 'not running'}")
+        app.echo(f"worker:  pid {st.get('worker_pid') or '-'} {'alive' if st.get('worker_alive') else 'not running'}")
+    app.echo(f"pool:    {st['work_pool']}")
+    app.echo(f"home:    {st['prefect_home']}")
+    if not st["healthy"]:
+        raise click.exceptions.Exit(1)
+
+
+def _dry_run_repo(settings):
+    """The ingestion repo without creating or migrating anything (dry runs write nothing)."""
+    from cutover.db import get_engine
+    from legacy.ingestions import IngestionRepo
+
+    if settings.is_embedded_autoloader and not (settings.home / "autoloader.db").exists() \
+            and settings.autoloader_url.endswith("autoloader.db"):
+        raise InputError(f"no ingestions in {settings.home} (the workspace is empty)",
+                         fix="add one with `cutover ingestion add`")
+    return IngestionRepo(get_engine(settings.autoloader_url))
+
+
+@prefect.command("deploy")
+@click.argument("ingestion_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every ingestion.")
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="shadow", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show create/update/unchanged; no write anywhere (Prefect reads only).")
+@click.option("--paused/--active", "paused", default=None,
+              help="State of *new* deployments (default: live paused, shadow active). Existing ones keep theirs.")
+@click.option("--allow-approx", is_flag=True, help="Accept schedules Prefect can only approximate.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, paused, allow_approx: bool,
+               as_json: bool) -> None:
+    """Create or update one Prefect deployment per ingestion (<id>-<mode>), idempotently.
+
+    Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
+    A paused deployment stays paused.
+    """
+    from cutover import prefect_local as pl
+
+    settings = _settings_env(app, dry_run=dry_run)
+    if dry_run:
+        repo = _dry_run_repo(settings)
+        items_in = repo.resolve(ingestion_ids, all_=all_)
+        url = settings.prefect_api_url or pl.local_url(settings)
+        if url is None:
+            app.info("no Prefect server is running (dry run: none started): every deployment would be created")
+    else:
+        from cutover.workspace import Workspace
+
+        ws = Workspace(settings)
+        items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
+        url = pl.api_url(settings, start=True, echo=app.info)
+    if not items_in:
+        raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
+
+    from flows import deploy as D
+
+    counter = pl.RetryCounter()
+    with counter.watching():
+        if dry_run:
+            from cutover.workspace import Workspace
+
+            ws = Workspace(settings)
+            ws.__dict__["ingestions"] = repo  # no schema check / creation in a dry run
+            if url is None:
+                items = D.deploy(None, ws, items_in, mode, dry_run=True, paused_on_create=paused,
+                                 allow_approx=allow_approx)
+            else:
+                with pl.client(url) as c:
+                    items = D.deploy(c, ws, items_in, mode, dry_run=True, paused_on_create=paused,
+                                     allow_approx=allow_approx)
+        else:
+            with pl.client(url) as c:
+                items = D.deploy(c, ws, items_in, mode, paused_on_create=paused, allow_approx=allow_approx)
+    warnings = sorted({w for it in items for w in it.desired.warnings})
+    for w in warnings:
+        app.info(f"warning: {w}")
+    if counter.count:
+        app.info(counter.summary())
+    if as_json:
+        app.json({"dry_run": dry_run, "mode": mode, "api_url": url, "items": [it.as_dict() for it in items],
+                  "retried_requests": counter.count})
+        return
+    prefix = "would " if dry_run else ""
+    for it in items:
+        extra = []
+        if it.changes:
+            extra.append(f"changed: {', '.join(it.changes)}")
+        extra.append(f"queue {it.desired.work_queue}")
+        extra.append(it.desired.schedule_text or "manual")
+        if it.paused:
+            extra.append("paused")
+        app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {D.full_name(it.ingestion_id, mode)} ({'; '.join(extra)})")
+    n = {a: sum(1 for it in items if it.action == a) for a in ("create", "update", "unchanged")}
+    app.echo(f"{'Dry run: ' if dry_run else ''}{n['create']} to create, {n['update']} to update, "
+             f"{n['unchanged']} unchanged")
+
+
+@prefect.command("trigger")
+@click.argument("ingestion_id")
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="shadow", show_default=True)
+@click.option("--force", is_flag=True, help="Run even if the deployment is paused.")
+@pass_app
+def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
+    """Start a flow run of the ingestion's deployment now (trigger=manual); prints the flow-run id.
+
+    Exit 1 when the deployment is paused (unless --force).
+    """
+    from cutover.workspace import Workspace
+    from flows.adapter import PrefectAdapter
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    ws.ingestions.get(ingestion_id)
+    with PrefectAdapter(ws, mode=mode) as ad:
+        app.echo(ad.trigger(ingestion_id, force=force))
+
+
+@prefect.command("runs")
+@click.argument("ingestion_id", required=False)
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> None:
+    """Recent flow runs of cutover deployments, with their cutover run records."""
+    from cutover.workspace import Workspace
+    from flows.adapter import PrefectAdapter
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    with PrefectAdapter(ws, start=True) as ad:
+        frs = ad.flow_runs(ingestion_id=ingestion_id, limit=limit)
+        records = {r.external_id: r for r in ws.runs.list(orchestrator="prefect", ingestion_id=ingestion_id,
+                                                          limit=max(200, limit * 4)) if r.external_id}
+    rows = []
+    for fr in frs:
+        rec = records.get(str(fr.id))
+        when = fr.start_time or fr.expected_start_time
+        rows.append({"flow_run_id": str(fr.id), "name": fr.name, "state": fr.state_name,
+                     "start": when.isoformat(timespec="seconds") if when else None,
+                     "run_id": rec.id if rec else None, "run_status": rec.status if rec else None,
+                     "files": rec.files_processed if rec else None, "records": rec.records_ingested if rec else None})
+    if as_json:
+        app.json(rows)
+        return
+    app.table([[r["flow_run_id"][:8], r["name"], r["state"], r["start"], (r["run_id"] or "")[:12], r["run_status"],
+                r["files"], r["records"]] for r in rows],
+              ["flow run", "name", "state", "start", "run", "status", "files", "records"])

@@ -1,0 +1,353 @@
+"""The Prefect orchestrator adapter (``cutover.protocol.OrchestratorWriter``).
+
+One adapter works on the deployments of one *mode*: ``PrefectAdapter(ws, mode="shadow")``
+(the default: a deployment created by mistake then writes only to the shadow
+branch and ledger namespace, never to production) or ``mode="live"`` (the
+cutover handoff). ``ensure_job``, ``remove_job``, ``pause``, ``resume``,
+``trigger`` and ``cancel_running`` act on the deployment ``<ingestion>-<mode>``;
+``list_jobs`` lists every cutover deployment (both modes, ``JobInfo.mode`` says
+which); ``read_runs`` / ``read_ledger`` read the run records and ledger of the
+Prefect side.
+
+- pause / resume: ``pause_deployment`` / ``resume_deployment`` (the deployment's
+  ``paused`` flag: the scheduler stops creating runs and removes future auto-
+  scheduled ones); idempotent, they return whether anything changed. A job is
+  reported paused when the deployment is paused *or* all its schedules are
+  inactive (``prefect deployment schedule pause``): either way nothing is scheduled.
+- trigger: a flow run from the deployment with ``trigger="manual"`` (what
+  ``run_deployment(..., timeout=0)`` does, without its polling); returns the flow-run id.
+- cancel_running: Running/Pending flow runs get a Cancelling state (the worker
+  kills them); Scheduled ones (incl. Late), which no worker holds yet, become Cancelled.
+- Writes are sequential (SQLite-backed servers answer concurrent writes with 503);
+  ``retries`` counts the client's retried requests.
+- An unreachable API raises ``OrchestratorError`` with a one-line reason.
+
+The API URL is ``api_url`` if given, else PREFECT_API_URL, else the local server
+(started on demand, except by ``health``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any, Iterator
+
+from cutover.errors import CutoverError, GateFailed, NotFound
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from cutover.redact import redact_text, redact_url
+
+PAGE = 200
+_ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return redact_text(f"{type(e).__name__}: {text}")[:300]
+
+
+class PrefectAdapter:
+    name = "prefect"
+
+    def __init__(self, workspace, api_url: str | None = None, *, mode: str = "shadow",
+                 paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True):
+        from flows.deploy import check_mode
+
+        self.ws = workspace
+        self.mode = check_mode(mode)
+        self.paused_on_create = paused_on_create
+        self.allow_approx = allow_approx
+        self.start = start
+        self._api_url = api_url
+        self._client = None
+        self._tmp_settings = None
+        self._retries = None
+        self._flow_id = None  # of flow cutover-ingest, once created/read
+        self._pool_checked = False
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        if self._api_url is None:
+            from cutover.prefect_local import api_url
+
+            try:
+                self._api_url = api_url(self.ws.settings, start=self.start)
+            except CutoverError as e:
+                raise OrchestratorError(f"Prefect API unavailable: {e.one_line()}") from None
+        return self._api_url
+
+    @property
+    def retries(self) -> int:
+        return self._retries.count if self._retries is not None else 0
+
+    def _open(self):
+        if self._client is None:
+            from prefect.client.orchestration import get_client
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            from cutover.prefect_local import RetryCounter
+
+            url = self.api_url
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                c = get_client(sync_client=True)
+            c.__enter__()
+            self._client = c
+            if self._retries is None:
+                self._retries = RetryCounter()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.__exit__(None, None, None)
+            self._client = None
+
+    def __enter__(self) -> "PrefectAdapter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        """The open client; connection failures become OrchestratorError."""
+        import httpx
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        c = self._open()
+        assert self._retries is not None
+        try:
+            with self._retries.watching():
+                yield c
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
+            raise OrchestratorError(f"Prefect API at {redact_url(self.api_url)} is unreachable ({_reason(e)})") from None
+        except PrefectHTTPStatusError as e:
+            code = e.response.status_code if e.response is not None else 0
+            if code >= 500 or code in (408, 429):
+                raise OrchestratorError(f"Prefect API at {redact_url(self.api_url)} failed: HTTP {code} "
+                                        f"after the client's retries") from None
+            raise
+
+    def _deployment(self, c, ingestion_id: str) -> dict | None:
+        """The deployment of this mode as plain JSON (None when absent).
+
+        Raw JSON on purpose: validating a DeploymentResponse validates its schedules, and the
+        Prefect 3.8 client checks each schedule's timezone against a fresh scan of the tz
+        database (~10 ms each): that dominated pause/resume and list_jobs.
+        """
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        from flows.deploy import FLOW_NAME, deployment_name
+
+        try:
+            r = c.request("GET", "/deployments/name/{flow_name}/{deployment_name}",
+                          path_params={"flow_name": FLOW_NAME, "deployment_name": deployment_name(ingestion_id, self.mode)})
+        except PrefectHTTPStatusError as e:
+            if e.response is not None and e.response.status_code == 404:
+                return None
+            raise
+        return r.json()
+
+    # -- reader --------------------------------------------------------------------------
+    def list_jobs(self) -> list[JobInfo]:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+        from prefect.client.schemas.sorting import DeploymentSort
+
+        from flows.deploy import TAG, describe_schedule, ingestion_of, mode_of
+
+        out: list[JobInfo] = []
+        flt = DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])).model_dump(mode="json")
+        with self.client() as c:
+            offset = 0
+            while True:  # read_deployments' body, parsed as plain JSON (see _deployment)
+                page = c.request("POST", "/deployments/filter", json={
+                    "deployments": flt, "limit": PAGE, "offset": offset, "sort": DeploymentSort.NAME_ASC.value}).json()
+                for d in page:
+                    tags = d.get("tags") or []
+                    iid = ingestion_of(tags)
+                    if iid is None:
+                        continue
+                    scheds = d.get("schedules") or []
+                    inactive = bool(scheds) and not any(s.get("active") for s in scheds)
+                    active = [s for s in scheds if s.get("active")] or scheds
+                    out.append(JobInfo(ingestion_id=iid, orchestrator=self.name, job_id=str(d["id"]),
+                                       schedule=describe_schedule(active[0].get("schedule")) if active else None,
+                                       paused=bool(d.get("paused") or inactive), next_run_time=None,
+                                       mode=mode_of(tags)))
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+        return out
+
+    def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
+        return self.ws.runs.list(orchestrator="prefect", ingestion_id=ingestion_id, since=since)
+
+    def read_ledger(self, ingestion_id: str, namespace: str, *, since: datetime | None = None):
+        return self.ws.ledger(ingestion_id, namespace).entries(since=since)
+
+    def health(self) -> Health:
+        from cutover.prefect_local import check_health
+
+        try:
+            url = self.api_url if self._api_url or not self.start else None
+            if url is None:
+                from cutover.prefect_local import api_url
+
+                url = api_url(self.ws.settings, start=False)
+        except (OrchestratorError, CutoverError) as e:
+            msg = e.one_line() if isinstance(e, CutoverError) else str(e)
+            return Health(False, msg)
+        ok, detail = check_health(url)
+        return Health(ok, f"Prefect API {redact_url(url)}: {detail}")
+
+    # -- writer --------------------------------------------------------------------------
+    def plan_job(self, ingestion):
+        """What ensure_job would do (read calls only): a flows.deploy.PlanItem."""
+        from flows.deploy import desired, plan_one
+
+        want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
+                       allow_approx=self.allow_approx)
+        with self.client() as c:
+            return plan_one(c, want)
+
+    def ensure_job(self, ingestion) -> str:
+        from flows.deploy import apply, desired, plan_one, record_ids
+
+        want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
+                       allow_approx=self.allow_approx)  # validates (schedule translation) before any write
+        if self.mode == "shadow":
+            from cutover.shadow import ensure_fork
+
+            ensure_fork(self.ws, ingestion)
+        with self.client() as c:
+            item = plan_one(c, want)
+            if item.action != "unchanged" and not self._pool_checked:
+                from cutover.prefect_local import ensure_work_pool
+
+                ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
+                self._pool_checked = True
+            if item.action == "create":
+                from flows.deploy import FLOW_NAME
+
+                cached = self._flow_id is not None
+                if not cached:
+                    self._flow_id = c.create_flow_from_name(FLOW_NAME)
+                try:
+                    apply(c, item, flow_id=self._flow_id)
+                except Exception:  # noqa: BLE001 - a cached flow id may be stale (flow deleted): once more
+                    if not cached:
+                        raise
+                    self._flow_id = c.create_flow_from_name(FLOW_NAME)
+                    apply(c, item, flow_id=self._flow_id)
+            else:
+                apply(c, item)
+        record_ids(self.ws, item)
+        return _ACTIONS[item.action]
+
+    def remove_job(self, ingestion_id: str) -> bool:
+        from prefect.exceptions import ObjectNotFound
+
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            if dep is None:
+                return False
+            try:
+                c.delete_deployment(dep["id"])
+            except ObjectNotFound:
+                return False
+        ing = self.ws.ingestions.find(ingestion_id)
+        if ing is not None and ing.prefect_deployment_id == str(dep["id"]):
+            self.ws.ingestions.set_prefect_ids(ingestion_id, None, None)
+        return True
+
+    def pause(self, ingestion_id: str) -> bool:
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            if dep is None or dep["paused"]:
+                return False
+            c.pause_deployment(dep["id"])
+            return True
+
+    def resume(self, ingestion_id: str) -> bool:
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            if dep is None or not dep["paused"]:
+                return False
+            c.resume_deployment(dep["id"])
+            return True
+
+    def is_paused(self, ingestion_id: str) -> bool | None:
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            return None if dep is None else bool(dep["paused"])
+
+    def trigger(self, ingestion_id: str, *, force: bool = False) -> str:
+        """A manual flow run now. A paused deployment is honoured like the batch side's pause flag
+        (an operator paused it, maybe mid-incident): refused unless ``force``."""
+        from flows.deploy import full_name
+
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            if dep is None:
+                raise NotFound(f"no Prefect deployment {full_name(ingestion_id, self.mode)}",
+                               fix=f"deploy it first: cutover prefect deploy {ingestion_id} --mode {self.mode}")
+            if dep["paused"] and not force:
+                raise GateFailed(f"Prefect deployment {full_name(ingestion_id, self.mode)} is paused",
+                                 fix="resume it first, or force the run (cutover prefect trigger --force)")
+            fr = c.create_flow_run_from_deployment(dep["id"], parameters={"trigger": "manual"},
+                                                   tags=["trigger:manual"])
+            return str(fr.id)
+
+    def cancel_running(self, ingestion_id: str) -> int:
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.states import Cancelled, Cancelling
+
+        n = 0
+        with self.client() as c:
+            dep = self._deployment(c, ingestion_id)
+            if dep is None:
+                return 0
+            flt = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED])))
+            runs = []
+            offset = 0
+            while True:
+                page = c.read_flow_runs(flow_run_filter=flt,
+                                        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep["id"]])),
+                                        limit=PAGE, offset=offset, sort=FlowRunSort.ID_DESC)
+                runs.extend(page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+            for fr in runs:
+                held = fr.state_type in (StateType.RUNNING, StateType.PENDING)
+                state = Cancelling(message="cancelled by cutover") if held else Cancelled(message="cancelled by cutover")
+                res = c.set_flow_run_state(fr.id, state=state, force=True)
+                if getattr(res, "status", None) is None or str(res.status.value).upper() == "ACCEPT":
+                    n += 1
+        return n
+
+    # -- extras for the CLI ----------------------------------------------------------------
+    def flow_runs(self, *, ingestion_id: str | None = None, limit: int = 50) -> list[Any]:
+        """Recent flow runs of cutover deployments (newest first)."""
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        from flows.deploy import TAG
+
+        tags = [TAG] + ([f"ingestion:{ingestion_id}"] if ingestion_id else [])
+        with self.client() as c:
+            return c.read_flow_runs(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
+                                    limit=limit, sort=FlowRunSort.EXPECTED_START_TIME_DESC)

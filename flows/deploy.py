@@ -1,0 +1,418 @@
+"""Deployment builder: one Prefect deployment per ingestion and mode, upserted idempotently.
+
+The deployment runs ``flows/ingest.py:run_ingestion`` from this repository on a
+*process* worker on the same machine: no image, no code push. The code is found
+through a pull step ``set_working_directory`` to the repository root (what
+``flow.from_source(<local dir>, entrypoint)`` + ``deploy`` records for a local
+source), and the workspace through ``job_variables.env`` (``CUTOVER_HOME`` and the
+``CUTOVER_*`` overrides of this process).
+
+Shape of a deployment (name ``<ingestion>-<mode>`` of flow ``cutover-ingest``):
+
+- work pool ``settings.prefect_work_pool`` (one process pool), work queue
+  ``ingestion.work_queue`` (``default`` | ``high-memory`` | ``priority``);
+- tags ``cutover``, ``ingestion:<id>``, ``mode:<mode>``;
+- parameters ``{ingestion_id, mode, trigger: "scheduled"}``;
+- schedule: the legacy schedule translated exactly with its timezone
+  (``cutover.schedules.translate``), one schedule with slug ``cutover``; none
+  for manual ingestions.
+
+Upsert: :func:`plan` reads the existing deployment and compares schedule,
+pool/queue, tags, parameters, entrypoint, pull steps and job variables ->
+``create`` | ``update`` | ``unchanged``; :func:`apply` writes only what differs.
+The ``paused`` flag is never part of an update, so a paused deployment stays
+paused (checked after the write), and inactive schedules stay inactive.
+
+New deployments are created *paused in live mode* (the cutover handoff resumes
+them once the legacy job is paused: both sides must never be live-scheduled)
+and active in shadow mode, unless ``paused_on_create`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cutover.errors import InputError
+from cutover.redact import redact_text
+
+log = logging.getLogger("cutover.prefect")
+
+FLOW_NAME = "cutover-ingest"
+ENTRYPOINT = "flows/ingest.py:run_ingestion"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEDULE_SLUG = "cutover"
+TAG = "cutover"
+MODES = ("live", "shadow")
+# settings sections whose CUTOVER_* overrides the flow run needs (prefect/scheduler ones it does not)
+_ENV_PREFIXES = ("CUTOVER_DATABASE_", "CUTOVER_INGEST_", "CUTOVER_CATALOG_")
+
+
+def deployment_name(ingestion_id: str, mode: str) -> str:
+    return f"{ingestion_id}-{mode}"
+
+
+def full_name(ingestion_id: str, mode: str) -> str:
+    return f"{FLOW_NAME}/{deployment_name(ingestion_id, mode)}"
+
+
+def tags_for(ingestion_id: str, mode: str) -> list[str]:
+    return [TAG, f"ingestion:{ingestion_id}", f"mode:{mode}"]
+
+
+def ingestion_of(tags: list[str]) -> str | None:
+    for t in tags:
+        if t.startswith("ingestion:"):
+            return t.split(":", 1)[1]
+    return None
+
+
+def mode_of(tags: list[str]) -> str | None:
+    for t in tags:
+        if t.startswith("mode:"):
+            return t.split(":", 1)[1]
+    return None
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"mode {mode!r} is not live or shadow", fix="pass --mode live or --mode shadow")
+    return mode
+
+
+# -- the desired deployment ----------------------------------------------------------------
+
+@dataclass
+class Desired:
+    ingestion_id: str
+    mode: str
+    name: str
+    work_pool: str
+    work_queue: str
+    tags: list[str]
+    parameters: dict[str, Any]
+    entrypoint: str
+    pull_steps: list[dict[str, Any]]
+    job_variables: dict[str, Any]
+    schedule: Any | None  # prefect.client.schemas.schedules.*Schedule, None = manual
+    schedule_text: str | None
+    parameter_schema: dict[str, Any]
+    paused_on_create: bool
+    description: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def job_env(settings, environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The env a flow run needs to open the same workspace; secrets are never copied."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {"CUTOVER_HOME": str(settings.home)}
+    warnings = []
+    for k in sorted(environ):
+        if not k.startswith(_ENV_PREFIXES) or environ[k] == "":
+            continue
+        v = environ[k]
+        secret_name = any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "_KEY"))
+        if secret_name or redact_text(v) != v:
+            warnings.append(f"{k} carries a credential and is not copied into the deployment: put it in "
+                            f"{settings.config_file} or in the worker's environment")
+            continue
+        env[k] = v
+    return env, warnings
+
+
+def _parameter_schema() -> dict[str, Any]:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.ingest import run_ingestion
+
+    return parameter_schema(run_ingestion).model_dump(exclude_unset=True)
+
+
+def translate_schedule(ing, *, allow_approx: bool = False):
+    """(prefect schedule or None, human text)."""
+    if not ing.schedule:
+        return None, None
+    try:
+        from cutover.schedules.translate import translate
+    except ImportError as e:  # pragma: no cover - during development only
+        raise InputError(f"cannot translate the schedule of {ing.id}: cutover.schedules.translate is missing ({e})",
+                         fix="install a complete cutover") from None
+    tr = translate(ing.schedule, ing.schedule_timezone, allow_approx=allow_approx)
+    if getattr(tr, "kind", None) is None:
+        return None, None
+    sched = tr.to_prefect_schedule()
+    return sched, describe_schedule(sched)
+
+
+def describe_schedule(sched) -> str | None:
+    """Human form of a Prefect schedule: a client schedule object or its JSON dict."""
+    if sched is None:
+        return None
+    if isinstance(sched, dict):
+        get = sched.get
+    else:
+        def get(key, default=None):
+            return getattr(sched, key, default)
+    tz = get("timezone")
+    suffix = f" ({tz})" if tz else ""
+    if get("cron"):
+        return f"cron {get('cron')}{'' if get('day_or', True) else ' (day AND weekday)'}{suffix}"
+    if get("interval") is not None:
+        iv = get("interval")
+        secs = iv.total_seconds() if hasattr(iv, "total_seconds") else float(iv)
+        anchor = get("anchor_date")
+        anchor = anchor.isoformat() if hasattr(anchor, "isoformat") else str(anchor)
+        return f"every {timedelta(seconds=secs)} from {anchor}{suffix}"
+    if get("rrule"):
+        return f"rrule {' '.join(str(get('rrule')).split())}{suffix}"
+    return "unknown schedule"
+
+
+def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_approx: bool = False,
+            environ: dict[str, str] | None = None) -> Desired:
+    check_mode(mode)
+    sched, text = translate_schedule(ing, allow_approx=allow_approx)
+    env, warnings = job_env(ws.settings, environ)
+    return Desired(
+        ingestion_id=ing.id,
+        mode=mode,
+        name=deployment_name(ing.id, mode),
+        work_pool=ws.settings.prefect_work_pool,
+        work_queue=ing.work_queue,
+        tags=tags_for(ing.id, mode),
+        parameters={"ingestion_id": ing.id, "mode": mode, "trigger": "scheduled"},
+        entrypoint=ENTRYPOINT,
+        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
+        job_variables={"env": env},
+        schedule=sched,
+        schedule_text=text,
+        parameter_schema=_parameter_schema(),
+        paused_on_create=(mode == "live") if paused_on_create is None else paused_on_create,
+        description=f"cutover: ingestion {ing.id} ({ing.format} {ing.pattern} -> {ing.table}), {mode} mode",
+        warnings=warnings,
+    )
+
+
+# -- compare -------------------------------------------------------------------------------
+
+def _sched_key(s) -> dict | None:
+    if s is None:
+        return None
+    d = s.model_dump(mode="json")
+    return d
+
+
+def differences(existing, want: Desired) -> list[str]:
+    """Field names where the existing deployment differs from the desired one ([] = unchanged)."""
+    diffs = []
+    have_scheds = [s for s in existing.schedules]
+    if want.schedule is None:
+        if have_scheds:
+            diffs.append("schedule")
+    else:
+        if (len(have_scheds) != 1 or _sched_key(have_scheds[0].schedule) != _sched_key(want.schedule)
+                or have_scheds[0].slug != SCHEDULE_SLUG or (have_scheds[0].parameters or {})):
+            diffs.append("schedule")
+    if existing.work_pool_name != want.work_pool:
+        diffs.append("work_pool")
+    if existing.work_queue_name != want.work_queue:
+        diffs.append("work_queue")
+    if sorted(existing.tags or []) != sorted(want.tags):
+        diffs.append("tags")
+    if (existing.parameters or {}) != want.parameters:
+        diffs.append("parameters")
+    if existing.entrypoint != want.entrypoint:
+        diffs.append("entrypoint")
+    if (existing.pull_steps or []) != want.pull_steps:
+        diffs.append("pull_steps")
+    if (existing.job_variables or {}) != want.job_variables:
+        diffs.append("job_variables")
+    if (existing.parameter_openapi_schema or {}) != want.parameter_schema:
+        diffs.append("parameter_schema")
+    if existing.enforce_parameter_schema is not True:
+        diffs.append("enforce_parameter_schema")
+    return diffs
+
+
+@dataclass
+class PlanItem:
+    ingestion_id: str
+    mode: str
+    action: str  # create | update | unchanged
+    changes: list[str]
+    desired: Desired
+    deployment_id: str | None = None
+    flow_id: str | None = None
+    paused: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ingestion_id": self.ingestion_id, "mode": self.mode, "action": self.action,
+                "changes": self.changes, "deployment": full_name(self.ingestion_id, self.mode),
+                "deployment_id": self.deployment_id, "flow_id": self.flow_id, "paused": self.paused,
+                "work_queue": self.desired.work_queue, "schedule": self.desired.schedule_text,
+                "warnings": self.desired.warnings}
+
+
+def read_existing(client, ingestion_id: str, mode: str):
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(full_name(ingestion_id, mode))
+    except ObjectNotFound:
+        return None
+
+
+def plan_one(client, want: Desired) -> PlanItem:
+    """Read calls only."""
+    existing = read_existing(client, want.ingestion_id, want.mode) if client is not None else None
+    if existing is None:
+        return PlanItem(want.ingestion_id, want.mode, "create", [], want, paused=want.paused_on_create)
+    diffs = differences(existing, want)
+    return PlanItem(want.ingestion_id, want.mode, "update" if diffs else "unchanged", diffs, want,
+                    deployment_id=str(existing.id), flow_id=str(existing.flow_id), paused=existing.paused)
+
+
+def plan(client, ws, ingestions, mode: str, **kw) -> list[PlanItem]:
+    return [plan_one(client, desired(ws, ing, mode, **kw)) for ing in ingestions]
+
+
+# -- apply ---------------------------------------------------------------------------------
+
+def _schedule_create(want: Desired):
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+    return DeploymentScheduleCreate(schedule=want.schedule, active=True, slug=SCHEDULE_SLUG)
+
+
+def apply(client, item: PlanItem, *, flow_id=None) -> PlanItem:
+    """Make the deployment match ``item.desired`` (sequential writes only). Returns the item with ids.
+
+    ``flow_id``: the id of flow ``cutover-ingest`` when the caller knows it (saves a write per create).
+    """
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    want = item.desired
+    if item.action == "unchanged":
+        return item
+    if item.action == "create":
+        flow_id = flow_id or client.create_flow_from_name(FLOW_NAME)
+        dep_id = client.create_deployment(
+            flow_id=flow_id, name=want.name, work_pool_name=want.work_pool, work_queue_name=want.work_queue,
+            tags=want.tags, parameters=want.parameters, entrypoint=want.entrypoint, pull_steps=want.pull_steps,
+            job_variables=want.job_variables, schedules=[_schedule_create(want)] if want.schedule is not None else [],
+            parameter_openapi_schema=want.parameter_schema, enforce_parameter_schema=True,
+            paused=want.paused_on_create, description=want.description)
+        item.deployment_id, item.flow_id, item.paused = str(dep_id), str(flow_id), want.paused_on_create
+        return item
+
+    existing = client.read_deployment(item.deployment_id)
+    paused_before = existing.paused
+    fields: dict[str, Any] = {}
+    diffs = set(differences(existing, want))
+    if diffs & {"work_pool", "work_queue"}:
+        fields.update(work_pool_name=want.work_pool, work_queue_name=want.work_queue)
+    if "tags" in diffs:
+        fields["tags"] = want.tags
+    if "parameters" in diffs:
+        fields["parameters"] = want.parameters
+    if "entrypoint" in diffs:
+        fields["entrypoint"] = want.entrypoint
+    if "pull_steps" in diffs:
+        fields["pull_steps"] = want.pull_steps
+    if "job_variables" in diffs:
+        fields["job_variables"] = want.job_variables
+    if diffs & {"parameter_schema", "enforce_parameter_schema"}:
+        fields.update(parameter_openapi_schema=want.parameter_schema, enforce_parameter_schema=True)
+    if "schedule" in diffs:
+        _apply_schedule(client, existing, want, fields)
+    if fields:
+        fields.setdefault("description", want.description)
+        client.update_deployment(existing.id, DeploymentUpdate(**fields))
+    after = client.read_deployment(existing.id)
+    if paused_before and not after.paused:  # never silently un-pause (defence in depth)
+        log.warning("deployment %s was un-paused by the update; pausing it again", want.name)
+        client.pause_deployment(existing.id)
+    item.paused = paused_before
+    item.flow_id = str(after.flow_id)
+    return item
+
+
+def _apply_schedule(client, existing, want: Desired, fields: dict[str, Any]) -> None:
+    """Change the schedule without touching ``active`` of what stays (a paused schedule stays paused)."""
+    from prefect.client.schemas.actions import DeploymentScheduleUpdate
+
+    have = list(existing.schedules)
+    ours = [s for s in have if s.slug == SCHEDULE_SLUG]
+    others = [s for s in have if s.slug != SCHEDULE_SLUG]
+    for s in others:  # schedules cutover did not create (or legacy ones without slug): the legacy schedule wins
+        client.delete_deployment_schedule(existing.id, s.id)
+    if want.schedule is None:
+        for s in ours:
+            client.delete_deployment_schedule(existing.id, s.id)
+        return
+    if ours:
+        fields["schedules"] = [DeploymentScheduleUpdate(schedule=want.schedule, slug=SCHEDULE_SLUG, parameters={},
+                                                        active=ours[0].active)]
+    else:
+        from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+        active = all(s.active for s in others) if others else True
+        client.create_deployment_schedules(existing.id, [DeploymentScheduleCreate(
+            schedule=want.schedule, active=active, slug=SCHEDULE_SLUG)])
+
+
+def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) -> list[PlanItem]:
+    """Plan, then (unless dry-run) apply and record ids on the ingestions. Sequential: SQLite servers 503 on
+    concurrent writes."""
+    if mode == "shadow":
+        missing = [i for i in ingestions if not _table_exists(ws, i.table, dry_run=dry_run)]
+        if missing:
+            raise InputError(f"cannot deploy in shadow mode: table(s) {', '.join(sorted({i.table for i in missing}))} "
+                             f"do not exist yet, so there is nothing to fork",
+                             fix=f"run the legacy side first (cutover legacy run {' '.join(i.id for i in missing)})")
+    items = plan(client, ws, ingestions, mode, **kw)  # every desired state computed (and validated) first
+    if dry_run:
+        return items
+    if mode == "shadow":
+        from cutover.shadow import ensure_fork
+
+        for ing in ingestions:
+            ensure_fork(ws, ing)
+    if any(it.action != "unchanged" for it in items):
+        from cutover.prefect_local import ensure_work_pool
+
+        ensure_work_pool(_client_url(client), ws.settings.prefect_work_pool)
+    flow_id = None
+    for item in items:
+        if item.action == "create" and flow_id is None:
+            flow_id = client.create_flow_from_name(FLOW_NAME)
+        apply(client, item, flow_id=flow_id)
+        record_ids(ws, item)
+    return items
+
+
+def _client_url(client) -> str:
+    return str(client.api_url).rstrip("/")
+
+
+def _table_exists(ws, table: str, *, dry_run: bool) -> bool:
+    """Whether the Iceberg table exists; a dry run never creates the embedded catalog DB to find out."""
+    uri = ws.settings.catalog_properties.get("uri", "")
+    if dry_run and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return False
+    return ws.catalog.table_exists(table)
+
+
+def record_ids(ws, item: PlanItem) -> None:
+    """Store deployment and flow ids on the ingestion (only when they differ: re-applying writes nothing)."""
+    if not item.deployment_id:
+        return
+    ing = ws.ingestions.find(item.ingestion_id)
+    if ing is None:  # deployed from a definition that is not (yet) stored: nothing to record
+        return
+    if (ing.prefect_deployment_id, ing.prefect_flow_id) != (item.deployment_id, item.flow_id):
+        ws.ingestions.set_prefect_ids(item.ingestion_id, item.deployment_id, item.flow_id)

@@ -1,0 +1,233 @@
+"""The Prefect 3 flow that runs one ingestion with the legacy ingestion services.
+
+``run_ingestion(ingestion_id, mode="live", trigger="scheduled")`` does what
+``legacy.service.IngestionService.run`` does, one task per step, so parity
+differences are orchestration differences and never re-implementation bugs:
+
+    create-run-record -> discover -> check-state (ledger diff) -> process-file (per file)
+    -> complete-run (or fail-run)
+
+- The run record is written with orchestrator ``prefect``, the mode and
+  ``external_id`` = the Prefect flow-run id (dual tracking).
+- ``mode="shadow"`` writes to the Iceberg branch ``cutover-shadow`` and the
+  ledger namespace ``shadow`` (the service picks both from the mode). The branch
+  is forked first if missing (``cutover.shadow.ensure_fork``); when the table
+  does not exist yet the run fails without touching any file.
+- Tasks that touch storage (source files, ledger, catalog) retry 3 times with
+  2/5/10 s back-off; a lost claim or an input error is not retried.
+- Final state: Failed when the run record says FAILED; Completed otherwise
+  (PARTIAL = Completed, with the failed files in the returned summary).
+
+The worker loads this file by path (entrypoint ``flows/ingest.py:run_ingestion``)
+with the repository root as working directory; the workspace comes from the
+environment (``CUTOVER_HOME`` etc., set in the deployment's job variables).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+FLOW_NAME = "cutover-ingest"
+STORAGE_RETRIES = 3
+STORAGE_RETRY_DELAYS = [2, 5, 10]
+
+_workspace = None
+
+
+def workspace():
+    """One Workspace per flow-run process (settings from the environment)."""
+    global _workspace
+    if _workspace is None:
+        from cutover.workspace import Workspace
+
+        _workspace = Workspace()
+    return _workspace
+
+
+def _retryable(_task, _task_run, state) -> bool:
+    """Retry storage errors; never a lost claim (we were fenced) or bad input."""
+    from cutover.errors import CutoverError
+    from legacy.ledger import ClaimLost
+
+    exc = getattr(state, "data", None)
+    return not isinstance(exc, (ClaimLost, CutoverError))
+
+
+_storage = dict(retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS, retry_condition_fn=_retryable,
+                cache_policy=NO_CACHE, persist_result=False)
+
+
+@task(name="create-run-record", **_storage)
+def create_run_record(ingestion_id: str, mode: str, trigger: str, run_id: str, external_id: str | None) -> str:
+    ws = workspace()
+    if ws.runs.find(run_id) is not None:  # a retry after a commit whose answer was lost
+        return run_id
+    ing = ws.ingestions.get(ingestion_id)
+    from prefect.runtime import deployment
+
+    if deployment.id:  # the deployment that really started us (the ingestion records the last deployed one)
+        ing = replace(ing, prefect_deployment_id=str(deployment.id))
+    return ws.service.start_run(ing, orchestrator="prefect", mode=mode, trigger=trigger, external_id=external_id,
+                                run_id=run_id)
+
+
+@task(name="discover", **_storage)
+def discover(ingestion_id: str) -> list:
+    ws = workspace()
+    files = ws.service.discover(ws.ingestions.get(ingestion_id))
+    get_run_logger().info("discovered %d file(s)", len(files))
+    return files
+
+
+@task(name="check-state", **_storage)
+def check_state(ingestion_id: str, mode: str, files: list) -> list:
+    """The ledger diff: files still to process in this namespace (shadow: fork the branch first)."""
+    ws = workspace()
+    ing = ws.ingestions.get(ingestion_id)
+    if mode == "shadow":
+        from cutover.shadow import ensure_fork
+
+        fork = ensure_fork(ws, ing)
+        get_run_logger().info("shadow branch of %s forked at snapshot %s", ing.table, fork)
+    todo = ws.service.pending(ing, mode, files)
+    get_run_logger().info("%d of %d file(s) to process", len(todo), len(files))
+    return todo
+
+
+@task(name="process-file", task_run_name="process {f.path}", **_storage)
+def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str | None]:
+    """Claim and ingest one file: (processed|failed|skipped|recovered, failure reason)."""
+    from legacy.service import RunResult
+
+    ws = workspace()
+    ing = ws.ingestions.get(ingestion_id)
+    res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
+    outcome = ws.service.process_file(ing, f, run_id=run_id, mode=mode, orchestrator="prefect", result=res)
+    reason = res.failures[0][1] if res.failures else None
+    if outcome == "failed":
+        get_run_logger().warning("%s FAILED: %s", f.path, reason)
+    return outcome, reason
+
+
+@task(name="complete-run", **_storage)
+def complete_run(run_id: str, error: str | None) -> dict[str, Any]:
+    """Close the run record: SUCCESS, PARTIAL or FAILED from its counters (or the error)."""
+    rec = workspace().service.finish_run(run_id, error=error)
+    return rec.as_dict()
+
+
+def _one_line(e: BaseException) -> str:
+    from cutover.redact import redact_text
+
+    text = f"{type(e).__name__}: {e}".splitlines()[0]
+    return redact_text(text)
+
+
+def _release(ledger, run_id: str, logger) -> None:
+    try:
+        ledger.release(run_id)
+    except Exception as e:  # noqa: BLE001 - the claims expire after the claim timeout anyway
+        logger.warning("could not release the claims of run %s: %s", run_id, _one_line(e))
+
+
+def _abandon(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
+    """The flow run is being cancelled or killed: give the files back and close the run record now
+    (instead of leaving it RUNNING until the claim timeout reaps it as CRASHED)."""
+    from prefect.exceptions import TerminationSignal
+
+    from legacy import runs as R
+
+    status = R.CANCELLED if isinstance(exc, (TerminationSignal, KeyboardInterrupt)) else R.CRASHED
+    _release(ledger, run_id, logger)
+    try:
+        ws.runs.finish(run_id, status, error=f"flow run {'cancelled' if status == R.CANCELLED else 'crashed'} "
+                                             f"in Prefect ({type(exc).__name__})")
+    except Exception as e:  # noqa: BLE001
+        logger.warning("could not close run record %s: %s", run_id, _one_line(e))
+
+
+@flow(name=FLOW_NAME, flow_run_name="{ingestion_id}-{mode}-{trigger}", log_prints=False, persist_result=False,
+      validate_parameters=True)
+def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "scheduled"):
+    """Run one ingestion (live: main branch + live ledger; shadow: cutover-shadow branch + shadow ledger)."""
+    import time
+
+    from prefect.runtime import flow_run
+
+    from legacy import runs as R
+    from legacy.ledger import ClaimLost
+    from legacy.service import _Heartbeat
+
+    if mode not in R.MODES:
+        raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")
+    if trigger not in R.TRIGGERS:
+        raise ValueError(f"trigger must be one of {R.TRIGGERS}, got {trigger!r}")
+    logger = get_run_logger()
+    t0 = time.monotonic()
+    ws = workspace()
+    external_id = flow_run.id
+    run_id = create_run_record(ingestion_id, mode, trigger, uuid.uuid4().hex, external_id)
+    logger.info("run record %s (orchestrator prefect, mode %s, flow run %s)", run_id, mode, external_id)
+
+    ledger = ws.ledger(ingestion_id, mode)
+    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb.start()
+    error: str | None = None
+    counts = {"discovered": 0, "processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
+    failures: list[dict[str, str]] = []
+    try:
+        files = discover(ingestion_id)
+        counts["discovered"] = len(files)
+        todo = check_state(ingestion_id, mode, files)
+        for f in todo:
+            outcome, reason = process_file(ingestion_id, f, run_id, mode)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome == "failed":
+                failures.append({"file": f.path, "reason": reason or ""})
+    except ClaimLost as e:
+        error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
+    except Exception as e:  # noqa: BLE001 - recorded on the run record; the flow run fails below
+        error = _one_line(e)
+        _release(ledger, run_id, logger)
+    except BaseException as e:  # cancelled (SIGTERM from the worker: TerminationSignal), interrupted
+        _abandon(ws, ledger, run_id, e, logger)
+        raise
+    finally:
+        hb.stop()
+    if counts["skipped"]:
+        ws.runs.add_skipped(run_id, counts["skipped"])
+    rec = complete_run(run_id, error)
+    summary = {
+        "run_id": run_id,
+        "ingestion_id": ingestion_id,
+        "mode": mode,
+        "trigger": trigger,
+        "flow_run_id": external_id,
+        "status": rec["status"],
+        **counts,
+        "files_processed": rec["files_processed"],
+        "files_failed": rec["files_failed"],
+        "records_ingested": rec["records_ingested"],
+        "bytes_read": rec["bytes_read"],
+        "error": rec["error"],
+        "failures": failures,
+        "duration_s": round(time.monotonic() - t0, 3),
+    }
+    logger.info("run %s %s: processed %d, failed %d, skipped %d; %d records",
+                run_id, rec["status"], rec["files_processed"], rec["files_failed"], counts["skipped"],
+                rec["records_ingested"])
+    if rec["status"] == R.FAILED:
+        return Failed(message=f"run {run_id} FAILED: {rec['error']}", data=summary)
+    return summary
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use: python flows/ingest.py ID [MODE]
+    import sys
+
+    print(run_ingestion(sys.argv[1], *(sys.argv[2:3] or ["live"]), trigger="manual"))
