@@ -95,16 +95,17 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
     report = ParityReport(uuid.uuid4().hex, until, since, until)
     thresholds = ws.settings.parity
     waivers = WaiverStore(ws.state_engine)
+    spark = _spark(ws)  # [ingest] engine = "spark": counts and quality through Spark Connect
     for ing in ingestions:
         fork, forked_at = fork_of(ws.state_engine, ing.id)
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
         results: list[CheckResult] = []
-        if forked_at is None and not _has_shadow(ws, ing):
+        if forked_at is None and not (_spark_has_shadow(spark, ing) if spark else _has_shadow(ws, ing)):
             for name in checks:
                 results.append(CheckResult.errored(name, f"no shadow for {ing.id}: run `cutover shadow start {ing.id}` first"))
         else:
-            tbl = _guard_table(ws, ing.table)
+            tbl = None if spark else _guard_table(ws, ing.table)
             for name in checks:
                 if name == "runs":
                     res = _guard(name, lambda: check_runs(
@@ -115,8 +116,19 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                     res = _guard(name, lambda: check_ledger(
                         ws.ledger(ing.id, "live").entries(), ws.ledger(ing.id, "shadow").entries(),
                         since=since, until=until, grace_s=float(thresholds.get("ledger_grace", 0))))
+                elif name == "counts" and spark:
+                    from checks import spark_checks
+
+                    res = _guard(name, lambda: spark_checks.check_counts(spark, ing.table, fork_snapshot_id=fork,
+                                                                         ingestion_id=ing.id))
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(tbl, fork_snapshot_id=fork, ingestion_id=ing.id))
+                elif spark:
+                    from checks import spark_checks
+
+                    res = _guard(name, lambda: spark_checks.check_quality(
+                        spark, ing.table, key_columns=list(ing.key_columns),
+                        sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 else:
                     from checks.quality import check_quality
 
@@ -135,6 +147,24 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
     for ip in report.ingestions:
         ip.streak = streak(ws.state_engine, ip.id) if store else (1 if ip.verdict == PASS else 0)
     return report
+
+
+def _spark(ws):
+    """The Spark processor when the workspace runs on Spark, else None (no pyspark import)."""
+    if getattr(ws.settings, "engine", "arrow") != "spark":
+        return None
+    from checks.spark_checks import processor_for
+
+    return processor_for(ws)
+
+
+def _spark_has_shadow(proc, ing) -> bool:
+    from checks.spark_checks import has_shadow
+
+    try:
+        return has_shadow(proc, ing.table)
+    except Exception:  # noqa: BLE001 - the checks report why (unreachable cluster, ...)
+        return True
 
 
 def _has_shadow(ws, ing) -> bool:

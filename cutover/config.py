@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from cutover.errors import InputError
 from cutover.redact import redact_mapping, redact_url
+from cutover.spark import check_catalog_name, check_remote, redact_remote
 
 CONFIG_FILE = "cutover.toml"
 
@@ -52,7 +53,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "ingest": {
         "claim_timeout": ("duration", lambda h: 900.0),
         "engine": ("str", lambda h: "arrow"),
-        "commit_retries": ("int", lambda h: 8),
+        "commit_retries": ("int", lambda h: 12),
+        "spark_remote": ("str", lambda h: "sc://localhost:15002"),  # or "local" / "local[N]": see docs/spark.md
+        "spark_catalog": ("str", lambda h: "cutover"),  # "spark_catalog": plain local tables, no Iceberg
     },
     "scheduler": {
         "jobstore_url": ("str", lambda h: None),  # defaults to the autoloader DB
@@ -68,6 +71,15 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "run_match_window": ("duration", lambda h: 900.0),
         "ledger_grace": ("duration", lambda h: 0.0),
         "quality_sample_rows": ("int", lambda h: 0),
+    },
+    "watch": {  # `cutover watch`: rollback triggers for ingestions in CUTOVER
+        "failure_rate": ("float", lambda h: 0.05),  # Prefect live runs FAILED/CRASHED above this share fire
+        "window": ("duration", lambda h: 86400.0),
+        "unreachable_after": ("duration", lambda h: 900.0),  # Prefect API down longer than this fires
+        "duration_regression": ("float", lambda h: 0.5),  # median Prefect live vs legacy live duration, +50%
+        "auto_rollback": ("bool", lambda h: False),
+        "min_runs": ("int", lambda h: 3),  # fewer runs than this on a side are not judged
+        "min_duration": ("duration", lambda h: 5.0),  # legacy medians below this are noise, not judged
     },
     "prefect": {
         "api_url": ("str", lambda h: None),
@@ -101,7 +113,10 @@ class Settings:
     prefect_work_pool: str
     prefect_home: Path
     catalog_name: str
+    spark_remote: str = "sc://localhost:15002"
+    spark_catalog: str = "cutover"
     parity: dict[str, float] = field(default_factory=dict)
+    watch: dict[str, Any] = field(default_factory=dict)
     catalog_properties: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # key -> where the value came from
 
@@ -131,6 +146,8 @@ class Settings:
                 "claim_timeout_s": self.claim_timeout,
                 "engine": self.engine,
                 "commit_retries": self.commit_retries,
+                "spark_remote": redact_remote(self.spark_remote),
+                "spark_catalog": self.spark_catalog,
             },
             "scheduler": {
                 "jobstore_url": redact_url(self.jobstore_url),
@@ -146,6 +163,7 @@ class Settings:
                 "home": str(self.prefect_home),
             },
             "parity": dict(self.parity),
+            "watch": dict(self.watch),
             "catalog": redact_mapping({"name": self.catalog_name, **self.catalog_properties}),
             "sources": dict(sorted(self.sources.items())),
         }
@@ -255,6 +273,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     engine = values["ingest.engine"]
     if engine not in ("arrow", "spark"):
         raise InputError(f"ingest.engine must be 'arrow' or 'spark', got {engine!r}", fix="set CUTOVER_INGEST_ENGINE or [ingest] engine")
+    check_remote(values["ingest.spark_remote"])
+    check_catalog_name(values["ingest.spark_catalog"])
 
     return Settings(
         home=home,
@@ -272,7 +292,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_work_pool=values["prefect.work_pool"],
         prefect_home=Path(values["prefect.home"]),
         catalog_name=catalog_name,
+        spark_remote=values["ingest.spark_remote"],
+        spark_catalog=values["ingest.spark_catalog"],
         parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
+        watch={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("watch.")},
         catalog_properties=catalog,
         sources=sources,
     )
@@ -289,6 +312,18 @@ DEFAULT_TOML = """\
 [ingest]
 # claim_timeout = "15m"   # claims of a dead run are taken over after this
 # engine = "arrow"        # or "spark"
+# spark_remote = "sc://localhost:15002"   # Spark Connect; "local[2]" starts one in-process
+# spark_catalog = "cutover"               # Spark-side Iceberg catalog; "spark_catalog" = plain local tables
+
+[watch]
+# `cutover watch` rollback triggers for ingestions in CUTOVER
+# failure_rate = 0.05          # share of FAILED/CRASHED Prefect live runs in the window
+# window = "24h"
+# unreachable_after = "15m"    # Prefect API unreachable for longer than this
+# duration_regression = 0.5    # median Prefect live duration above legacy's by more than 50%
+# auto_rollback = false        # true: `cutover rollback` instead of only alerting
+# min_runs = 3                 # never judge on fewer runs
+# min_duration = "5s"          # legacy median below this: durations are noise, not judged
 
 [catalog]
 # Any pyiceberg catalog: type = "rest", uri = "https://...", warehouse = "..."

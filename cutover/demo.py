@@ -105,6 +105,23 @@ def definitions(data: Path) -> dict:
     ]}
 
 
+def _wait_shadow_catch_up(ws, iid: str, echo, timeout: float = 180.0) -> None:
+    """Wait until the shadow ledger has every file the live ledger has (the worker is running the flow)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = {e.path for e in ws.ledger(iid, "live").entries() if e.status != "PROCESSING"}
+        shadow = {e.path for e in ws.ledger(iid, "shadow").entries() if e.status != "PROCESSING"}
+        running = [r for r in ws.runs.list(ingestion_id=iid, orchestrator="prefect", mode="shadow", limit=5)
+                   if r.status == "RUNNING"]
+        if live <= shadow and not running:
+            echo(f"the Prefect shadow run of {iid} caught up ({len(shadow)} files in the shadow ledger)")
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"the Prefect shadow run of {iid} did not catch up within {timeout:.0f}s")
+
+
 def prepare_home(home: Path, *, force: bool) -> None:
     """Recreate the demo workspace; refuse to wipe anything that is not a demo workspace."""
     if home.exists() and any(home.iterdir()):
@@ -119,6 +136,9 @@ def prepare_home(home: Path, *, force: bool) -> None:
 def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], settings, *, force: bool = False,
              seed: int = 7) -> int:
     """The story. ``invoke`` runs one cutover command line in-process and returns its exit code."""
+    if settings.prefect_api_url:
+        raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
+                         fix="unset PREFECT_API_URL (the demo starts its own local Prefect server)")
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")
@@ -181,7 +201,50 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
         ok = total == rows
         bad += not ok
         echo(f"{iid:<8} table {ing.table:<13} {total} rows, source files {rows} rows: {'OK' if ok else 'MISMATCH'}")
+    if bad:
+        return 1
+
+    step("7. The Prefect side: a local server and worker, schedules translated and proven equivalent")
+    cmd("prefect", "up")
+    try:
+        cmd("schedules", "verify", "--all", "--horizon", "60d")
+        cmd("inventory")
+
+        step("8. Shadow: fork cutover-shadow, deploy the Prefect shadow deployments on the legacy schedules")
+        cmd("shadow", "start", "--all", "--reason", "demo")
+        cmd("status")
+
+        step("9. A shadow run: legacy live and Prefect shadow ingest the same new files; parity proves it")
+        for k, v in generate_files(data, batch=2, rng=rng).items():
+            expected[k] = expected.get(k, 0) + v
+        cmd("shadow", "run", "--once", "--all")
+        for k, v in generate_files(data, batch=3, rng=rng).items():
+            expected[k] = expected.get(k, 0) + v
+        cmd("shadow", "run", "--once", "--all")
+        cmd("table", "counts")
+
+        step("10. A divergence: new orders arrive, only the legacy side runs; parity fails (exit 1) and says why")
+        generate_files(data, batch=4, rng=rng)
+        cmd("legacy", "run", "orders")
+        reports = home / "reports"
+        cmd("parity", "orders", "--since", "1h", "--format", "text,json,html,junit", "--out", str(reports), ok=(1,))
+        echo(f"reports in {reports}: parity.html (with plots), parity.json, parity.xml (JUnit), parity.txt")
+        cmd("prefect", "trigger", "orders", "--mode", "shadow")
+        _wait_shadow_catch_up(ws, "orders", echo)
+        cmd("parity", "orders", "--since", "1h", "--checks", "ledger,counts")
+
+        step("11. The phased cutover: plan, dry-run, execute the canary, status")
+        plan_file = home / "plan.json"
+        cmd("plan", "--waves", "canary=1,rest", "--gate", "streak>=1,no_open_waiver", "--out", str(plan_file))
+        cmd("execute", str(plan_file), "--dry-run")
+        cmd("execute", str(plan_file), "--yes", "--reason", "demo canary")
+        cmd("status")
+        cmd("log", "--limit", "8")
+    finally:
+        step("12. Stop the local Prefect server (`cutover prefect up` starts it again)")
+        cmd("prefect", "down", ok=(0, 1, 2, 3))
     echo("")
     echo(f"The workspace stays in {home}: try `cutover ingestion show orders`, `cutover ledger orders --status FAILED`, "
-         f"`cutover legacy pause orders`, `cutover legacy scheduler`.")
-    return 1 if bad else 0
+         f"`cutover parity history`, `cutover table snapshots demo.orders --branch cutover-shadow`, "
+         f"`cutover legacy jobs`, `cutover status` (it starts the local Prefect server again).")
+    return 0

@@ -39,9 +39,10 @@ class Workspace:
 
     @cached_property
     def service(self):
-        from legacy.service import IngestionService
+        from legacy.service import IngestionService, processor_for
 
-        return IngestionService(self.autoloader_engine, self.catalog, claim_timeout=self.settings.claim_timeout)
+        return IngestionService(self.autoloader_engine, self.catalog, claim_timeout=self.settings.claim_timeout,
+                                processor=processor_for(self.settings))
 
     @cached_property
     def runs(self):

@@ -11,6 +11,10 @@ Exactly-once across the ledger and Iceberg:
 - when a dead run's claim is taken over, the branch is first searched for a
   snapshot of that file: if the dead run had committed, the ledger is
   completed from that snapshot instead of appending the rows again.
+
+``[ingest] engine = "spark"``: read + append (and the snapshot lookup) are
+delegated to ``cutover.spark.engine.SparkProcessor``; everything else here is
+the same (see that module for the local-catalog mode's limits).
 """
 
 from __future__ import annotations
@@ -79,12 +83,25 @@ class _Heartbeat(threading.Thread):
         self._stop_evt.set()
 
 
+def processor_for(settings):
+    """The file processor ``[ingest] engine`` selects: None for arrow (pyarrow + pyiceberg, built in),
+    a ``cutover.spark.engine.SparkProcessor`` for spark (read + append through Spark Connect)."""
+    if getattr(settings, "engine", "arrow") != "spark":
+        return None
+    from cutover.spark.engine import SparkProcessor
+
+    return SparkProcessor.from_settings(settings)
+
+
 class IngestionService:
-    def __init__(self, engine, catalog: Catalog, *, claim_timeout: float):
+    def __init__(self, engine, catalog: Catalog, *, claim_timeout: float, processor=None):
         self.engine = engine
         self.catalog = catalog
         self.claim_timeout = claim_timeout
         self.runs = R.RunStore(engine)
+        # None: read with pyarrow, append with pyiceberg. Otherwise an object with
+        # find_file_snapshot / prepare / append (cutover.spark.engine.SparkProcessor).
+        self.processor = processor
 
     @classmethod
     def from_settings(cls, settings) -> "IngestionService":
@@ -92,7 +109,7 @@ class IngestionService:
 
         ensure_schema(settings)
         return cls(get_engine(settings.autoloader_url), Catalog.from_settings(settings),
-                   claim_timeout=settings.claim_timeout)
+                   claim_timeout=settings.claim_timeout, processor=processor_for(settings))
 
     def ledger(self, ingestion_id: str, namespace: str) -> L.Ledger:
         return L.Ledger(self.engine, ingestion_id, namespace, claim_timeout=self.claim_timeout)
@@ -115,8 +132,8 @@ class IngestionService:
         for entry in ledger.stale_claims():
             if entry.path in present:
                 continue
-            snap = self.catalog.find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
-                                                   mode=mode, ingestion_id=ing.id)
+            snap = (self.processor or self.catalog).find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
+                                                                       mode=mode, ingestion_id=ing.id)
             if snap is None:
                 ledger.mark_vanished(entry)
         return ledger.diff(files)
@@ -129,6 +146,9 @@ class IngestionService:
         if claim is None:
             return "skipped"
         branch = branch_for(mode)
+        if self.processor is not None:
+            return self._process_with(self.processor, ing, f, claim, ledger, run_id=run_id, mode=mode,
+                                      orchestrator=orchestrator, branch=branch, result=result)
         try:
             tbl = self.catalog.find(ing.table)
             # The file may already be in the branch: committed by a run that died (or
@@ -168,6 +188,41 @@ class IngestionService:
         except BaseException:
             # Anything unexpected (DB down, interrupted): give the file back rather than leave
             # a claim behind. If the commit happened, the next claimer finds the snapshot.
+            try:
+                ledger.release(run_id)
+            finally:
+                raise
+
+    def _process_with(self, proc, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
+                      mode: str, orchestrator: str, branch: str, result: RunResult | None) -> str:
+        """process_file's steps with read + append delegated to ``proc`` (the Spark engine);
+        claim, recovery, fence and completion exactly as the arrow path does them."""
+        try:
+            snap = proc.find_file_snapshot(ing.table, branch=branch, path=f.path, mode=mode, ingestion_id=ing.id)
+            if snap is not None:
+                ledger.complete(claim, records=snap.added_records, bytes_read=f.size or 0,
+                                snapshot_id=snap.snapshot_id, run_id_for_metrics=snap.run_id or run_id)
+                log.info("recovered %s: already committed as snapshot %s by run %s",
+                         f.path, snap.snapshot_id, snap.run_id)
+                return "recovered"
+            try:
+                prepared = proc.prepare(ing, f, mode=mode, branch=branch)
+            except BadFile as e:
+                ledger.fail(claim, str(e), bytes_read=f.size or 0)
+                if result is not None:
+                    result.failures.append((f.path, str(e)))
+                log.info("%s: %s FAILED: %s", ing.id, f.path, e)
+                return "failed"
+            if not ledger.holds(claim):  # fenced: we were declared dead while reading
+                raise L.ClaimLost(f"claim on {f.path} was taken over")
+            props = {P_RUN: run_id, P_ORCH: orchestrator, P_MODE: mode, P_FILE: f.path, P_INGESTION: ing.id}
+            records, snapshot_id = proc.append(ing, prepared, branch=branch, properties=props)
+            _crash_point("after-commit")
+            ledger.complete(claim, records=records, bytes_read=f.size or 0, snapshot_id=snapshot_id)
+            return "processed"
+        except L.ClaimLost:
+            raise
+        except BaseException:
             try:
                 ledger.release(run_id)
             finally:

@@ -1,0 +1,210 @@
+"""Real ingestions through Spark Connect, end to end, into tables of the local Spark catalog.
+
+One local Spark Connect server for the whole session (``SparkSession.builder.remote("local[2]")``,
+~5-15 s to start), stopped at the end. The workspace is a temp ``CUTOVER_HOME`` with
+``[ingest] engine = "spark"``, ``spark_remote = "local[2]"`` (the engine reuses the
+server this fixture started) and ``spark_catalog = "spark_catalog"`` (local catalog
+mode: no Iceberg runtime jar offline, so plain Parquet tables and no snapshots).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import add_ingestion, ledger_rows, run_rows, write_csv_files, write_jsonl, write_parquet
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    import os
+
+    from pyspark.sql import SparkSession
+
+    import cutover.spark.engine as engine
+
+    mp = pytest.MonkeyPatch()
+    if _port_busy(15002):
+        # someone else's Spark Connect server holds the default port: let pyspark's test
+        # mode pick an ephemeral port for ours (and find it again when connecting)
+        mp.setenv("SPARK_TESTING", "1")
+    wh = tmp_path_factory.mktemp("spark-warehouse").resolve().as_uri()
+    t0 = time.monotonic()
+    builder = SparkSession.builder.remote("local[2]")
+    for k, v in engine.local_conf(wh).items():
+        builder = builder.config(k, v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        session = builder.getOrCreate()
+    print(f"local Spark Connect server up in {time.monotonic() - t0:.1f} s")
+    try:
+        yield session
+    finally:
+        session.stop()
+        engine._sessions.clear()
+        mp.undo()
+        assert "SPARK_LOCAL_REMOTE" not in os.environ
+
+
+@pytest.fixture
+def spark_ws(spark, workspace_env, monkeypatch):
+    monkeypatch.setenv("CUTOVER_INGEST_ENGINE", "spark")
+    monkeypatch.setenv("CUTOVER_INGEST_SPARK_REMOTE", "local[2]")
+    monkeypatch.setenv("CUTOVER_INGEST_SPARK_CATALOG", "spark_catalog")
+    from cutover.workspace import Workspace
+
+    ws = Workspace()
+    assert ws.service.processor is not None and not ws.service.processor.iceberg
+    return ws
+
+
+def _count(spark, table: str) -> int:
+    from cutover.spark import sql as S
+
+    return int(S.count_rows("spark_catalog", table).run(spark).collect()[0]["n"])
+
+
+def _assert_ingested(ws, ing, good: dict[str, int], bad: dict[str, str], res) -> None:
+    rows = ledger_rows(ws.autoloader_engine, ing.id)
+    by_path = {r.path: r for r in rows}
+    assert len(rows) == len(by_path) == len(good) + len(bad), [r.path for r in rows]
+    for path, n in good.items():
+        r = by_path[path]
+        assert (r.status, r.records_ingested, r.snapshot_id, r.claimed_by) == ("SUCCESS", n, None, None), r
+    for path, reason in bad.items():
+        r = by_path[path]
+        assert r.status == "FAILED" and reason in (r.error or ""), (path, r.error)
+    assert res.files_processed == len(good) and res.files_failed == len(bad)
+    assert res.records_ingested == sum(good.values())
+    assert res.bytes_read == sum(Path(p).stat().st_size for p in (*good, *bad))
+    assert res.status == ("PARTIAL" if bad else "SUCCESS")
+    assert sorted(f for f, _ in res.failures) == sorted(bad)
+    (rec,) = run_rows(ws.autoloader_engine, ing.id)
+    assert (rec.files_processed, rec.files_failed, rec.records_ingested) == (len(good), len(bad), sum(good.values()))
+
+
+def test_ingestion_through_spark_connect_end_to_end(spark, spark_ws, tmp_path):
+    ws = spark_ws
+    t0 = time.monotonic()
+
+    # CSV: three good files, then one whose amount column is text (does not fit the table)
+    csv_dir = tmp_path / "csv"
+    good_csv = write_csv_files(csv_dir, 3)
+    bad_csv = csv_dir / "zz-bad.csv"
+    bad_csv.write_text("id,name,amount,day\n9,x,not-a-number,2026-11-01\n")
+    ragged_csv = csv_dir / "zz-ragged.csv"
+    ragged_csv.write_text("id,name,amount,day\n1,a,1.5,2026-11-01\n2,b,2.5,2026-11-02,extra\n")
+    ing_csv = add_ingestion(ws, "sp-csv", csv_dir, key_columns=["id"])
+
+    # JSON lines: two good files, one malformed
+    js_dir = tmp_path / "jsonl"
+    good_js = {}
+    for i in range(2):
+        p = write_jsonl(js_dir / f"part-{i}.jsonl", [{"id": i * 10 + r, "kind": "k", "score": r / 2} for r in range(4 + i)])
+        good_js[str(p.resolve())] = 4 + i
+    bad_js = js_dir / "zz-broken.jsonl"
+    bad_js.write_text('{"id": 1, "kind": "k", "score": 1.0}\n{"id": 2, oops\n')
+    ing_js = add_ingestion(ws, "sp-jsonl", js_dir, fmt="jsonl")
+
+    # Parquet: two good files, the second with columns in another order
+    pq_dir = tmp_path / "parquet"
+    p1 = write_parquet(pq_dir / "p-1.parquet", {"id": [1, 2, 3], "city": ["a", "b", "c"]})
+    p2 = write_parquet(pq_dir / "p-2.parquet", {"city": ["d", "e"], "id": [4, 5]})
+    good_pq = {str(p1.resolve()): 3, str(p2.resolve()): 2}
+    ing_pq = add_ingestion(ws, "sp-parquet", pq_dir, fmt="parquet")
+
+    res_csv = ws.service.run(ing_csv)
+    res_js = ws.service.run(ing_js)
+    res_pq = ws.service.run(ing_pq)
+    first = time.monotonic() - t0
+
+    _assert_ingested(ws, ing_csv, good_csv, {
+        str(bad_csv.resolve()): "column 'amount' is string in the file, double in the table",
+        str(ragged_csv.resolve()): "Cause: [MALFORMED_CSV_RECORD] Malformed CSV record: 2,b,2.5,2026-11-02,extra",
+    }, res_csv)
+    _assert_ingested(ws, ing_js, good_js, {str(bad_js.resolve()): "cannot parse as jsonl: [MALFORMED_RECORD_IN_PARSING"},
+                     res_js)
+    _assert_ingested(ws, ing_pq, good_pq, {}, res_pq)
+
+    # the tables hold exactly the source rows (local catalog mode: counted by a scan)
+    proc = ws.service.processor
+    for ing, good in ((ing_csv, good_csv), (ing_js, good_js), (ing_pq, good_pq)):
+        assert _count(spark, ing.table) == sum(good.values())
+        assert proc.count(ing.table) == sum(good.values())
+    assert sorted(r["id"] for r in spark.table("spark_catalog.raw.sp_parquet").collect()) == [1, 2, 3, 4, 5]
+    schema = {f.name: f.dataType.simpleString() for f in spark.table("spark_catalog.raw.sp_csv").schema.fields}
+    assert schema == {"id": "int", "name": "string", "amount": "double", "day": "date"}
+
+    # a re-run processes nothing: every file is SUCCESS or an unchanged FAILED
+    before = {r.path: (r.status, r.run_id) for r in ledger_rows(ws.autoloader_engine, ing_csv.id)}
+    again = ws.service.run(ing_csv)
+    assert (again.discovered, again.files_processed, again.files_failed, again.records_ingested) == (5, 0, 0, 0)
+    assert again.status == "SUCCESS"
+    assert {r.path: (r.status, r.run_id) for r in ledger_rows(ws.autoloader_engine, ing_csv.id)} == before
+    assert _count(spark, ing_csv.table) == sum(good_csv.values())
+
+    # a new file is picked up by the next run, alone
+    more = write_csv_files(csv_dir, 1, start=7)
+    third = ws.service.run(ing_csv)
+    assert (third.files_processed, third.records_ingested) == (1, sum(more.values()))
+    assert _count(spark, ing_csv.table) == sum(good_csv.values()) + sum(more.values())
+    print(f"first runs of 3 ingestions (9 files): {first:.1f} s; whole test {time.monotonic() - t0:.1f} s")
+
+
+def test_shadow_runs_need_an_iceberg_catalog(spark, spark_ws, tmp_path):
+    ws = spark_ws
+    files = write_csv_files(tmp_path / "src", 1)
+    ing = add_ingestion(ws, "sp-shadow", tmp_path / "src")
+    assert ws.service.run(ing).files_processed == 1
+    res = ws.service.run(ing, orchestrator="prefect", mode="shadow")
+    assert res.files_failed == 1
+    (row,) = ledger_rows(ws.autoloader_engine, ing.id, "shadow")
+    assert row.status == "FAILED" and "local Spark catalog (spark_catalog) has no branches" in row.error
+    assert _count(spark, ing.table) == sum(files.values())  # main untouched by the shadow
+
+    from checks import spark_checks
+
+    proc = ws.service.processor
+    res = spark_checks.check_counts(proc, ing.table, fork_snapshot_id=None, ingestion_id=ing.id)
+    assert res.verdict == "error" and "keeps no snapshots" in res.error
+    assert spark_checks.check_quality(proc, ing.table, key_columns=["id"]).verdict == "error"
+
+
+def test_great_expectations_validates_a_spark_connect_dataframe(spark):
+    """GE 1.24's Spark data source accepts a Spark Connect DataFrame; the SQL fallback agrees with it."""
+    from checks import spark_checks
+
+    sdf = spark.createDataFrame(
+        [(1, "a", 1.0), (2, None, 2.0), (2, "b", 3.0), (None, "c", 4.0), (5, "d", 5.0), (5, "d", 6.0)],
+        "id long, name string, amount double")
+    columns = ["id", "name", "amount"]
+    for keys in (["id"], ["id", "name"]):
+        ge, how = spark_checks.outcomes(spark, "legacy", sdf, columns, keys, 6)
+        assert how == "great_expectations"
+        sq = spark_checks.sql_outcomes(spark, sdf, columns, keys, 6)
+        assert set(ge) == set(sq), (sorted(ge), sorted(sq))
+        for key in ge:
+            assert ge[key]["success"] == sq[key]["success"], (key, ge[key], sq[key])
+            if ge[key]["unexpected_count"] is not None:
+                assert ge[key]["unexpected_count"] == sq[key]["unexpected_count"], (key, ge[key], sq[key])
+    ge, _ = spark_checks.outcomes(spark, "shadow", sdf, columns, ["id"], 6)
+    assert ge["expect_column_values_to_not_be_null(id)"]["unexpected_count"] == 1
+    assert ge["expect_column_values_to_be_unique(id)"]["unexpected_count"] == 4
+    assert ge["expect_table_row_count_to_equal"]["success"] is True
+    assert ge["expect_table_columns_to_match_ordered_list"]["success"] is True
+    bad, _ = spark_checks.outcomes(spark, "shadow", sdf.select("name", "id", "amount"), columns, ["id"], 7)
+    assert not bad["expect_table_columns_to_match_ordered_list"]["success"]
+    assert not bad["expect_table_row_count_to_equal"]["success"]
