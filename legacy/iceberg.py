@@ -133,17 +133,17 @@ class Catalog:
             # creator makes it raise IntegrityError instead of NamespaceAlreadyExistsError
             if not self.catalog.namespace_exists(namespace):
                 raise
-        return self.catalog.create_table_if_not_exists(
-            identifier, schema=arrow_schema, properties={"commit.retry.num-retries": "0"})
+        return self.catalog.create_table_if_not_exists(identifier, schema=arrow_schema)
 
     # -- writes ----------------------------------------------------------------------
     def append(self, identifier: str, data, *, branch: str, properties: dict[str, str], tbl=None) -> int:
         """Append ``data`` as one snapshot on ``branch``; returns its snapshot id.
 
-        A commit that loses an optimistic race is retried on a fresh table, but only
-        after checking that no other run committed the same file meanwhile (the
-        commit itself is then the fence). Tables cutover creates have pyiceberg's
-        blind internal retry turned off for that reason.
+        pyiceberg first retries a lost optimistic commit itself (cheaply: it re-applies
+        the metadata change without rewriting data). When it gives up, the append is
+        retried on a fresh table, but only after checking that no other run committed
+        the same file meanwhile. (Turning pyiceberg's own retry off made the check
+        airtight but starved one of two busy writers: every retry rewrote the data.)
         """
         from pyiceberg.exceptions import CommitFailedException
 
