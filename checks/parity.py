@@ -114,13 +114,8 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         until=until, thresholds=thresholds))
                 elif name == "ledger":
                     res = _guard(name, lambda: check_ledger(
-                        ws.ledger(ing.id, "live").entries(), ws.ledger(ing.id, "shadow").entries(),
-                        since=since, until=until, grace_s=float(thresholds.get("ledger_grace", 0))))
-                elif name == "counts" and spark:
-                    from checks import spark_checks
-
-                    res = _guard(name, lambda: spark_checks.check_counts(spark, ing.table, fork_snapshot_id=fork,
-                                                                         ingestion_id=ing.id))
+                        ws.autoloader_engine, ing.id, since=since, until=until,
+                        grace_s=float(thresholds.get("ledger_grace", 0))))
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(tbl, fork_snapshot_id=fork, ingestion_id=ing.id))
                 elif spark:

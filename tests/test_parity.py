@@ -256,3 +256,35 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
     assert rc == 0 and "fail" in hist and "orders 0" in hist
     rc = run_main(cli, ["parity", "--format", "yaml"])
     assert rc == 2
+
+
+@pytest.mark.postgres
+def test_ledger_and_counts_checks_on_postgres(workspace_env, tmp_path, pg_url_factory, monkeypatch):
+    """The ledger check is one FULL OUTER JOIN in the DB: the same verdicts on PostgreSQL."""
+    monkeypatch.setenv("CUTOVER_DATABASE_AUTOLOADER_URL", pg_url_factory("auto"))
+    monkeypatch.setenv("CUTOVER_DATABASE_STATE_URL", pg_url_factory("state"))
+    assert run_main(cli, ["db", "upgrade"]) == 0
+    from cutover.baseline import seed_baseline
+    from cutover.shadow import ensure_fork
+    from cutover.workspace import Workspace
+    from legacy.ingestions import IngestionRepo, validate
+    from legacy.models import processed_files as t
+
+    src = tmp_path / "src"
+    _csv(src / "a.csv", 10, 0)
+    ws = Workspace()
+    ing = validate({"id": "pgi", "source_uri": str(src), "pattern": "*.csv", "format": "csv", "table": "pg.t"})
+    IngestionRepo(ws.autoloader_engine).upsert([ing], replace_existing=False)
+    ws.service.run(ing)
+    seed_baseline(ws, ing, ensure_fork(ws, ing))
+    _csv(src / "b.csv", 4, 100)
+    _csv(src / "c.csv", 6, 200)
+    ws.service.run(ing)
+    ws.service.run(ing, orchestrator="prefect", mode="shadow")
+    rep, checks = _parity(ws, ing, checks=("ledger", "counts"))
+    assert rep.verdict == PASS and checks["ledger"].metrics["files_judged"] == 2
+    with ws.autoloader_engine.begin() as conn:
+        conn.execute(t.delete().where(t.c.namespace == "shadow", t.c.path == str(src / "b.csv")))
+        conn.execute(update(t).where(t.c.namespace == "shadow", t.c.path == str(src / "c.csv")).values(records_ingested=5))
+    rep, checks = _parity(ws, ing, checks=("ledger",))
+    assert _kinds(checks["ledger"]) == ["file_missing_in_shadow", "records_mismatch"]
