@@ -99,6 +99,7 @@ processed_files = Table(
     UniqueConstraint("ingestion_id", "namespace", "path", name="uq_processed_files_key"),
     Index("ix_processed_files_status", "ingestion_id", "namespace", "status"),
     Index("ix_processed_files_claimed_by", "claimed_by"),
+    Index("ix_processed_files_parity", "ingestion_id", "path", "namespace", "status", "records_ingested", "processed_at"),
 )
 
 # APScheduler 3's SQLAlchemyJobStore table, created here so that alembic owns
