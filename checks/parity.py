@@ -96,7 +96,18 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
     thresholds = ws.settings.parity
     waivers = WaiverStore(ws.state_engine)
     spark = _spark(ws)  # [ingest] engine = "spark": counts and quality through Spark Connect
+    from cutover import states
+
+    current = states.get_states(ws.state_engine)
     for ing in ingestions:
+        state = current.get(ing.id, states.LEGACY)
+        if state in (states.CUTOVER, states.DONE):
+            # Prefect is live now: there is no shadow to compare any more (and its live runs
+            # would look like "missing in shadow"). Explicitly named, it is an error verdict.
+            res = [CheckResult.errored(n, f"{ing.id} is {state}: parity compares legacy with a Prefect shadow; "
+                                          "watch the live side with `cutover watch`") for n in checks]
+            report.ingestions.append(IngestionParity(ing.id, ERROR, res))
+            continue
         fork, forked_at = fork_of(ws.state_engine, ing.id)
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None

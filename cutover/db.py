@@ -193,7 +193,8 @@ def ensure_schema(settings, *, create_embedded: bool = True) -> None:
     """Refuse to work on a DB whose schema is not at head.
 
     The embedded SQLite databases under CUTOVER_HOME are created and migrated on
-    first use (there is nobody else to run migrations for them). A shared
+    first use, and upgraded when a newer cutover needs it (there is nobody else to
+    run migrations for them). A shared
     database (any other URL) must be upgraded explicitly with
     ``cutover db upgrade``: a tool should not migrate a team's PostgreSQL
     behind its back.
@@ -214,7 +215,12 @@ def _ensure_tree(tree: str, url: str, may_create: bool) -> None:
     head = head_revision(tree)
     cur = current_revision(url, tree)
     if cur != head:
-        if cur is None and may_create:
+        if may_create:
+            # the embedded SQLite DBs have nobody else to migrate them: create or upgrade
+            if cur is not None:
+                import sys
+
+                print(f"upgrading the embedded {tree} DB from {cur} to {head}", file=sys.stderr)
             upgrade(url, tree)
         elif cur is None:
             raise SchemaOutOfDate(f"the {tree} DB at {redact_url(url)} has no cutover schema",

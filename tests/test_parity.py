@@ -44,6 +44,9 @@ def shadowed(workspace_env, tmp_path):
     ws.service.run(ing)  # before the fork
     fork = ensure_fork(ws, ing)
     seed_baseline(ws, ing, fork)
+    from cutover import states
+
+    states.set_state(ws.state_engine, ing.id, states.SHADOW)
     _csv(src / "day2_a.csv", 15, 200)
     _csv(src / "day2_b.csv", 5, 300)
     ws.service.run(ing, orchestrator="legacy", mode="live")
@@ -213,6 +216,18 @@ def test_waiver_turns_failure_into_pass_and_expires(shadowed):
     later = datetime.now(timezone.utc) + timedelta(days=2)
     rep, checks = _parity(ws, ing, checks=("ledger",), now=later)
     assert rep.verdict == FAIL and checks["ledger"].waiver is None
+
+
+def test_after_cutover_parity_is_not_judged(shadowed, capsys):
+    ws, ing, src = shadowed
+    from cutover import states
+
+    states.set_state(ws.state_engine, ing.id, states.CUTOVER)
+    ws.service.run(ing, orchestrator="prefect", mode="live")  # Prefect live now: no shadow counterpart
+    rep, checks = _parity(ws, ing)
+    assert rep.verdict == ERROR and "is CUTOVER" in checks["ledger"].error
+    assert run_main(cli, ["parity"]) == 2  # nothing in SHADOW to compare for the nightly job
+    assert "no ingestion is in SHADOW" in capsys.readouterr().err
 
 
 def test_no_shadow_is_error_verdict(workspace_env, tmp_path):

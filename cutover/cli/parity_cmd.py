@@ -50,9 +50,16 @@ def parity(app: App, ingestion_ids, since, fmt, out_dir, checks_, no_store, limi
         from cutover.config import parse_duration
 
         window = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
-    items = ws.ingestions.resolve(ingestion_ids, all_=not ingestion_ids)
-    if not items:
-        raise InputError("no ingestions in the inventory", fix="add some with `cutover ingestion add`")
+    if ingestion_ids:
+        items = ws.ingestions.resolve(ingestion_ids)
+    else:  # every ingestion with a shadow to compare: those in SHADOW
+        from cutover import states
+
+        current = states.get_states(ws.state_engine)
+        items = [i for i in ws.ingestions.list() if current.get(i.id) == states.SHADOW]
+        if not items:
+            raise InputError("no ingestion is in SHADOW: there is nothing to compare",
+                             fix="start shadows with `cutover shadow start`, or name ingestions explicitly")
     from checks.parity import run_parity
     from checks.report import render_html, render_json, render_junit, render_md, render_text, write_reports
 
