@@ -73,9 +73,17 @@ class LiveSides:
         self.prefect_api_url = prefect_api_url
         self.start_prefect = start_prefect
 
-    def legacy(self) -> LegacySide:
+    def legacy(self):
         if self._legacy is None:
-            self._legacy = LegacySide(self.ws)
+            from legacy.cron import CONFIG_NAME
+
+            if (self.ws.settings.home / CONFIG_NAME).exists():
+                # a crontab is part of the legacy side: its ingestions pause/resume by their cron line
+                from legacy.cron import CronLegacySide
+
+                self._legacy = CronLegacySide(self.ws, base=LegacySide(self.ws))
+            else:
+                self._legacy = LegacySide(self.ws)
         return self._legacy
 
     def prefect(self, mode: str):

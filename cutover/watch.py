@@ -247,7 +247,8 @@ def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds
         since = cutover_at
     window_text = f"the last {_human(th.window)}" + (" (since the cutover)" if since == cutover_at else "")
     runs = ws.runs.list(ingestion_id=iid, since=since, orchestrator="prefect", mode="live")
-    finished = [r for r in runs if r.status not in ("RUNNING", "CANCELLED")]
+    # backfill runs reprocess history on purpose: they say nothing about the live schedule
+    finished = [r for r in runs if r.status not in ("RUNNING", "CANCELLED") and r.trigger != "backfill"]
 
     # 1. failure rate
     t = Trigger("failure_rate", threshold=th.failure_rate)

@@ -11,7 +11,12 @@ APScheduler 3 trigger each becomes.
 3. an APScheduler trigger spec as APScheduler takes it:
    ``{"trigger": "cron", "day": "last", "hour": 2, "minute": 0, "second": 30, "jitter": 60}``,
    ``{"trigger": "interval", "hours": 6, "start_date": "2026-01-01T00:30:00"}``,
-   ``{"trigger": "date", "run_date": "2026-12-24T18:00:00"}``.
+   ``{"trigger": "date", "run_date": "2026-12-24T18:00:00"}``;
+4. a line of a real crontab: ``{"crontab": "15 * * * *"}`` -- standard (Vixie/Debian)
+   cron semantics, as cron itself runs it (0 and 7 = Sunday; day-of-month OR
+   day-of-week when both are restricted). Cron runs these jobs, never APScheduler:
+   ``build_trigger`` gives a ``legacy.cron.VixieCronTrigger`` that computes fire times
+   but refuses to be stored in an APScheduler job store (see ``legacy/cron.py``).
 
 No schedule (``None``) means manual only. Every schedule has a timezone: the
 ingestion's, or a ``timezone`` key in the spec.
@@ -72,6 +77,8 @@ def parse_schedule_text(text: str | None) -> dict | None:
     head = words[0].lower()
     if head in ("cron", "cron:"):
         return normalize_schedule({"cron": " ".join(words[1:])})
+    if head in ("crontab", "crontab:"):
+        return normalize_schedule({"crontab": " ".join(words[1:])})
     if head == "hourly" and len(words) == 2:
         return normalize_schedule({"frequency": "hourly", "at": words[1]})
     if head == "daily" and len(words) == 2:
@@ -129,6 +136,17 @@ def normalize_schedule(spec: Any) -> dict | None:
             out["timezone"] = str(spec["timezone"])
         build_trigger(out, "UTC")
         return out
+    if "crontab" in spec:
+        from legacy.cron import normalize_expr
+
+        extra = set(spec) - {"crontab", "timezone"}
+        if extra:
+            raise InputError(f"unknown schedule key(s) {', '.join(sorted(extra))} for a crontab schedule",
+                             fix="use crontab and timezone")
+        out = {"crontab": normalize_expr(str(spec["crontab"]))}
+        if "timezone" in spec:
+            out["timezone"] = str(spec["timezone"])
+        return out
     if "trigger" in spec:
         kind = spec["trigger"]
         allowed = {"cron": CRON_FIELDS, "interval": INTERVAL_FIELDS, "date": ("run_date",)}.get(kind)
@@ -145,7 +163,8 @@ def normalize_schedule(spec: Any) -> dict | None:
                 out[k] = v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
         build_trigger(out, "UTC")
         return out
-    raise InputError("schedule has none of frequency, cron or trigger", fix="give one of them (or no schedule for manual runs)")
+    raise InputError("schedule has none of frequency, cron, crontab or trigger",
+                     fix="give one of them (or no schedule for manual runs)")
 
 
 def schedule_timezone(spec: dict | None, default_tz: str) -> str:
@@ -174,6 +193,10 @@ def build_trigger(spec: dict | None, default_tz: str):
     from apscheduler.triggers.interval import IntervalTrigger
 
     tz = check_timezone(schedule_timezone(spec, default_tz))
+    if "crontab" in spec:  # run by cron (Vixie semantics), never by APScheduler: see legacy/cron.py
+        from legacy.cron import VixieCronTrigger
+
+        return VixieCronTrigger(spec["crontab"], str(tz))
     try:
         if "frequency" in spec:
             freq = spec["frequency"]
@@ -258,6 +281,8 @@ def describe(spec: dict | None) -> str:
         base = f"weekly {spec.get('day', 'mon')} {spec['at']}" if f == "weekly" else f"{f} {spec['at']}"
     elif "cron" in spec:
         base = f"cron {spec['cron']}"
+    elif "crontab" in spec:
+        base = f"crontab {spec['crontab']}"
     else:
         args = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("trigger", "timezone"))
         base = f"{spec['trigger']}({args})"

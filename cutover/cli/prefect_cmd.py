@@ -260,3 +260,41 @@ def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> N
     app.table([[r["flow_run_id"][:8], r["name"], r["state"], r["start"], (r["run_id"] or "")[:12], r["run_status"],
                 r["files"], r["records"]] for r in rows],
               ["flow run", "name", "state", "start", "run", "status", "files", "records"])
+
+
+@prefect.command("export")
+@click.option("--format", "fmt", type=click.Choice(["prefect-yaml"]), default="prefect-yaml", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: standard output).")
+@click.option("--source", type=click.Choice(["server", "inventory"]), default="server", show_default=True,
+              help="server: the cutover deployments as they are on Prefect (paused flags included); "
+                   "inventory: what `cutover prefect deploy` would create.")
+@click.option("--mode", "modes", type=click.Choice(["live", "shadow"]), multiple=True,
+              help="Only deployments of this mode (repeatable; default: both).")
+@pass_app
+def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
+    """Write the work pool(s) and deployments cutover manages as a prefect.yaml.
+
+    `prefect deploy --all --prefect-file FILE`, run from the repository root, accepts it
+    unchanged and recreates the same deployments (see flows/export.py).
+    """
+    from cutover.workspace import Workspace
+    from flows.export import export
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    name = Path(out).name if out else "prefect.yaml"
+    if source == "server":
+        from flows.adapter import PrefectAdapter
+
+        with PrefectAdapter(ws, start=True) as ad, ad.client() as c:
+            text, doc = export(ws, source="server", client=c, modes=list(modes) or None, filename=name)
+    else:
+        text, doc = export(ws, source="inventory", modes=list(modes) or None, filename=name)
+    if out:
+        from legacy.cron import _atomic_write
+
+        _atomic_write(Path(out).absolute(), text)
+        app.info(f"wrote {len(doc['deployments'])} deployment(s) and {len(doc['definitions']['work_pools'])} "
+                 f"work pool(s) to {out}")
+    else:
+        click.echo(text, nl=False)

@@ -284,6 +284,10 @@ def translate(spec: dict | None, timezone: str, *, allow_approx: bool = False) -
     check_timezone(tz)
     if spec is None:
         return Translation(kind=None, timezone=tz, notes=["manual only: no schedule on either side"])
+    if "crontab" in spec:  # run by cron with standard (Vixie) semantics, not APScheduler's
+        from cutover.schedules.crontab import translate_crontab
+
+        return translate_crontab(spec["crontab"], tz, allow_approx=allow_approx)
     trigger = build_trigger(spec, timezone)  # InputError for an invalid spec
     issues = _Issues(describe(spec), allow_approx)
 

@@ -123,11 +123,17 @@ def _utc(dt: datetime) -> datetime:
 
 def legacy_fire_times(spec: dict | None, timezone: str, start: datetime, end: datetime,
                       *, max_fires: int = MAX_FIRES) -> tuple[list[datetime], bool]:
-    """APScheduler 3's fire times in [start, end] (UTC), jitter left out; (times, capped)."""
-    from legacy.schedule import build_trigger
+    """APScheduler 3's fire times in [start, end] (UTC), jitter left out; (times, capped).
+    A crontab schedule is run by cron: its fire times are Debian cron's (``legacy.cron.fire_times``,
+    computed by cronsim, not by Prefect's croniter)."""
+    from legacy.schedule import build_trigger, schedule_timezone
 
     if spec is None:
         return [], False
+    if "crontab" in spec:
+        from legacy.cron import fire_times
+
+        return fire_times(spec["crontab"], schedule_timezone(spec, timezone), start, end, max_fires=max_fires)
     trigger = copy.copy(build_trigger(spec, timezone))
     if getattr(trigger, "jitter", None):
         trigger.jitter = None
@@ -276,10 +282,11 @@ def _explain(diff: Difference, tz: str, spec: dict | None, default_tz: str, tran
         if since - timedelta(hours=26) <= t <= diff.at + timedelta(hours=26):
             direction = "forward" if after > before else "back"
             out.append(f"a DST change in {tz} falls between the previous fire time and this one (or within a day): "
-                       f"clocks go {direction} {abs(after - before) / 3600:g}h at {_iso(t)}; APScheduler 3 and "
+                       f"clocks go {direction} {abs(after - before) / 3600:g}h at {_iso(t)}; "
+                       f"{'cron' if spec and 'crontab' in spec else 'APScheduler 3'} and "
                        f"Prefect handle skipped/repeated wall times and date arithmetic across it differently")
             break
-    if spec is None:
+    if spec is None or "crontab" in spec:  # the hints below are about APScheduler
         return out
     trigger = copy.copy(build_trigger(spec, default_tz))
     if getattr(trigger, "jitter", None):

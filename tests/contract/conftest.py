@@ -148,10 +148,36 @@ def make_apscheduler(cw: ContractWorkspace) -> Harness:
     return h
 
 
+def make_cron(cw: ContractWorkspace) -> Harness:
+    """The crontab adapter over a crontab FILE with foreign lines (never the machine's crontab);
+    jobs run the generated wrapper (legacy/medallion.py) synchronously. After each test the
+    lines outside the managed block must be byte-identical."""
+    from legacy.cron import BEGIN, CronAdapter
+    from legacy.medallion import write_pipeline
+
+    d = cw.home.parent / "cron"
+    paths = write_pipeline(d, source_dir=d / "unused-source", cutover_home=cw.home)
+    foreign = ("# m h dom mon dow command\nMAILTO=ops@example.com\n"
+               "5 4 * * 0 /usr/local/bin/backup.sh --full >> /var/log/backup.log 2>&1\n"
+               "# 0 * * * * /usr/local/bin/disabled-by-a-human.sh\n")
+    paths["crontab"].write_text(foreign)
+    adapter = CronAdapter(cw.ws, crontab=paths["crontab"], run_log=paths["run_log"], wrapper=str(paths["wrapper"]),
+                          timezone="UTC", output_dir=paths["logs"], trigger_timeout=120)
+    h = Harness("cron", adapter, cw)
+
+    def foreign_lines_untouched():
+        text = paths["crontab"].read_text()
+        assert text.split(BEGIN)[0].rstrip("\n") == foreign.rstrip("\n"), "a line outside the managed block changed"
+
+    h.closers.append(foreign_lines_untouched)
+    return h
+
+
 FACTORIES: dict[str, Callable[[ContractWorkspace], Harness]] = {
     "fake": make_fake,
     "batch": make_batch,
     "apscheduler": make_apscheduler,
+    "cron": make_cron,
 }
 HARNESSES: list = [pytest.param(name, id=name) for name in FACTORIES]
 
