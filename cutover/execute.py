@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 from cutover import audit, states
 from cutover.errors import GateFailed, InputError, PartialFailure
 from cutover.journal import DONE, FAILED, RUNNING, Journal
-from cutover.plan import Move, Plan, Step, Wave, fingerprint, parse_gate
+from cutover.plan import CONTINUE, Move, Plan, Step, Wave, fingerprint, parse_gate
 from cutover.redact import redact_text
 
 log = logging.getLogger("cutover.execute")
@@ -38,6 +38,8 @@ class WaveResult:
     applied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: str | None = None
+    # steps that failed with on_failure="continue", and the set_state steps they held back
+    deferred: list[str] = field(default_factory=list)
 
 
 def operation_id(plan: Plan, wave: Wave) -> str:
@@ -154,6 +156,12 @@ class DryRun:
 
 
 class Apply:
+    """Runs the steps in order, journaled. A failing step stops the operation, unless it has
+    ``on_failure="continue"`` (cutover.plan.CONTINUE): it is then recorded FAILED, reported in
+    ``WaveResult.deferred``, and the following steps run, except the ``set_state`` of the same
+    ingestion, which stays PENDING (a state changes only when every step before it is done).
+    Running the operation again retries the failed steps."""
+
     def __init__(self, sides: Sides, echo: Callable[[str], None], *, poll: float = 1.0):
         self.sides = sides
         self.echo = echo
@@ -165,9 +173,14 @@ class Apply:
         journal.register([s.describe() for s in steps])
         status = journal.statuses()
         res = WaveResult(wave)
+        held: set[str] = set()  # ingestions with a step that failed and let the operation go on
         for seq, step in enumerate(steps):
             if status.get(seq, ("", ""))[1] == DONE:
                 res.skipped.append(step.describe())
+                continue
+            if step.action == "set_state" and step.ingestion_id in held:
+                self.echo(f"  held    {step.describe()}: an earlier step of {step.ingestion_id} failed")
+                res.deferred.append(f"{step.describe()}: held back (an earlier step failed)")
                 continue
             journal.mark(seq, RUNNING)
             try:
@@ -176,6 +189,10 @@ class Apply:
                 msg = redact_text(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 journal.mark(seq, FAILED, msg)
                 self.echo(f"  FAILED  {step.describe()}: {msg}")
+                if step.kw.get("on_failure") == CONTINUE:
+                    held.add(step.ingestion_id)
+                    res.deferred.append(f"{step.describe()}: {msg}")
+                    continue
                 res.failed = f"{step.describe()}: {msg}"
                 return res
             journal.mark(seq, DONE, detail)
@@ -218,6 +235,10 @@ class Apply:
         if step.action == "set_state":
             changed = states.set_state(ws.state_engine, iid, kw["to_state"], by=audit.who(), force=True)
             return None if changed else "already"
+        if step.action == "cancel_prefect":
+            from cutover.incident.rollback import cancel_in_flight
+
+            return cancel_in_flight(ws, self.sides, iid, timeout=float(kw.get("timeout", 120)), poll=self.poll)
         raise ValueError(f"unknown step {step.action}")
 
     def _wait_idle(self, ws, iid: str, timeout: float) -> str:
@@ -246,10 +267,15 @@ def execute_wave(ws, plan: Plan, wave: Wave, evaluator, *, reason: str = "") -> 
     result = evaluator.run(ws, plan, wave)
     if isinstance(evaluator, Apply):
         audit.record(ws.state_engine, "execute", target=operation_id(plan, wave), reason=reason or None,
-                     detail={"applied": len(result.applied), "skipped": len(result.skipped), "failed": result.failed})
+                     detail={"applied": len(result.applied), "skipped": len(result.skipped), "failed": result.failed,
+                             **({"deferred": result.deferred} if result.deferred else {})})
         if result.failed:
             raise PartialFailure(f"wave {wave.number} ({wave.name}) stopped at: {result.failed}",
                                  fix="fix the cause and run the same command again to resume (the journal keeps the progress)")
+        if result.deferred:
+            raise PartialFailure(f"wave {wave.number} ({wave.name}): {len(result.deferred)} step(s) not done: "
+                                 f"{result.deferred[0]}",
+                                 fix="fix the cause and run the same command again to complete it")
     return result
 
 
@@ -282,8 +308,12 @@ def operation(ws, name: str, moves: list[Move], sides, echo: Callable[[str], Non
         res = Apply(sides, echo).run(ws, plan, wave)
     audit.record(ws.state_engine, name, target=", ".join(m.ingestion_id for m in moves), reason=reason or None,
                  detail={"operation_id": op_id, "applied": len(res.applied), "skipped": len(res.skipped),
-                         "failed": res.failed})
+                         "failed": res.failed, **({"deferred": res.deferred} if res.deferred else {})})
     if res.failed:
         raise PartialFailure(f"{name} stopped at: {res.failed}",
                              fix="fix the cause and run the same command again to resume (the journal keeps the progress)")
+    if res.deferred:
+        raise PartialFailure(f"{name}: {len(res.deferred)} step(s) not done, first: {res.deferred[0]}",
+                             fix="fix the cause (see the journal: `cutover status`) and run the same command again "
+                                 "to complete it (done steps are skipped)")
     return res

@@ -36,7 +36,12 @@ ACTIONS: dict[str, tuple[str, str | None]] = {
     "resume_legacy": ("resume the legacy job", "pause_legacy"),
     "wait_legacy_idle": ("wait for the in-flight legacy run to end (at most {timeout}s)", None),
     "set_state": ("state {from_state} -> {to_state}", "set_state"),
+    "cancel_prefect": ("cancel the in-flight Prefect flow runs (live and shadow) and release their claims "
+                       "(wait at most {timeout}s)", None),
 }
+# A step with args on_failure="continue" may fail without stopping the operation (recorded FAILED,
+# reported at the end, retried by the next run); the move's set_state then does not run.
+CONTINUE = "continue"
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ class Step:
         fmt = ACTIONS[self.action][0]
         return f"{self.ingestion_id}: " + fmt.format(
             mode=kw.get("mode", ""), paused=" (created paused)" if kw.get("paused") else "",
-            timeout=kw.get("timeout", ""), from_state=kw.get("from_state", ""), to_state=kw.get("to_state", ""))
+            timeout=kw.get("timeout", ""), from_state=kw.get("from_state", ""), to_state=kw.get("to_state", "")) + (
+            " (a failure does not stop the operation)" if kw.get("on_failure") == CONTINUE else "")
 
     def inverse(self) -> "Step | None":
         inv = ACTIONS[self.action][1]
@@ -63,7 +69,7 @@ class Step:
         kw = self.kw
         if self.action == "set_state":
             return Step("set_state", self.ingestion_id, _args(from_state=kw["to_state"], to_state=kw["from_state"]))
-        return Step(inv, self.ingestion_id, self.args)
+        return Step(inv, self.ingestion_id, tuple((k, v) for k, v in self.args if k != "on_failure"))
 
     def as_dict(self) -> dict:
         return {"action": self.action, "ingestion_id": self.ingestion_id, "args": self.kw}

@@ -46,6 +46,7 @@ def compute_status(ws, sides) -> dict:
         errors.append(redact_text(f"prefect: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
         prefect = None
     paused_by_operator = active_pause(ws)
+    behind, paused_ids = unpaused_behind_snapshot(ws, paused_by_operator, prefect, errors)
     rows = []
     for ing in ws.ingestions.list():
         state = st.get(ing.id, states.LEGACY)
@@ -72,9 +73,31 @@ def compute_status(ws, sides) -> dict:
                 ok, problem = False, f"{live_owners[0]} is live but the state {state} says {owner}"
             else:
                 ok = True
+        drifted = [d for d in behind if d["ingestion_id"] in (ing.id, None)
+                   and (d["ingestion_id"] is not None or ing.id in paused_ids)]
+        if drifted:  # the operator's pause is being undone behind its back
+            ok = False
+            problem = "; ".join(filter(None, [problem, f"un-paused behind pause snapshot {paused_by_operator['id']}: "
+                                              + ", ".join(d["detail"] for d in drifted)]))
         rows.append({"id": ing.id, "state": state, "live_owner": owner,
                      "legacy": lg["text"] if lg else "unknown", "prefect_live": live_text,
                      "prefect_shadow": shadow_text, "invariant_ok": ok, "problem": problem,
                      "operation_in_flight": handoffs.get(ing.id)})
     return {"ingestions": rows, "errors": errors, "lock": lock.holder(ws.state_engine),
-            "active_pause": paused_by_operator}
+            "active_pause": paused_by_operator, "unpaused_behind_snapshot": behind}
+
+
+def unpaused_behind_snapshot(ws, pause: dict | None, prefect: dict | None,
+                             errors: list[str]) -> tuple[list[dict], set[str]]:
+    """While a pause snapshot is ACTIVE: (what it paused that runs again, the ingestions it covers);
+    see cutover.incident.pause.drift."""
+    if pause is None:
+        return [], set()
+    from cutover.incident.pause import drift, load
+
+    try:
+        snap = load(ws.state_engine, pause["id"])
+        return drift(ws, snap, prefect), set(snap.ids)
+    except Exception as e:  # noqa: BLE001 - reported like any unreadable side
+        errors.append(redact_text(f"pause snapshot {pause['id']}: {e}"))
+        return [], set()

@@ -339,6 +339,18 @@ class PrefectAdapter:
                     n += 1
         return n
 
+    def flow_run_state(self, flow_run_id: str) -> str | None:
+        """The state type of a flow run (``COMPLETED``, ``CANCELLED``, ...), None when it does not exist.
+        Used by ``cutover rollback --cancel-running`` to tell a dead run from a slow one."""
+        from prefect.exceptions import ObjectNotFound
+
+        with self.client() as c:
+            try:
+                fr = c.read_flow_run(flow_run_id)
+            except ObjectNotFound:
+                return None
+        return fr.state.type.value if fr.state is not None else None
+
     # -- extras for the CLI ----------------------------------------------------------------
     def flow_runs(self, *, ingestion_id: str | None = None, limit: int = 50) -> list[Any]:
         """Recent flow runs of cutover deployments (newest first)."""

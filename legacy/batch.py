@@ -21,6 +21,13 @@ class BatchOrchestrator:
         if ing.batch_paused:
             raise IngestionPaused(f"ingestion {ing.id} is paused on the legacy side",
                                   fix=f"resume it with `cutover legacy resume {ing.id}`")
+        from legacy.scheduler import legacy_fence
+
+        fenced = legacy_fence(self.ws, ing.id)
+        if fenced:
+            raise IngestionPaused(f"ingestion {ing.id} is not run: {fenced}",
+                                  fix="the incident pause is still in force: see `cutover pause list`; "
+                                      "`cutover resume --snapshot ID` ends it")
         return self.ws.service.run(ing, orchestrator="legacy", mode="live", trigger=trigger, external_id=external_id)
 
     def pause(self, ingestion_id: str) -> bool:

@@ -34,11 +34,16 @@ LAZY = {
     "status": ("cutover.cli.ops_cmd:status", "States, live owners, schedule states and the invariant."),
     "log": ("cutover.cli.ops_cmd:log_cmd", "The audit trail of every mutating action."),
     "unlock": ("cutover.cli.ops_cmd:unlock", "Break a stale operator lock."),
+    "rollback": ("cutover.cli.incident_cmd:rollback", "Give ingestions back to the legacy side (works with Prefect down)."),
+    "pause": ("cutover.cli.incident_cmd:pause", "Incident: fence and pause every schedule on both sides; `pause list`."),
+    "resume": ("cutover.cli.incident_cmd:resume", "Restore exactly what a pause snapshot recorded, then lift the fences."),
     "demo": ("cutover.cli.demo_cmd:demo", "Recreate the demo workspace and run the end-to-end story."),
     "prefect": ("cutover.cli.prefect_cmd:prefect", "Prefect side: local server up/down/status, deploy, runs."),
     "schedules": ("cutover.cli.schedules_cmd:schedules", "Verify that Prefect schedules fire exactly when the legacy ones do."),
     "watch": ("cutover.cli.watch_cmd:watch", "Rollback triggers for ingestions in CUTOVER: alert or auto-rollback."),
     "runbook": ("cutover.cli.runbook_cmd:runbook", "Operational runbooks: list, show, run their command blocks step by step."),
+    "cron": ("cutover.cli.cron_cmd:cron", "The crontab legacy side: import lines, jobs, pause/resume, run, runs."),
+    "backfill": ("cutover.cli.backfill_cmd:backfill", "Backfill a date range in chunks with a Prefect flow (resumable)."),
 }
 
 
