@@ -239,9 +239,30 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
         cmd("execute", str(plan_file), "--dry-run")
         cmd("execute", str(plan_file), "--yes", "--reason", "demo canary")
         cmd("status")
-        cmd("log", "--limit", "8")
+
+        step("12. An incident: pause everything at once, then resume exactly what was running")
+        cmd("legacy", "pause", "metrics")  # paused on purpose before the incident: must stay paused
+        cmd("pause", "--all", "--reason", "demo: catalog outage")
+        from sqlalchemy import select as _select
+
+        from cutover.state.models import pause_snapshots as _snaps
+
+        with ws.state_engine.connect() as conn:
+            snap = conn.execute(_select(_snaps.c.id).where(_snaps.c.status == "ACTIVE")).scalar()
+        cmd("pause", "list")
+        cmd("status", ok=(0, 1))
+        cmd("resume", "--snapshot", str(snap))
+        cmd("legacy", "jobs")
+        echo("metrics was paused by hand before the incident and stays paused, so status flags it (exit 1):")
+        cmd("status", ok=(1,))
+        cmd("legacy", "resume", "metrics")
+
+        step("13. Roll the canary back to the legacy side (it also lists the intervals a backfill may need)")
+        cmd("rollback", "orders", "--reason", "demo: canary rollback")
+        cmd("status")
+        cmd("log", "--limit", "10")
     finally:
-        step("12. Stop the local Prefect server (`cutover prefect up` starts it again)")
+        step("14. Stop the local Prefect server (`cutover prefect up` starts it again)")
         cmd("prefect", "down", ok=(0, 1, 2, 3))
     echo("")
     echo(f"The workspace stays in {home}: try `cutover ingestion show orders`, `cutover ledger orders --status FAILED`, "
