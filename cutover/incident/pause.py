@@ -9,16 +9,21 @@ pause (``pause(ws, ...)``), each part recorded before anything it covers changes
    ``legacy.scheduler.run_scheduled`` and ``legacy.batch.BatchOrchestrator`` check it before
    any legacy run starts) and the Prefect work pool paused (one PATCH: workers pick up no
    run of that pool). ``safe_at`` is recorded: from here no new run starts on either side;
-3. **snapshot of every schedule state** — each Prefect deployment's ``paused`` flag and
-   each of its schedules' ``active`` flag; each APScheduler job's paused state and
-   ``next_run_time``; each batch flag — stored in the same row, before any of them changes;
-4. **durable pause** under the operator lock — every deployment paused
-   (``PATCH /deployments/{id} {"paused": true}``, sequential: the server is the
-   bottleneck; progress on stderr) while, in parallel, every APScheduler job is paused
-   (``next_run_time`` NULL) and every batch flag set; then ``durable_at``.
+3. **snapshot of every schedule state** — each APScheduler job's paused state and
+   ``next_run_time`` and each batch flag (one read), then, page by page, each Prefect
+   deployment's ``paused`` flag and each of its schedules' ``active`` flag — stored in the
+   same row, each part before anything it covers changes;
+4. **durable pause** under the operator lock — in a thread, every APScheduler job paused
+   (``next_run_time`` NULL) and every batch flag set, one transaction each; here, page by
+   page as the snapshot is stored, every deployment paused (the server's
+   ``POST /deployments/{id}/pause_deployment``, sequential: the server is the bottleneck;
+   progress on stderr; the next page is read meanwhile); then ``durable_at``.
 
 The fence comes before the full snapshot (3) on purpose: it changes none of the states (3)
-records, and reading 1,000 deployments takes longer than the 2 s the fence has.
+records, and reading 1,000 deployments takes longer than the 2 s the fence has. A pause that
+stops half-way keeps the deployments it has stored; running it again adds the others (their
+state then is still their state before the pause: nothing touches a deployment before it is
+stored).
 
 With the Prefect API down, the legacy part is done all the same, what could not be done is
 recorded in the snapshot and the journal, and the command exits 3; running the same

@@ -3,9 +3,11 @@
 Why not the Prefect client: ``import prefect`` costs ~0.9 s and 80 MB (FACTS.md), and the
 on-call engineer's ``cutover pause`` must have the fence up in well under 2 s including
 process start. ``httpx`` (a Prefect dependency) with one keep-alive connection talks to the
-same API the Prefect client wraps; every body here is what the client itself sends
-(``pause_deployment`` = ``PATCH /deployments/{id} {"paused": true}``, a work pool pause =
-``PATCH /work_pools/{name} {"is_paused": true}``, ...).
+same API the Prefect client wraps (a work pool pause = ``PATCH /work_pools/{name}
+{"is_paused": true}``, ...). Deployments are paused and resumed with the server's dedicated
+``POST /deployments/{id}/pause_deployment`` | ``resume_deployment`` routes, which cost the server
+about half of the client's ``PATCH /deployments/{id} {"paused": ...}`` (see
+:meth:`PrefectHTTP.set_deployment_paused`).
 
 Authentication as the Prefect client does it from the environment: ``PREFECT_API_KEY``
 (``Authorization: Bearer``) or ``PREFECT_API_AUTH_STRING`` (HTTP Basic).
