@@ -85,6 +85,25 @@ def _outcomes(name: str, df, suite) -> dict[str, dict]:
     return out
 
 
+def compare(lo: dict[str, dict], so: dict[str, dict]) -> tuple[list[Finding], list[str]]:
+    """Shadow vs legacy expectation outcomes -> (findings, data issues shared by both sides)."""
+    findings, shared = [], []
+    for key, s in so.items():
+        l = lo.get(key, {"success": True})
+        if s["success"] and l["success"]:
+            continue
+        if not s["success"] and not l["success"] and s.get("unexpected_count") == l.get("unexpected_count") \
+                and not key.startswith("expect_table_"):
+            shared.append(key)
+            continue
+        if s["success"] and not l["success"]:
+            # legacy is worse than shadow: still a divergence worth knowing
+            findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on legacy only"))
+            continue
+        findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on shadow"))
+    return findings, shared
+
+
 def _schema(tbl, snapshot_id: int) -> list[tuple[str, str]]:
     return [(f.name, str(f.field_type)) for f in tbl.scan(snapshot_id=snapshot_id).projection().fields]
 
@@ -116,20 +135,8 @@ def check_quality(tbl, *, key_columns: list[str], sample_rows: int = 0) -> Check
     row_count = legacy_count if not sample_rows else None
     lo = _outcomes("legacy", ldf, _suite(columns, list(key_columns), row_count))
     so = _outcomes("shadow", sdf, _suite(columns, list(key_columns), row_count))
-    shared_issues = []
-    for key, s in so.items():
-        l = lo.get(key, {"success": True})
-        if s["success"] and l["success"]:
-            continue
-        if not s["success"] and not l["success"] and s.get("unexpected_count") == l.get("unexpected_count") \
-                and not key.startswith("expect_table_"):
-            shared_issues.append(key)
-            continue
-        if s["success"] and not l["success"]:
-            # legacy is worse than shadow: still a divergence worth knowing
-            findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on legacy only"))
-            continue
-        findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on shadow"))
+    more, shared_issues = compare(lo, so)
+    findings += more
     metrics = {"legacy_rows_checked": len(ldf), "shadow_rows_checked": len(sdf), "expectations": len(so),
                "shared_data_issues": shared_issues, "sample_rows": sample_rows or None}
     return CheckResult.from_findings("quality", findings, metrics)

@@ -28,6 +28,7 @@ import logging
 import uuid
 
 from checks.counts import check_counts as _check_counts
+from checks.quality import compare  # the one comparison rule for both engines
 from checks.model import CheckResult, Finding
 from cutover.spark import sql as S
 from legacy.iceberg import MAIN, SHADOW_BRANCH
@@ -150,24 +151,6 @@ def outcomes(spark, name: str, sdf, columns: list[str], keys: list[str], row_cou
         log.warning("Great Expectations could not validate the Spark DataFrame (%s: %s); using Spark SQL aggregates",
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return sql_outcomes(spark, sdf, columns, keys, row_count), "spark_sql"
-
-
-def compare(lo: dict[str, dict], so: dict[str, dict]) -> tuple[list[Finding], list[str]]:
-    """Shadow vs legacy outcomes -> (findings, shared data issues); the rule of checks.quality."""
-    findings, shared = [], []
-    for key, s in so.items():
-        l = lo.get(key, {"success": True})
-        if s["success"] and l["success"]:
-            continue
-        if not s["success"] and not l["success"] and s.get("unexpected_count") == l.get("unexpected_count") \
-                and not key.startswith("expect_table_"):
-            shared.append(key)
-            continue
-        if s["success"] and not l["success"]:
-            findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on legacy only"))
-            continue
-        findings.append(Finding("quality_failed", legacy=l, shadow=s, detail=f"{key} fails on shadow"))
-    return findings, shared
 
 
 def check_quality(proc, table: str, *, key_columns: list[str], sample_rows: int = 0) -> CheckResult:
