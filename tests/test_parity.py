@@ -275,7 +275,7 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
 
 @pytest.mark.postgres
 def test_ledger_and_counts_checks_on_postgres(workspace_env, tmp_path, pg_url_factory, monkeypatch):
-    """The ledger check is one FULL OUTER JOIN in the DB: the same verdicts on PostgreSQL."""
+    """The ledger check runs inside the database (checks/ledger.py): the same verdicts on PostgreSQL."""
     monkeypatch.setenv("CUTOVER_DATABASE_AUTOLOADER_URL", pg_url_factory("auto"))
     monkeypatch.setenv("CUTOVER_DATABASE_STATE_URL", pg_url_factory("state"))
     assert run_main(cli, ["db", "upgrade"]) == 0
