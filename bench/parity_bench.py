@@ -71,6 +71,9 @@ def populate(url: str, n: int) -> float:
 
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
             with con.cursor() as cur:
+                # the test cluster runs with synchronous_commit=off: until the commit record is
+                # flushed no hint bit can be set, so VACUUM could not mark a page all-visible
+                cur.execute("SET synchronous_commit = on")
                 for ns in ("live", "shadow"):
                     with cur.copy(f"COPY processed_files ({','.join(cols)}, attempts) FROM STDIN") as cp:
                         for r in _rows(n, ns):
