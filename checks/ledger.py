@@ -237,6 +237,9 @@ def _run_chunks(engine, ingestion_id, since, cutoff, chunks: list[Chunk], keep: 
     if workers <= 1 or len(chunks) <= 1:
         return [_run_chunk(engine, ingestion_id, since, cutoff, ch, keep) for ch in chunks]
     if engine.dialect.name == "sqlite":
+        db = engine.url.database or ""
+        if db in ("", ":memory:") or "mode=memory" in str(engine.url):  # another process would see another DB
+            return [_run_chunk(engine, ingestion_id, since, cutoff, ch, keep) for ch in chunks]
         url = engine.url.render_as_string(hide_password=False)
         return _chunks_in_processes(url, ingestion_id, since, cutoff, chunks, keep, workers)
     # PostgreSQL (and other servers): each connection is its own backend, threads are enough

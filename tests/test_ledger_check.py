@@ -208,3 +208,21 @@ def test_classify_is_exact_for_every_pair_of_rows():
                                 "records_mismatch" if ls == SUCCESS and (lr if lr is not None else -1) != (sr if sr is not None else -1)
                                 else None)
                     assert classify(fl + fs, dl + ds) == expected, (ls, lr, ss, sr)
+
+
+def test_in_memory_sqlite_never_goes_to_worker_processes():
+    """Worker processes would open another, empty in-memory database: such a ledger is checked in process."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    from legacy.models import metadata
+
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    metadata.create_all(engine, tables=[t_pf])
+    rows = _random_ledger(random.Random(5), 300)
+    _load(engine, rows)
+    until = T0 + timedelta(days=1)
+    judged, kinds = reference(rows, None, until)
+    res = check_ledger(engine, "ing", since=None, until=until, workers=2, chunk_rows=50)
+    assert res.metrics["chunks"] > 1
+    assert res.metrics["files_judged"] == judged and {f.file: f.kind for f in res.findings} == kinds
