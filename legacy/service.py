@@ -145,31 +145,26 @@ class IngestionService:
         claim = ledger.claim(f, run_id)
         if claim is None:
             return "skipped"
-        branch = branch_for(mode)
-        if self.processor is not None:
-            return self._process_with(self.processor, ing, f, claim, ledger, run_id=run_id, mode=mode,
-                                      orchestrator=orchestrator, branch=branch, result=result)
+        steps = self.processor if self.processor is not None else _ArrowSteps(self.catalog)
+        return self._process_with(steps, ing, f, claim, ledger, run_id=run_id, mode=mode, orchestrator=orchestrator,
+                                  branch=branch_for(mode), result=result)
+
+    def _process_with(self, steps, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
+                      mode: str, orchestrator: str, branch: str, result: RunResult | None) -> str:
+        """The claimed file's steps, the same for every engine; ``steps`` reads and appends
+        (:class:`_ArrowSteps` in process, or the Spark engine)."""
         try:
-            tbl = self.catalog.find(ing.table)
             # The file may already be in the branch: committed by a run that died (or
             # lost its DB connection) before it could complete the claim. Never append twice.
-            snap = self._committed_snapshot(tbl, ing, branch=branch, path=f.path, mode=mode)
+            snap = steps.find_file_snapshot(ing.table, branch=branch, path=f.path, mode=mode, ingestion_id=ing.id)
             if snap is not None:
                 ledger.complete(claim, records=snap.added_records, bytes_read=f.size or 0,
                                 snapshot_id=snap.snapshot_id, run_id_for_metrics=snap.run_id or run_id)
                 log.info("recovered %s: already committed as snapshot %s by run %s",
                          f.path, snap.snapshot_id, snap.run_id)
                 return "recovered"
-            fs, _ = filesystem(ing.source_uri, ing.storage_options())
             try:
-                data = read_file(fs, f.path, ing.format, ing.options)
-                if tbl is None:
-                    if mode != "live":
-                        raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
-                    tbl = self.catalog.load_or_create(ing.table, data.schema)
-                if branch != MAIN and branch not in tbl.metadata.refs:
-                    raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
-                data = fit_to_table(data, tbl.schema().as_arrow(), table_name=ing.table)
+                prepared = steps.prepare(ing, f, mode=mode, branch=branch)
             except BadFile as e:
                 ledger.fail(claim, str(e), bytes_read=f.size or 0)
                 if result is not None:
@@ -179,9 +174,9 @@ class IngestionService:
             if not ledger.holds(claim):  # fenced: we were declared dead while reading
                 raise L.ClaimLost(f"claim on {f.path} was taken over")
             props = {P_RUN: run_id, P_ORCH: orchestrator, P_MODE: mode, P_FILE: f.path, P_INGESTION: ing.id}
-            snapshot_id = self.catalog.append(ing.table, data, branch=branch, properties=props, tbl=tbl)
+            records, snapshot_id = steps.append(ing, prepared, branch=branch, properties=props)
             _crash_point("after-commit")
-            ledger.complete(claim, records=data.num_rows, bytes_read=f.size or 0, snapshot_id=snapshot_id)
+            ledger.complete(claim, records=records, bytes_read=f.size or 0, snapshot_id=snapshot_id)
             return "processed"
         except L.ClaimLost:
             raise
@@ -192,50 +187,6 @@ class IngestionService:
                 ledger.release(run_id)
             finally:
                 raise
-
-    def _process_with(self, proc, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
-                      mode: str, orchestrator: str, branch: str, result: RunResult | None) -> str:
-        """process_file's steps with read + append delegated to ``proc`` (the Spark engine);
-        claim, recovery, fence and completion exactly as the arrow path does them."""
-        try:
-            snap = proc.find_file_snapshot(ing.table, branch=branch, path=f.path, mode=mode, ingestion_id=ing.id)
-            if snap is not None:
-                ledger.complete(claim, records=snap.added_records, bytes_read=f.size or 0,
-                                snapshot_id=snap.snapshot_id, run_id_for_metrics=snap.run_id or run_id)
-                log.info("recovered %s: already committed as snapshot %s by run %s",
-                         f.path, snap.snapshot_id, snap.run_id)
-                return "recovered"
-            try:
-                prepared = proc.prepare(ing, f, mode=mode, branch=branch)
-            except BadFile as e:
-                ledger.fail(claim, str(e), bytes_read=f.size or 0)
-                if result is not None:
-                    result.failures.append((f.path, str(e)))
-                log.info("%s: %s FAILED: %s", ing.id, f.path, e)
-                return "failed"
-            if not ledger.holds(claim):  # fenced: we were declared dead while reading
-                raise L.ClaimLost(f"claim on {f.path} was taken over")
-            props = {P_RUN: run_id, P_ORCH: orchestrator, P_MODE: mode, P_FILE: f.path, P_INGESTION: ing.id}
-            records, snapshot_id = proc.append(ing, prepared, branch=branch, properties=props)
-            _crash_point("after-commit")
-            ledger.complete(claim, records=records, bytes_read=f.size or 0, snapshot_id=snapshot_id)
-            return "processed"
-        except L.ClaimLost:
-            raise
-        except BaseException:
-            try:
-                ledger.release(run_id)
-            finally:
-                raise
-
-    def _committed_snapshot(self, tbl, ing: Ingestion, *, branch: str, path: str, mode: str):
-        if tbl is None or (branch != MAIN and branch not in tbl.metadata.refs):
-            return None
-        for info in self.catalog.ancestry(tbl, branch):
-            p = info.properties
-            if p.get(P_FILE) == path and p.get(P_MODE) == mode and p.get(P_INGESTION, ing.id) == ing.id:
-                return info
-        return None
 
     def finish_run(self, run_id: str, result: RunResult | None = None, *, error: str | None = None) -> R.RunRecord:
         rec = self.runs.get(run_id)
@@ -310,3 +261,39 @@ def _crash_point(name: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _ArrowSteps:
+    """The in-process (pyarrow + pyiceberg) engine's steps for one file, in the shape of the
+    Spark engine's: find the file's commit, read and fit it, append it as one snapshot.
+    One instance per file: the table loaded to look for the commit is the one appended to."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self.tbl = None
+
+    def find_file_snapshot(self, identifier: str, *, branch: str, path: str, mode: str, ingestion_id: str):
+        self.tbl = tbl = self.catalog.find(identifier)
+        if tbl is None or (branch != MAIN and branch not in tbl.metadata.refs):
+            return None
+        for info in self.catalog.ancestry(tbl, branch):
+            p = info.properties
+            if p.get(P_FILE) == path and p.get(P_MODE) == mode and p.get(P_INGESTION, ingestion_id) == ingestion_id:
+                return info
+        return None
+
+    def prepare(self, ing: Ingestion, f: DiscoveredFile, *, mode: str, branch: str):
+        fs, _ = filesystem(ing.source_uri, ing.storage_options())
+        data = read_file(fs, f.path, ing.format, ing.options)
+        tbl = self.tbl
+        if tbl is None:
+            if mode != "live":
+                raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
+            self.tbl = tbl = self.catalog.load_or_create(ing.table, data.schema)
+        if branch != MAIN and branch not in tbl.metadata.refs:
+            raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
+        return fit_to_table(data, tbl.schema().as_arrow(), table_name=ing.table)
+
+    def append(self, ing: Ingestion, data, *, branch: str, properties: dict[str, str]) -> tuple[int, int]:
+        snapshot_id = self.catalog.append(ing.table, data, branch=branch, properties=properties, tbl=self.tbl)
+        return data.num_rows, snapshot_id
