@@ -1,8 +1,10 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make demo SCENARIO=cron` tells another legacy orchestrator's story (`cutover demo --help`).
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+SCENARIO ?= autoloader
 
 .PHONY: demo test install clean bench
 
@@ -17,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cutover demo
+	$(BIN)/cutover demo --scenario $(SCENARIO)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)

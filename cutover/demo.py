@@ -1,23 +1,92 @@
-"""The end-to-end demo on the embedded defaults (what `make demo` runs).
+"""The end-to-end demos on the embedded defaults (what `make demo` runs).
 
-It recreates the demo workspace, generates sample files (CSV, JSON lines,
-Parquet, one bad file among them), and then tells the story with the same
-commands a user would type, printing each one first, so that the workspace
-left behind can be explored with every other command.
+One scenario per legacy orchestrator, chosen with ``cutover demo --scenario NAME``
+(``make demo SCENARIO=NAME``). Each recreates the demo workspace and tells its story
+with the same commands a user would type, printing each one first, so that the
+workspace left behind can be explored with every other command.
+
+``autoloader`` (the default, :func:`run_demo` below) generates sample files (CSV,
+JSON lines, Parquet, one bad file among them) for the batch orchestrator and
+APScheduler. The others live in their own modules (``cutover/demo_<name>.py``) and
+are registered in :data:`SCENARIOS` as ``"module:function"``, imported only when
+chosen. A scenario function is called as ``fn(invoke, echo, settings, force=...)``
+and returns the exit code; it starts with :func:`demo_workspace`.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import json
 import random
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from cutover.errors import InputError
 
 MARKER = ".cutover-demo"
+
+# scenario name -> "module:function", imported lazily (`cutover --help` must not pay for it)
+SCENARIOS: dict[str, str] = {
+    "autoloader": "cutover.demo:run_demo",
+    "cron": "cutover.demo_cron:run_cron_demo",
+}
+DEFAULT_SCENARIO = "autoloader"
+
+
+def _module_present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_scenarios() -> list[str]:
+    """The registered scenarios whose module is present (found, not imported)."""
+    return [name for name, target in SCENARIOS.items() if _module_present(target.partition(":")[0])]
+
+
+def load_scenario(name: str) -> Callable[..., int]:
+    """The story function of scenario ``name``; InputError (one line, with the choices) when it
+    is not registered or its module or function is missing. Imports only that scenario's module."""
+    def choices() -> str:
+        avail = available_scenarios()
+        return f"use --scenario with one of: {', '.join(avail)}" if avail else "no demo scenario is installed"
+
+    target = SCENARIOS.get(name)
+    if target is None:
+        raise InputError(f"demo scenario {name!r} does not exist", fix=choices())
+    module, _, attr = target.partition(":")
+    if not _module_present(module):
+        raise InputError(f"demo scenario {name!r} is registered ({target}) but module {module} is missing",
+                         fix=choices())
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:  # a dependency of the scenario module, not the module itself
+        raise InputError(f"demo scenario {name!r} cannot be loaded: {module} needs the missing module {e.name!r}",
+                         fix=f"install it (`make install` installs every dependency), or {choices()}") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise InputError(f"demo scenario {name!r} is registered ({target}) but {module} has no function {attr}",
+                         fix=choices())
+    return fn
+
+
+def run_scenario(name: str, invoke: Callable[[list[str]], int], echo: Callable[[str], None], settings, *,
+                 force: bool = False, **options: Any) -> int:
+    """Run scenario ``name``. ``options`` (e.g. ``seed``) go only to a scenario that takes them;
+    one it does not take is an InputError, raised before anything is touched."""
+    fn = load_scenario(name)
+    params = inspect.signature(fn).parameters
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(k for k in given if k not in params)
+    if unknown:
+        raise InputError(f"--{unknown[0]} does not apply to the {name} demo scenario",
+                         fix=f"leave --{unknown[0]} out")
+    return fn(invoke, echo, settings, force=force, **given)
 
 
 def _rows_orders(rng: random.Random, day: datetime, n: int, start_id: int) -> list[dict]:
@@ -133,17 +202,28 @@ def prepare_home(home: Path, *, force: bool) -> None:
     (home / MARKER).write_text("created by `cutover demo`; `cutover demo` may delete this directory\n")
 
 
-def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], settings, *, force: bool = False,
-             seed: int = 7) -> int:
-    """The story. ``invoke`` runs one cutover command line in-process and returns its exit code."""
+def check_embedded(settings) -> None:
+    """A demo runs on the embedded defaults only (its own Prefect server and SQLite databases)."""
     if settings.prefect_api_url:
         raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
                          fix="unset PREFECT_API_URL (the demo starts its own local Prefect server)")
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")
-    home = settings.home
-    prepare_home(home, force=force)
+
+
+def demo_workspace(settings, *, force: bool) -> Path:
+    """What every scenario starts with: the embedded defaults checked, then CUTOVER_HOME recreated
+    (refused for a directory that is not a demo workspace unless ``force``). Returns the home."""
+    check_embedded(settings)
+    prepare_home(settings.home, force=force)
+    return settings.home
+
+
+def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], settings, *, force: bool = False,
+             seed: int = 7) -> int:
+    """The autoloader story. ``invoke`` runs one cutover command line in-process and returns its exit code."""
+    home = demo_workspace(settings, force=force)
     rng = random.Random(seed)
     data = home / "demo-data"
     expected: dict[str, int] = {}

@@ -41,6 +41,13 @@ class LegacySide:
         b = self.batch.resume(iid)
         return a or b
 
+    def run_now(self, iid: str, *, trigger: str = "manual") -> str:
+        """Run the ingestion on the legacy side now and wait for it; returns the run id (the run
+        record's). Raises IngestionPaused when the legacy side is paused or fenced."""
+        from legacy.batch import BatchOrchestrator
+
+        return BatchOrchestrator(self.ws).run_ingestion(iid, trigger=trigger).run_id
+
     def list_jobs(self) -> list[JobInfo]:
         return self.aps.list_jobs() + self.batch.list_jobs()
 
@@ -63,6 +70,19 @@ class LegacySide:
             else:
                 out[ing.id] = {"live": not ing.batch_paused, "text": "manual"}
         return out
+
+
+def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
+    """Run ``iid`` now on the legacy ``side`` as its orchestrator runs it (``side.run_now``: the
+    batch orchestrator, a crontab line's wrapper ...) and wait; returns the run id. A wrapping
+    side without ``run_now`` hands the run to the side it wraps (``base``), down to the batch
+    orchestrator of :class:`LegacySide`."""
+    s = side
+    while not hasattr(s, "run_now"):
+        s = getattr(s, "base", None)
+        if s is None:
+            raise TypeError(f"the legacy side {type(side).__name__} cannot run an ingestion now (no run_now)")
+    return s.run_now(iid, trigger=trigger)
 
 
 class LiveSides:

@@ -1222,6 +1222,13 @@ class CronLegacySide:
         b = self.batch.resume(iid)
         return a or b
 
+    def run_now(self, iid: str, *, trigger: str = "manual") -> str:
+        """A crontab ingestion runs as cron runs it: its line's command (the wrapper), waited for;
+        any other ingestion as the base legacy side runs it. Returns the run id."""
+        if not self._crontab(iid):
+            return self.base.run_now(iid, trigger=trigger)
+        return self.cron.trigger(iid, trigger=trigger)
+
     def list_jobs(self) -> list[JobInfo]:
         return self.base.list_jobs() + self.cron.list_jobs()
 

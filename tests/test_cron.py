@@ -358,6 +358,52 @@ def test_medallion_pipeline_and_the_legacy_pause(workspace_env, tmp_path, capsys
     assert code == 0 and [d["status"] for d in json.loads(out)][-1] == "SKIPPED"
 
 
+def test_legacy_side_runs_a_crontab_ingestion_through_its_line(workspace_env, tmp_path):
+    """What `cutover shadow run --once` runs as the legacy half: the crontab line's command for a
+    crontab ingestion (the wrapper: in the run log), the batch orchestrator for any other."""
+    from cutover.sides import LiveSides, run_legacy_now
+    from cutover.workspace import Workspace
+    from legacy.batch import IngestionPaused
+    from legacy.cron import CronAdapter, CronLegacySide, apply_import, plan_import, read_run_log
+    from legacy.medallion import INGESTION_ID, write_events, write_pipeline
+
+    paths = write_pipeline(tmp_path / "etl", source_dir=tmp_path / "events", cutover_home=workspace_env)
+    write_events(tmp_path / "events", datetime(2026, 11, 1, 0, tzinfo=timezone.utc), 4)
+    ws = Workspace()
+    apply_import(ws, plan_import(ws, paths["crontab"], timezone="UTC"))
+    src = tmp_path / "orders"
+    src.mkdir()
+    (src / "orders-1.csv").write_text("id,name\n1,a\n")
+    add_ingestion(ws, "orders", src)
+
+    legacy = LiveSides(ws).legacy()
+    assert isinstance(legacy, CronLegacySide)
+    rid = legacy.run_now(INGESTION_ID)
+    rec = ws.runs.get(rid)
+    assert (rec.orchestrator, rec.mode, rec.trigger, rec.status, rec.files_processed, rec.external_id) == (
+        "legacy", "live", "manual", "SUCCESS", 1, "cron:bronze")
+    assert [d["run_id"] for d in read_run_log(paths["run_log"])] == [rid]
+
+    other = ws.runs.get(legacy.run_now("orders"))
+    assert (other.status, other.files_processed, other.external_id) == ("SUCCESS", 1, None)
+    assert [d["run_id"] for d in read_run_log(paths["run_log"])] == [rid]  # not through cron
+
+    # a side wrapping this one without a run_now of its own hands the run down to it
+    class Wrapping:
+        def __init__(self, base):
+            self.base = base
+
+    write_events(tmp_path / "events", datetime(2026, 11, 1, 1, tzinfo=timezone.utc), 2)
+    again = ws.runs.get(run_legacy_now(Wrapping(legacy), INGESTION_ID))
+    assert (again.external_id, again.files_processed) == ("cron:bronze", 1)
+    with pytest.raises(TypeError, match="cannot run an ingestion now"):
+        run_legacy_now(Wrapping(None), INGESTION_ID)
+
+    CronAdapter(ws).pause(INGESTION_ID)
+    with pytest.raises(IngestionPaused, match="crontab line"):
+        legacy.run_now(INGESTION_ID)
+
+
 # -- shadow + parity + handoff + rollback, end to end, for the cron kind --------------------------
 
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server, wait_flow_run  # noqa: E402,F401

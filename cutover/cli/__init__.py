@@ -37,7 +37,7 @@ LAZY = {
     "rollback": ("cutover.cli.incident_cmd:rollback", "Give ingestions back to the legacy side (works with Prefect down)."),
     "pause": ("cutover.cli.incident_cmd:pause", "Incident: fence and pause every schedule on both sides; `pause list`."),
     "resume": ("cutover.cli.incident_cmd:resume", "Restore exactly what a pause snapshot recorded, then lift the fences."),
-    "demo": ("cutover.cli.demo_cmd:demo", "Recreate the demo workspace and run the end-to-end story."),
+    "demo": ("cutover.cli.demo_cmd:demo", "Recreate the demo workspace and run an end-to-end story (--scenario)."),
     "prefect": ("cutover.cli.prefect_cmd:prefect", "Prefect side: local server up/down/status, deploy, runs."),
     "schedules": ("cutover.cli.schedules_cmd:schedules", "Verify that Prefect schedules fire exactly when the legacy ones do."),
     "watch": ("cutover.cli.watch_cmd:watch", "Rollback triggers for ingestions in CUTOVER: alert or auto-rollback."),

@@ -120,8 +120,7 @@ def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
     from checks.report import render_json, render_md, render_text
     from cutover import states
     from cutover.config import parse_duration
-    from cutover.sides import LiveSides
-    from legacy.batch import BatchOrchestrator
+    from cutover.sides import LiveSides, run_legacy_now
 
     ws = Workspace(app.settings)
     items = ws.ingestions.resolve(ingestion_ids, all_=all_)
@@ -139,16 +138,26 @@ def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
     legacy_results, errors = {}, []
 
     def legacy_side():
-        orch = BatchOrchestrator(ws)
+        # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the
+        # crontab line's command (the wrapper) for a crontab ingestion (cutover.sides / legacy.cron)
+        legacy = sides.legacy()
         for ing in items:
             try:
-                legacy_results[ing.id] = orch.run_ingestion(ing.id, trigger="manual")
+                run_id = run_legacy_now(legacy, ing.id, trigger="manual")
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append(f"{ing.id} legacy: {e}")
+                continue
+            rec = ws.runs.find(run_id)
+            if rec is None:
+                errors.append(f"{ing.id} legacy: run {run_id[:12]} left no run record")
+            else:
+                legacy_results[ing.id] = rec
 
     legacy_side()  # meanwhile the Prefect worker runs the shadow flow runs
-    for iid, res in legacy_results.items():
-        app.info(f"{iid}: legacy run {res.run_id[:12]} {res.status} ({res.files_processed} file(s), {res.records_ingested} records)")
+    for iid, rec in legacy_results.items():
+        via = f" via {rec.external_id}" if rec.external_id else ""
+        app.info(f"{iid}: legacy run {rec.id[:12]}{via} {rec.status} ({rec.files_processed} file(s), "
+                 f"{rec.records_ingested} records)")
     incomplete = []
     for iid, fr in flow_runs.items():
         state = wait_flow_run(prefect, fr, wait_s)
