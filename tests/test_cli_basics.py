@@ -234,3 +234,23 @@ def test_schema_behind_head_is_refused_for_shared_db(home, tmp_path, capsys, mon
     assert rc == 0 and "unchanged" in out
     rc, out, _ = invoke(["ingestion", "list"], capsys)
     assert rc == 0
+
+
+def test_command_start_is_per_invocation_in_process(workspace_env, monkeypatch):
+    """Time-to-safe counts from the command's start: the process's start for the first command,
+    the invocation for later in-process ones (the demo runs `cutover pause` after a minute of
+    other commands; it must not report that minute)."""
+    import time
+
+    from cutover.cli import app as app_mod
+    from cutover.cli import cli as root
+    from cutover.incident.pause import process_started_at
+
+    monkeypatch.setattr(app_mod, "_invocations", 0)
+    monkeypatch.setattr(app_mod, "_command_started_at", None)
+    assert app_mod.run_main(root, ["config", "show"]) == 0
+    assert abs(app_mod.command_started_at() - process_started_at()) < 0.5
+    time.sleep(0.3)
+    before = time.time()
+    assert app_mod.run_main(root, ["config", "show"]) == 0
+    assert before <= app_mod.command_started_at() <= time.time()

@@ -84,7 +84,28 @@ class App:
             self.echo(fmt.format(*r).rstrip())
 
 
+_command_started_at: float | None = None
+_invocations = 0
+
+
+def command_started_at() -> float:
+    """When the running command started (Unix time): the process's own start for the first
+    command of a process (so time-to-safe includes interpreter start-up, as the on-call engineer
+    experiences it), the invocation itself for later in-process commands (the demo, tests)."""
+    if _command_started_at is None:
+        from cutover.incident.pause import process_started_at
+
+        return process_started_at()
+    return _command_started_at
+
+
 def run_main(cli: click.Group, argv: list[str] | None) -> int:
+    global _command_started_at, _invocations
+    import time
+
+    _invocations += 1
+    if _invocations > 1:
+        _command_started_at = time.time()
     try:
         rv = cli.main(args=argv, prog_name="cutover", standalone_mode=False)
         # click returns the code of a raised Exit instead of raising it in this mode

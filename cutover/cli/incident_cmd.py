@@ -88,13 +88,14 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.find_object(App)
+    from cutover.cli.app import command_started_at
     from cutover.incident.pause import pause as do_pause
 
     if not dry_run and not reason.strip():
         raise InputError("--reason is required", fix='say why, e.g. --reason "catalog outage"')
     ws = Workspace(app.settings)
     res = do_pause(ws, all_=all_, select=select, reason=reason, dry_run=dry_run, fence_pool=fence_pool,
-                   echo=app.echo if dry_run and not as_json else app.info)
+                   echo=app.echo if dry_run and not as_json else app.info, started_at=command_started_at())
     if as_json:
         app.json(res.as_dict())
     elif res.snapshot_id:

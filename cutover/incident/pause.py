@@ -404,13 +404,14 @@ def _counts(snap_body: dict) -> dict:
 
 
 def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = "", dry_run: bool = False,
-          fence_pool: bool | None = None, echo: Echo = print, progress_stream=None) -> PauseResult:
+          fence_pool: bool | None = None, echo: Echo = print, progress_stream=None,
+          started_at: float | None = None) -> PauseResult:
     from cutover import audit, lock
     from cutover.incident import fence
     from cutover.incident.prefect_http import PrefectHTTP
     from cutover.journal import DONE, FAILED, RUNNING, Journal
 
-    t_start = process_started_at()
+    t_start = started_at if started_at is not None else process_started_at()
     timeline: dict[str, float] = {}
 
     def tick(name: str) -> None:  # seconds since the process started, for the bench and the post-mortem
