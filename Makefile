@@ -19,10 +19,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	@if [ "$(SCENARIO)" = "rq" ]; then sh scripts/ensure-redis; fi
 	$(BIN)/cutover demo --scenario $(SCENARIO)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
+# The RQ tests start their own redis-server: scripts/ensure-redis installs Debian's when missing.
 test: $(STAMP)
+	sh scripts/ensure-redis
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 

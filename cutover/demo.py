@@ -33,6 +33,7 @@ MARKER = ".cutover-demo"
 SCENARIOS: dict[str, str] = {
     "autoloader": "cutover.demo:run_demo",
     "cron": "cutover.demo_cron:run_cron_demo",
+    "rq": "cutover.demo_rq:run_rq_demo",
 }
 DEFAULT_SCENARIO = "autoloader"
 

@@ -96,14 +96,20 @@ class LiveSides:
     def legacy(self):
         if self._legacy is None:
             from legacy.cron import CONFIG_NAME
+            from legacy.rq.model import CONFIG_NAME as RQ_CONFIG_NAME
 
+            side = LegacySide(self.ws)
             if (self.ws.settings.home / CONFIG_NAME).exists():
                 # a crontab is part of the legacy side: its ingestions pause/resume by their cron line
                 from legacy.cron import CronLegacySide
 
-                self._legacy = CronLegacySide(self.ws, base=LegacySide(self.ws))
-            else:
-                self._legacy = LegacySide(self.ws)
+                side = CronLegacySide(self.ws, base=side)
+            if (self.ws.settings.home / RQ_CONFIG_NAME).exists():
+                # RQ workflows are part of the legacy side: their ingestions pause/resume by the RQ hold
+                from legacy.rq.side import RQLegacySide
+
+                side = RQLegacySide(self.ws, base=side)
+            self._legacy = side
         return self._legacy
 
     def prefect(self, mode: str):

@@ -44,6 +44,7 @@ log = logging.getLogger("cutover.prefect")
 
 FLOW_NAME = "cutover-ingest"
 ENTRYPOINT = "flows/ingest.py:run_ingestion"
+DAG_ENTRYPOINT = "flows/dag.py:run_workflow"  # ingestions whose legacy side is an RQ workflow (legacy/rq)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEDULE_SLUG = "cutover"
 TAG = "cutover"
@@ -124,12 +125,21 @@ def job_env(settings, environ: dict[str, str] | None = None) -> tuple[dict[str, 
     return env, warnings
 
 
-def _parameter_schema() -> dict[str, Any]:
+def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
     from prefect.utilities.callables import parameter_schema
 
-    from flows.ingest import run_ingestion
+    if entrypoint == DAG_ENTRYPOINT:
+        from flows.dag import run_workflow as fn
+    else:
+        from flows.ingest import run_ingestion as fn
+    return parameter_schema(fn).model_dump(exclude_unset=True)
 
-    return parameter_schema(run_ingestion).model_dump(exclude_unset=True)
+
+def workflow_steps(ws, ing) -> list[dict[str, Any]] | None:
+    """The RQ workflow DAG of an ingestion whose legacy side is RQ (rq.json), else None."""
+    from legacy.rq.model import steps_for
+
+    return steps_for(ws.settings, ing.id)
 
 
 def translate_schedule(ing, *, allow_approx: bool = False):
@@ -177,6 +187,15 @@ def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_a
     check_mode(mode)
     sched, text = translate_schedule(ing, allow_approx=allow_approx)
     env, warnings = job_env(ws.settings, environ)
+    params: dict[str, Any] = {"ingestion_id": ing.id, "mode": mode, "trigger": "scheduled"}
+    entrypoint, what = ENTRYPOINT, f"ingestion {ing.id}"
+    steps = workflow_steps(ws, ing)
+    if steps is not None:  # the legacy side is an RQ workflow: Prefect runs the same DAG (flows/dag.py)
+        from legacy.rq.model import workflow_from_steps
+
+        params["steps"] = steps
+        entrypoint = DAG_ENTRYPOINT
+        what = f"RQ workflow {ing.id} ({workflow_from_steps(ing.id, steps).describe()})"
     return Desired(
         ingestion_id=ing.id,
         mode=mode,
@@ -184,15 +203,15 @@ def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_a
         work_pool=ws.settings.prefect_work_pool,
         work_queue=ing.work_queue,
         tags=tags_for(ing.id, mode),
-        parameters={"ingestion_id": ing.id, "mode": mode, "trigger": "scheduled"},
-        entrypoint=ENTRYPOINT,
+        parameters=params,
+        entrypoint=entrypoint,
         pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
         job_variables={"env": env},
         schedule=sched,
         schedule_text=text,
-        parameter_schema=_parameter_schema(),
+        parameter_schema=_parameter_schema(entrypoint),
         paused_on_create=(mode == "live") if paused_on_create is None else paused_on_create,
-        description=f"cutover: ingestion {ing.id} ({ing.format} {ing.pattern} -> {ing.table}), {mode} mode",
+        description=f"cutover: {what} ({ing.format} {ing.pattern} -> {ing.table}), {mode} mode",
         warnings=warnings,
     )
 

@@ -520,9 +520,12 @@ class JobSync:
         job under that id, an unreadable row) is reported there instead of
         stopping the sync.
         """
-        # crontab ingestions are fired by cron (legacy/cron.py), never by APScheduler
-        scheduled = sorted((i for i in ingestions if i.schedule is not None and "crontab" not in i.schedule),
-                           key=lambda i: i.id)
+        # crontab ingestions are fired by cron (legacy/cron.py), RQ workflows by RQ (legacy/rq): never by APScheduler
+        from legacy.rq.model import managed_ids
+
+        rq_ids = managed_ids(self.settings)
+        scheduled = sorted((i for i in ingestions if i.schedule is not None and "crontab" not in i.schedule
+                            and i.id not in rq_ids), key=lambda i: i.id)
         wanted = {i.id for i in scheduled}
         existing = {r.id: r for r in self._rows()}
         out: list[tuple[str, str]] = []

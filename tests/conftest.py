@@ -29,6 +29,13 @@ Fixtures for everybody (none is autouse):
 
 ``pg_url`` (function)
     Shorthand: one fresh database URL.
+
+``rq_session`` (session) / ``rq_ws`` (function)
+    One real ``redis-server`` (password-protected, no persistence, free port, temp dir) and two
+    real RQ workers for the whole session; and a workspace whose rq.json points at it under a
+    key prefix of its own (:class:`tests.rq_fixtures.RQWorkspace`). Skipped with the reason only
+    when ``redis-server`` is absent (``make test`` installs it: scripts/ensure-redis). Mark such
+    tests ``@pytest.mark.rq``. See tests/rq_fixtures.py.
 """
 
 from __future__ import annotations
@@ -111,3 +118,30 @@ def pg_url_factory(pg_cluster):
 def pg_url(pg_url_factory) -> str:
     """One fresh PostgreSQL database URL, dropped after the test."""
     return pg_url_factory()
+
+
+@pytest.fixture(scope="session")
+def rq_session():
+    """Redis + two RQ workers for the whole session (skips only if redis-server is absent)."""
+    from tests.rq_fixtures import rq_fixture_session, stop_session_rq
+
+    session = rq_fixture_session()
+    try:
+        yield session
+    finally:
+        stop_session_rq()
+
+
+@pytest.fixture
+def rq_ws(rq_session, workspace_env):
+    """A workspace with an rq.json on the session Redis under its own key prefix."""
+    from cutover.workspace import Workspace
+    from tests.rq_fixtures import RQWorkspace, cleanup, make_config
+
+    ws = Workspace()
+    cfg = make_config(rq_session)
+    cfg.save(ws.settings)
+    try:
+        yield RQWorkspace(ws, workspace_env, cfg, rq_session)
+    finally:
+        cleanup(rq_session, ws, cfg.key_prefix)

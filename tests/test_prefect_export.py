@@ -95,10 +95,15 @@ def test_export_round_trip_with_prefect_deploy(prefect_server, prefect_env, pref
         # APScheduler 'last' day: an RRULE
         "ex-rrule": dict(schedule={"trigger": "cron", "day": "last", "hour": 23, "minute": 45}, timezone="Asia/Tokyo"),
         "ex-manual": dict(),
+        # an RQ workflow (legacy/rq): the DAG flow flows/dag.py:run_workflow with the DAG as a parameter
+        "ex-rq": dict(schedule={"cron": "45 1 * * *"}),
     }
     for iid, extra in specs.items():
         prefect_cleanup(iid)
         add_ingestion(ws, iid, src, **extra)
+    from legacy.rq.model import RQConfig
+
+    RQConfig(workflows={"ex-rq": {"partitions": 2}}).save(ws.settings)  # no Redis needed to deploy
 
     code, out, err = _cli(capsys, "prefect", "deploy", *specs, "--mode", "live")
     assert code == 0, err
@@ -131,6 +136,9 @@ def test_export_round_trip_with_prefect_deploy(prefect_server, prefect_env, pref
     assert deps["ex-and-live"]["work_pool"]["work_queue_name"] == "high-memory"
     assert deps["ex-cron-live"]["paused"] is True and deps["ex-or-live"]["paused"] is False
     assert deps["ex-cron-live"]["entrypoint"] == "flows/ingest.py:run_ingestion"
+    assert deps["ex-rq-live"]["entrypoint"] == "flows/dag.py:run_workflow"
+    assert [s["name"] for s in deps["ex-rq-live"]["parameters"]["steps"]] == [
+        "discover", "ingest-0", "ingest-1", "publish"]
     assert deps["ex-cron-live"]["pull"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
     assert doc["definitions"]["work_pools"][0]["name"] == prefect_server.work_pool

@@ -44,6 +44,7 @@ LAZY = {
     "runbook": ("cutover.cli.runbook_cmd:runbook", "Operational runbooks: list, show, run their command blocks step by step."),
     "cron": ("cutover.cli.cron_cmd:cron", "The crontab legacy side: import lines, jobs, pause/resume, run, runs."),
     "backfill": ("cutover.cli.backfill_cmd:backfill", "Backfill a date range in chunks with a Prefect flow (resumable)."),
+    "rq": ("cutover.cli.rq_cmd:rq", "Redis RQ workflows: import, sync, jobs, run, runs, pause/resume, status, worker."),
 }
 
 

@@ -161,6 +161,9 @@ def resume(app: App, snapshot_id: str, late: str, dry_run: bool, as_json: bool) 
                  f"{c.get('schedule_flags_restored', 0)} schedule flag(s) restored, {c.get('jobs_resumed', 0)} "
                  f"APScheduler job(s) resumed, {c.get('batch_flags_restored', 0)} batch flag(s) cleared; late runs: "
                  f"{len(res.late_runs.get('cancelled', []))} cancelled, {len(res.late_runs.get('kept', []))} kept")
+        if "rq_holds_lifted" in c or c.get("rq_workers_resumed"):
+            app.echo(f"  RQ: {c.get('rq_holds_lifted', 0)} workflow hold(s) lifted, {c.get('rq_holds_kept', 0)} kept "
+                     f"(held before the pause)" + ("; workers resumed" if c.get("rq_workers_resumed") else ""))
         for n in res.notes:
             app.echo(f"  note: {n}")
     if res.problems and not dry_run:

@@ -222,14 +222,34 @@ def select_ingestions(ws, *, all_: bool, select: str | None) -> dict:
 # -- reading both sides ----------------------------------------------------------------------
 
 def read_legacy(ws, ids: list[str]) -> dict:
+    from legacy.rq.model import managed_ids
     from legacy.scheduler import JobSync
 
     wanted = set(ids)
     jobs = {j.ingestion_id: {"paused": j.paused, "next_run_time": iso(j.next_run_time)}
             for j in JobSync(ws.settings).jobs() if j.ingestion_id in wanted}
     ings = [i for i in ws.ingestions.list() if i.id in wanted]
-    return {"jobs": jobs, "batch": {i.id: bool(i.batch_paused) for i in ings},
-            "no_job": sorted(i.id for i in ings if i.schedule is not None and i.id not in jobs)}
+    rq_ids = managed_ids(ws.settings)
+    out = {"jobs": jobs, "batch": {i.id: bool(i.batch_paused) for i in ings},
+           "no_job": sorted(i.id for i in ings if i.schedule is not None and i.id not in jobs and i.id not in rq_ids)}
+    rq = read_rq(ws, ids)
+    if rq is not None:
+        out["rq"] = rq
+    return out
+
+
+def read_rq(ws, ids: list[str]) -> dict | None:
+    """The RQ holds of the selection's RQ workflows ({"holds": {id: held?}}), None without an RQ setup,
+    {"error": ...} when Redis does not answer (the pause then retries it when run again)."""
+    from legacy.rq.side import configured, read_state
+
+    if not configured(ws.settings):
+        return None
+    try:
+        st = read_state(ws, ids)
+    except (OrchestratorError, InputError) as e:
+        return {"error": _reason(e)}
+    return {"holds": st["holds"]} if st is not None else None
 
 
 def _dep(d: dict, wanted: set[str]) -> dict | None:
@@ -400,6 +420,8 @@ def _counts(snap_body: dict) -> dict:
         "batch_flags": len(legacy.get("batch") or {}),
         "batch_flags_already_set": sum(1 for v in (legacy.get("batch") or {}).values() if v),
         "work_pools": sorted(((snap_body.get("prefect") or {}).get("pools") or {}).keys()),
+        "rq_workflows": len(((legacy.get("rq") or {}).get("holds") or {})),
+        "rq_workflows_already_held": sum(1 for v in ((legacy.get("rq") or {}).get("holds") or {}).values() if v),
     }
 
 
@@ -473,6 +495,13 @@ def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = ""
                                             if pool_fence else "; no work pool fence (--select without --fence-pool)"))
         echo(f"  APScheduler: {c['apscheduler_jobs']} job(s), {c['apscheduler_jobs'] - c['apscheduler_jobs_already_paused']} "
              f"to pause; batch: {c['batch_flags'] - c['batch_flags_already_set']} flag(s) to set")
+        rq = body["legacy"].get("rq")
+        if rq is not None:
+            if rq.get("error"):
+                problems.append(f"RQ side not read: {rq['error']}")
+            else:
+                echo(f"  RQ: {c['rq_workflows']} workflow(s), {c['rq_workflows'] - c['rq_workflows_already_held']} to hold"
+                     + ("; workers suspended (rq suspend)" if pool_fence else "; workers not suspended (--select)"))
         for p in problems:
             echo(f"  problem: {p}")
         echo("Dry run: nothing was changed.")
@@ -517,6 +546,12 @@ def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = ""
         raise GateFailed(f"another pause is in force: {e}", fix="see `cutover pause list`") from None
     prog.setdefault("legacy_fence_at", iso(utcnow()))
     tick("legacy_fence")
+    if pool_fence and (reassert or prog.get("rq_fence_at") is None):
+        rq_error = _fence_rq(ws, engine, snap)
+        if rq_error:
+            problems.append(f"RQ workers not suspended: {rq_error}")
+        else:
+            tick("rq_fence")
     pool_error = None
     if pool_fence and (reassert or prog.get("pool_fence_at") is None):
         if http is None or pf.get("pools") is None:
@@ -567,6 +602,9 @@ def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = ""
     #       deployments page by page under the lock below, each page stored before it is paused -------
     if snap.body.get("legacy") is None:
         snap.body["legacy"] = read_legacy(ws, sel["ids"])
+        _save(engine, snap)
+    elif (snap.body["legacy"].get("rq") or {}).get("error"):  # Redis did not answer last time: read it now
+        snap.body["legacy"]["rq"] = read_rq(ws, sel["ids"])
         _save(engine, snap)
     tick("snapshot_legacy")
 
@@ -639,7 +677,10 @@ def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = ""
                 if c["deployments"] is not None and pf.get("deployments_complete")
                 else "Prefect deployments not (all) read")
              + f"; {c['apscheduler_jobs']} APScheduler job(s) ({c['apscheduler_jobs_already_paused']} already paused); "
-               f"{c['batch_flags']} batch flag(s) ({c['batch_flags_already_set']} already set)")
+               f"{c['batch_flags']} batch flag(s) ({c['batch_flags_already_set']} already set)"
+             + (f"; {c['rq_workflows']} RQ workflow(s) held ({c['rq_workflows_already_held']} already held)"
+                + ("; RQ workers suspended" if prog.get("rq_fence_at") else "")
+                if (snap.body.get("legacy") or {}).get("rq") is not None else ""))
     if http is not None:
         timeline["http_retries"] = http.retried
     prog.setdefault("timelines", []).append(timeline)
@@ -660,6 +701,30 @@ def pause(ws, *, all_: bool = False, select: str | None = None, reason: str = ""
     for p in problems:
         echo(f"  NOT DONE: {p}")
     return res
+
+
+def _fence_rq(ws, engine, snap: Snapshot) -> str | None:
+    """The RQ side's fast fence: suspend every worker on its Redis (``rq suspend``), having stored
+    first whether they were suspended already (resume then leaves them so). None, or what failed."""
+    from legacy.rq.side import configured, suspend_workers, workers_suspended
+
+    if not configured(ws.settings):
+        return None
+    try:
+        if snap.body.get("rq_fence") is None:
+            snap.body["rq_fence"] = {"suspended_before": workers_suspended(ws)}
+            _save(engine, snap)  # stored before anything changes
+        suspend_workers(ws)
+    except (OrchestratorError, InputError) as e:
+        return _reason(e)
+    snap.progress.setdefault("rq_fence_at", iso(utcnow()))
+    return None
+
+
+def _rq_unsuspend_due(snap: Snapshot) -> bool:
+    """Whether resume must resume the RQ workers: this pause suspended them (they were not before)."""
+    f = snap.body.get("rq_fence") or {}
+    return f.get("suspended_before") is False and bool(snap.progress.get("rq_fence_at"))
 
 
 def _connect_and_read_pools(ws, pools: list[str], out: dict) -> None:
@@ -692,6 +757,17 @@ def _pause_legacy(ws, legacy: dict, errors: list[str], counts: dict, t_start: fl
         counts["changed"] += set_batch_flags(ws, {iid: True for iid in legacy["batch"]})
     except Exception as e:  # noqa: BLE001
         errors.append(f"batch flags: {_reason(e)}")
+    rq = legacy.get("rq")
+    if rq is not None:
+        if rq.get("error"):
+            errors.append(f"RQ holds: {rq['error']}")
+        else:
+            try:
+                from legacy.rq.side import set_holds
+
+                counts["changed"] += set_holds(ws, {iid: True for iid in rq["holds"]}, reason="cutover pause")
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"RQ holds: {_reason(e)}")
     counts["done_after_s"] = round(time.time() - t_start, 3)
 
 
@@ -787,6 +863,23 @@ def _deployment_changes(snap_deps: list[dict], current: list[dict]) -> tuple[lis
     return flags, scheds, notes
 
 
+def _rq_changes(ws, legacy: dict) -> tuple[list, list[str]]:
+    """([(ingestion id, held)], notes) to restore the snapshot's RQ holds (raises OrchestratorError)."""
+    from legacy.rq.side import read_state
+
+    holds = (legacy.get("rq") or {}).get("holds") or {}
+    if not holds:
+        return [], []
+    now = read_state(ws, list(holds)) or {"holds": {}}
+    out, notes = [], []
+    for iid, was in holds.items():
+        if iid not in now["holds"]:
+            notes.append(f"RQ workflow {iid} was removed since the snapshot: nothing to restore")
+        elif now["holds"][iid] != was:
+            out.append((iid, was))
+    return out, notes
+
+
 def _legacy_changes(ws, legacy: dict) -> tuple[list, list, list[str]]:
     """([(job id, paused)], [(ingestion id, batch paused)], notes) to restore the snapshot."""
     now = read_legacy(ws, list(legacy["batch"].keys() | legacy["jobs"].keys()))
@@ -864,6 +957,16 @@ def resume(ws, snapshot_id: str, *, late: str = "skip", dry_run: bool = False, e
         echo(f"would resume pause snapshot {snap.id} ({snap.reason or 'no reason'}):")
         echo(f"  APScheduler: {sum(1 for _, p in jobs if not p)} job(s) to resume, {sum(1 for _, p in jobs if p)} "
              f"to re-pause; batch: {len(flags)} flag(s) to restore")
+        if (snap.body.get("legacy") or {}).get("rq"):
+            try:
+                holds, rq_notes = _rq_changes(ws, snap.body["legacy"])
+                notes += rq_notes
+                echo(f"  RQ: {sum(1 for _, h in holds if not h)} workflow hold(s) to lift, "
+                     f"{sum(1 for _, h in holds if h)} to keep"
+                     + ("; workers resumed (they were not suspended before)" if _rq_unsuspend_due(snap)
+                        else ""))
+            except (OrchestratorError, InputError) as e:
+                problems.append(f"RQ: {_reason(e)}")
         if http is not None:
             d_flags, d_scheds, d_notes = ([], [], [])
             if pf.get("deployments") is not None:
@@ -973,7 +1076,17 @@ def resume(ws, snapshot_id: str, *, late: str = "skip", dry_run: bool = False, e
         # 3. the legacy fence, last but one
         if status.get(R_LFENCE) != DONE and status.get(R_LEGACY) == DONE:
             fence.lift(engine, snap.id)
-            mark(R_LFENCE, True)
+            rq_error = None
+            if _rq_unsuspend_due(snap):
+                try:
+                    from legacy.rq.side import unsuspend_workers
+
+                    unsuspend_workers(ws)
+                    res.changes["rq_workers_resumed"] = True
+                except (OrchestratorError, InputError) as e:
+                    rq_error = f"RQ workers still suspended: {_reason(e)}"
+                    problems.append(rq_error)
+            mark(R_LFENCE, rq_error is None, rq_error)
         # 4. the work pool, last
         if status.get(R_POOL) != DONE and status.get(R_LATE) == DONE and status.get(R_PREFECT) == DONE:
             pools = pf.get("pools") or {}
@@ -1037,6 +1150,18 @@ def _restore_legacy(ws, legacy: dict | None, out: dict) -> None:
         out["changes"]["batch_flags_restored"] = set_batch_flags(ws, dict(flags))
     except Exception as e:  # noqa: BLE001
         out["errors"].append(f"batch flags: {_reason(e)}")
+    if legacy.get("rq"):
+        if legacy["rq"].get("error"):
+            return  # the pause never read (so never held) the RQ side
+        try:
+            from legacy.rq.side import set_holds
+
+            holds, rq_notes = _rq_changes(ws, legacy)
+            out["notes"] += rq_notes
+            out["changes"]["rq_holds_lifted"] = set_holds(ws, {i: h for i, h in holds if not h})
+            out["changes"]["rq_holds_kept"] = sum(1 for h in legacy["rq"]["holds"].values() if h)
+        except Exception as e:  # noqa: BLE001 - collected; resume is re-runnable
+            out["errors"].append(f"RQ holds: {_reason(e)}")
 
 
 # -- drift: what was un-paused behind an active snapshot's back (for `cutover status`) ------
@@ -1066,12 +1191,25 @@ def drift(ws, snap: Snapshot, prefect_active: dict | None) -> list[dict]:
         for iid in legacy.get("batch", {}):
             if iid in now["batch"] and not now["batch"][iid]:
                 out.append({"kind": "batch flag", "ingestion_id": iid, "item": iid, "detail": "batch flag cleared"})
+        held = (now.get("rq") or {}).get("holds") or {}
+        for iid in ((legacy.get("rq") or {}).get("holds") or {}):
+            if iid in held and not held[iid]:
+                out.append({"kind": "rq hold", "ingestion_id": iid, "item": iid, "detail": "RQ hold lifted"})
     deps = (snap.body.get("prefect") or {}).get("deployments")
     if p.get("prefect_durable_at") and deps and prefect_active is not None:
         for d in deps:
             if prefect_active.get((d["ingestion_id"], d["mode"] or "live")):
                 out.append({"kind": "prefect deployment", "ingestion_id": d["ingestion_id"], "item": d["name"],
                             "detail": f"Prefect deployment {d['name']} un-paused"})
+    if _rq_unsuspend_due(snap):
+        try:
+            from legacy.rq.side import workers_suspended
+
+            if not workers_suspended(ws):
+                out.append({"kind": "rq workers", "ingestion_id": None, "item": "rq:suspended",
+                            "detail": "RQ workers resumed (rq resume)"})
+        except (OrchestratorError, InputError):
+            pass
     pools = (snap.body.get("prefect") or {}).get("pools") or {}
     if p.get("pool_fence_at") and pools and prefect_active is not None:
         try:

@@ -192,6 +192,21 @@ FACTORIES["prefect"] = make_prefect
 HARNESSES.append(pytest.param("prefect", id="prefect", marks=[pytest.mark.prefect, pytest.mark.slow]))
 
 
+def make_rq(cw: ContractWorkspace) -> Harness:
+    """RQ on the session's real Redis + real workers (tests/rq_fixtures.py), a key prefix per test."""
+    from legacy.rq.server import RedisUnavailable
+    from tests.rq_fixtures import make_rq_harness
+
+    try:
+        return make_rq_harness(cw)
+    except RedisUnavailable as e:
+        pytest.skip(f"Redis not available: {e}")
+
+
+FACTORIES["rq"] = make_rq
+HARNESSES.append(pytest.param("rq", id="rq", marks=[pytest.mark.rq]))
+
+
 @pytest.fixture(params=HARNESSES)
 def harness(request, contract_ws) -> Harness:
     h = FACTORIES[request.param](contract_ws)
