@@ -14,22 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from cutover.audit import who
 from cutover.errors import CutoverError, NotFound
 from cutover.state.models import locks as t_locks
+from cutover.osutil import pid_alive as _pid_alive
 
 NAME = "cutover"
 
 
 class Locked(CutoverError):
     exit_code = 1
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def holder(engine, name: str = NAME) -> dict | None:

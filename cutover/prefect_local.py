@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator
 
 from cutover.errors import CutoverError, InputError
 from cutover.redact import redact_url
+from cutover.osutil import pid_alive
 
 STATE_FILE = "cutover-local.json"
 WORK_QUEUES = ("default", "high-memory", "priority")  # legacy.ingestions.WORK_QUEUES
@@ -69,25 +70,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours is not alive
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    return True
 
 
 def _cmdline(pid: int) -> str:

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from zoneinfo import ZoneInfo
 
 from cutover.errors import InputError, NotFound
+from cutover.osutil import pid_alive as _pid_alive
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -616,18 +617,6 @@ def _ts(value) -> datetime | None:
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
 
 
 def read_run_log(path: Path | str | None) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ import time
 import uuid
 from pathlib import Path
 
+from cutover.osutil import pid_alive as _pid_alive
+
 PREFIX = "cutover-pg-"
 SUPERUSER = "postgres"
 _NAME_OK = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -88,21 +90,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] not in "ZX"
-    except (OSError, ValueError, IndexError):
-        return True
 
 
 def _postmaster_pid(data: Path) -> int | None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cutover.osutil import pid_alive as _pid_alive
 
 PREFIX = "cutover-prefect-"
 # the worker polls for runs every 10 s by default; tests want runs picked up quickly
@@ -77,16 +78,6 @@ def _settings_for(root: Path):
     env["CUTOVER_HOME"] = str(root / "cutover-home")
     env["CUTOVER_PREFECT_HOME"] = str(root / "prefect-home")
     return load_settings(env), env
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap_orphans(base: Path | None = None) -> list[Path]:
@@ -157,7 +148,7 @@ def prefect_server():
     finally:
         pids = (srv.server_pid, srv.worker_pid)
         stop_session_server()
-        from cutover.prefect_local import pid_alive
+        from cutover.osutil import pid_alive
 
         assert not any(pid_alive(p) for p in pids if p), "a Prefect process survived the session"
 

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cutover.errors import NotFound
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from cutover.redact import redact_text
+from cutover.osutil import pid_alive as _pid_alive
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.workspace import Workspace
@@ -40,18 +40,6 @@ def _utc(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
 
 
 class RQAdapter:
