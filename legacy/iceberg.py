@@ -66,6 +66,45 @@ def snapshot_info(snapshot) -> SnapshotInfo:
     )
 
 
+_MEMO_TX = None
+
+
+def memo_transaction(tbl):
+    """A pyiceberg Transaction on ``tbl`` whose ``table_metadata`` is computed once per state.
+
+    pyiceberg 0.12's ``Transaction.table_metadata`` re-applies every staged update to the
+    table's metadata and deep-copies the result on *each* read -- about 18 reads per append,
+    each copying every snapshot the table has. Profiled: 82 % of an append's time at a few
+    hundred snapshots, so appends slowed down as a table grew. The value is a pure function
+    of (the table's metadata object, the staged updates tuple), both replaced, never
+    mutated, when they change, and the models are frozen; so it is cached on exactly that
+    pair (holding both, so their ids cannot be reused). Measured: 300 one-file appends in
+    35.8 s -> 12.5 s. Only cutover's own appends use it; pyiceberg itself is not patched.
+    """
+    global _MEMO_TX
+    if _MEMO_TX is None:
+        from pyiceberg.table import Transaction
+        from pyiceberg.table.update import update_table_metadata
+
+        if not isinstance(getattr(Transaction, "table_metadata", None), property):  # pragma: no cover
+            raise RuntimeError("pyiceberg's Transaction.table_metadata is no longer a property: "
+                               "re-check legacy.iceberg.memo_transaction against this pyiceberg")
+
+        class MemoTransaction(Transaction):
+            _memo: tuple | None = None
+
+            @property
+            def table_metadata(self):
+                base, updates = self._table.metadata, self._updates
+                memo = self._memo
+                if memo is None or memo[0] is not base or memo[1] is not updates:
+                    memo = self._memo = (base, updates, update_table_metadata(base, updates))
+                return memo[2]
+
+        _MEMO_TX = MemoTransaction
+    return _MEMO_TX(tbl)
+
+
 class Catalog:
     """A pyiceberg catalog from cutover settings (SQL catalog on SQLite by default)."""
 
@@ -151,7 +190,8 @@ class Catalog:
         path = properties.get(P_FILE)
         for attempt in range(self.commit_retries + 1):
             try:
-                tbl.append(data, snapshot_properties=properties, branch=branch)
+                with memo_transaction(tbl) as tx:  # = tbl.append(...), minus the repeated deep copies
+                    tx.append(data, snapshot_properties=properties, branch=branch)
                 return tbl.metadata.refs[branch].snapshot_id
             except CommitFailedException:
                 if attempt == self.commit_retries:
