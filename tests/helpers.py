@@ -297,3 +297,30 @@ def use_backend(backend: str, request, monkeypatch) -> dict[str, str]:
     dbm.upgrade(overrides["CUTOVER_DATABASE_AUTOLOADER_URL"], "autoloader")
     dbm.upgrade(overrides["CUTOVER_DATABASE_STATE_URL"], "state")
     return overrides
+
+
+def dump_stores(home: Path, url: str) -> dict:
+    """Every store of a workspace on the embedded defaults, for "changed nothing" assertions: all rows
+    of the three SQLite DBs, every file (size and mtime) outside the Prefect home, every
+    deployment and the work pool of the Prefect server at ``url``."""
+    import sqlite3
+
+    out = {}
+    for db in ("autoloader.db", "state.db", "catalog.db"):
+        con = sqlite3.connect(home / db)
+        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' order by name")]
+        out[db] = {t: sorted(map(repr, con.execute(f'select * from "{t}"').fetchall())) for t in tables}
+        con.close()
+    out["files"] = sorted((str(p.relative_to(home)), p.stat().st_size, p.stat().st_mtime_ns)
+                          for p in home.rglob("*") if p.is_file() and "prefect" not in p.parts)
+    from prefect.client.schemas.sorting import DeploymentSort
+
+    from cutover.prefect_local import client
+
+    with client(url) as c:
+        deps = c.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
+        out["prefect"] = sorted((d.name, str(d.id), d.paused, str(d.updated), repr(d.schedules), repr(d.tags))
+                                for d in deps)
+        pool = c.read_work_pool("cutover")
+        out["pool"] = (pool.is_paused, str(pool.updated))
+    return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import dump_stores
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -60,28 +60,6 @@ def _status() -> dict:
     return json.loads(res.stdout)
 
 
-def _dump(home: Path, url: str) -> dict:
-    """Every store: all rows of the three SQLite DBs, the warehouse files, every Prefect deployment."""
-    out = {}
-    for db in ("autoloader.db", "state.db", "catalog.db"):
-        con = sqlite3.connect(home / db)
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' order by name")]
-        out[db] = {t: sorted(map(repr, con.execute(f'select * from "{t}"').fetchall())) for t in tables}
-        con.close()
-    out["warehouse"] = sorted((str(p.relative_to(home)), p.stat().st_size, p.stat().st_mtime_ns)
-                              for p in (home / "warehouse").rglob("*") if p.is_file())
-    out["files"] = sorted(str(p.relative_to(home)) for p in home.rglob("*") if "prefect" not in p.parts)
-    from prefect.client.schemas.sorting import DeploymentSort
-
-    from cutover.prefect_local import client
-
-    with client(url) as c:  # Prefect 3.8's client sends sort=null unless given (HTTP 422)
-        deps = c.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
-        out["prefect"] = sorted((d.name, str(d.id), d.paused, str(d.updated), repr(d.schedules), repr(d.tags))
-                                for d in deps)
-    return out
-
-
 def test_plan_dry_run_changes_nothing_then_canary(prefect_server, prefect_env, prefect_cleanup, tmp_path):
     home = prefect_env
     _setup(home, tmp_path, prefect_cleanup, ["ex-a", "ex-b", "ex-c"])
@@ -89,10 +67,10 @@ def test_plan_dry_run_changes_nothing_then_canary(prefect_server, prefect_env, p
     res = cli("plan", "--waves", "canary=1,rest", "--gate", "streak>=0,no_open_waiver", "--out", str(plan_file), check=0)
     assert "Plan: 0 to shadow, 3 to cut over, 0 to roll back." in res.stdout
     assert "pause the legacy job" in res.stdout and "(undo: resume the legacy job)" in res.stdout
-    before = _dump(home, prefect_server.url)
+    before = dump_stores(home, prefect_server.url)
     res = cli("execute", str(plan_file), "--dry-run", check=0)
     assert "[would run] ex-" in res.stdout and "Dry run: nothing was changed." in res.stdout
-    assert _dump(home, prefect_server.url) == before
+    assert dump_stores(home, prefect_server.url) == before
     cli("execute", str(plan_file), "--yes", check=0)
     st = {r["id"]: r for r in _status()["ingestions"]}
     canary = [i for i, r in st.items() if r["state"] == "CUTOVER"]
@@ -172,10 +150,10 @@ def test_stale_plan_and_gate_refusal(prefect_server, prefect_env, prefect_cleanu
     _setup(home, tmp_path, prefect_cleanup, ["st-a", "st-b"])
     gated = tmp_path / "gated.json"
     cli("plan", "--select", "st-a", "--waves", "rest", "--out", str(gated), check=0)  # default gate: streak>=3 ...
-    before = _dump(home, prefect_server.url)
+    before = dump_stores(home, prefect_server.url)
     res = cli("execute", str(gated), "--yes")
     assert res.returncode == 1 and "gate NOT met for st-a: clean parity streak 0 < 3" in res.stdout
-    assert _dump(home, prefect_server.url) == before
+    assert dump_stores(home, prefect_server.url) == before
     stale = tmp_path / "stale.json"
     cli("plan", "--select", "st-b", "--waves", "rest", "--gate", "streak>=0", "--out", str(stale), check=0)
     cli("ingestion", "add", "st-b", "--source", str(tmp_path / "src" / "st-b"), "--pattern", "*.CSV", "--format", "csv",

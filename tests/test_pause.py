@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
-from tests.test_rollback import dump
+from tests.helpers import dump_stores as dump
 
 ROOT = Path(__file__).resolve().parent.parent
 CUTOVER = [sys.executable, "-m", "cutover"]

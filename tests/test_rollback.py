@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import dump_stores
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -69,32 +70,7 @@ def status(env_extra=None) -> dict:
     return {r["id"]: r for r in json.loads(res.stdout)["ingestions"]}
 
 
-def dump(home: Path, url: str) -> dict:
-    """Every store: all rows of the three SQLite DBs, the workspace's files, every deployment, the work pool."""
-    out = {}
-    for db in ("autoloader.db", "state.db", "catalog.db"):
-        con = sqlite3.connect(home / db)
-        tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' order by name")]
-        out[db] = {t: sorted(map(repr, con.execute(f'select * from "{t}"').fetchall())) for t in tables}
-        con.close()
-    out["files"] = sorted((str(p.relative_to(home)), p.stat().st_size, p.stat().st_mtime_ns)
-                          for p in home.rglob("*") if p.is_file() and "prefect" not in p.parts)
-    from prefect.client.schemas.sorting import DeploymentSort
-
-    from cutover.prefect_local import client
-
-    with client(url) as c:
-        deps = c.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)
-        out["prefect"] = sorted((d.name, str(d.id), d.paused, str(d.updated), repr(d.schedules), repr(d.tags))
-                                for d in deps)
-        pool = c.read_work_pool("cutover")
-        out["pool"] = (pool.is_paused, str(pool.updated))
-    return out
-
-
 def deployment(url: str, name: str):
-    from prefect.client.schemas.sorting import DeploymentSort
-
     from cutover.prefect_local import client
 
     with client(url) as c:
@@ -171,14 +147,14 @@ def test_rollback_cutover_ingestion(prefect_server, prefect_env, prefect_cleanup
             scheduled_time=datetime.now(timezone.utc) + timedelta(hours=1)))
 
     # --dry-run: the same steps, the same report, nothing changed anywhere
-    before = dump(home, prefect_server.url)
+    before = dump_stores(home, prefect_server.url)
     res = cli("rollback", "rb-a", "--cancel-running", "--dry-run", "--json", check=0)
     dry = json.loads(res.stdout)
     assert "[would run] rb-a: pause Prefect deployment live" in res.stderr
     assert "Dry run: nothing was changed." in res.stderr
     res = cli("rollback", "--wave", "1", "--plan", str(tmp_path / "plan.json"), "--dry-run", check=0)
     assert "rb-a: CUTOVER -> ROLLED_BACK" in res.stdout and "rb-b" not in res.stdout
-    assert dump(home, prefect_server.url) == before
+    assert dump_stores(home, prefect_server.url) == before
 
     res = cli("rollback", "rb-a", "--cancel-running", "--reason", "bad parity in prod", "--json", check=0)
     report = json.loads(res.stdout)
