@@ -15,8 +15,8 @@ Fixtures for everybody (none is autouse):
 ``pg_cluster`` (session)
     One throwaway PostgreSQL 15 cluster (:class:`tests.pg.PgCluster`) for the
     whole session, started on first use on a free port in a temp dir, stopped
-    and deleted at the end. Tests that use it are skipped with the reason only
-    when the PostgreSQL binaries are absent. Mark such tests
+    and deleted at the end. Tests that use it fail with the reason when the
+    PostgreSQL binaries are absent (never skipped). Mark such tests
     ``@pytest.mark.postgres``.
 
 ``pg_url_factory`` (function)
@@ -72,11 +72,12 @@ def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    """A PostgreSQL cluster for the whole session (skips only if the binaries are absent)."""
+    """A PostgreSQL cluster for the whole session. Missing binaries fail the tests that need it:
+    the machine image has PostgreSQL 15, and a skip would let a broken image pass."""
     try:
         cluster = pgmod.PgCluster()
     except pgmod.PgUnavailable as e:
-        pytest.skip(f"PostgreSQL not available: {e}")
+        pytest.fail(f"PostgreSQL not available: {e} (install postgresql-15)", pytrace=False)
     cluster.start()
     try:
         yield cluster
@@ -122,7 +123,7 @@ def pg_url(pg_url_factory) -> str:
 
 @pytest.fixture(scope="session")
 def rq_session():
-    """Redis + two RQ workers for the whole session (skips only if redis-server is absent)."""
+    """Redis + two RQ workers for the whole session (fails, naming the fix, if redis-server is absent)."""
     from tests.rq_fixtures import rq_fixture_session, stop_session_rq
 
     session = rq_fixture_session()

@@ -17,7 +17,7 @@ or from a shell, for a bench or a manual session (Ctrl-C stops and deletes it)::
 What it takes care of:
 
 - the binaries: ``initdb``/``pg_ctl`` on PATH or under ``/usr/lib/postgresql/*/bin``;
-  :class:`PgUnavailable` (tests turn it into a skip with the reason) when absent;
+  :class:`PgUnavailable` (tests fail with the reason) when absent;
 - running as root (``initdb`` refuses root): the data directory is owned by the
   ``postgres`` user and the binaries run through ``runuser -u postgres --``;
 - a free port, picked by the kernel, retried if another process takes it first;

@@ -180,4 +180,4 @@ def rq_fixture_session():
     try:
         return session_rq()
     except RedisUnavailable as e:
-        pytest.skip(f"Redis not available: {e}")
+        pytest.fail(f"Redis not available: {e} (run `sh scripts/ensure-redis`; `make test` does)", pytrace=False)

@@ -307,7 +307,7 @@ def test_hold_and_schedule_survive_a_redis_restart_with_aof(workspace_env, tmp_p
     try:
         srv = RedisServer(tmp_path / "redis", persistence=True).start()
     except RedisUnavailable as e:
-        pytest.skip(str(e))
+        pytest.fail(f"Redis not available: {e} (run `sh scripts/ensure-redis`; `make test` does)", pytrace=False)
     try:
         ws = Workspace()
         ing, _ = _ingestion(ws, "orders", tmp_path / "src")

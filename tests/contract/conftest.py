@@ -200,7 +200,7 @@ def make_rq(cw: ContractWorkspace) -> Harness:
     try:
         return make_rq_harness(cw)
     except RedisUnavailable as e:
-        pytest.skip(f"Redis not available: {e}")
+        pytest.fail(f"Redis not available: {e} (run `sh scripts/ensure-redis`; `make test` does)", pytrace=False)
 
 
 FACTORIES["rq"] = make_rq
