@@ -159,21 +159,26 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     )
 
 
-def load_definitions(path: Path) -> list[Ingestion]:
-    """Ingestions from a YAML or JSON file: a list, or a mapping with key ``ingestions``."""
+def load_yaml_or_json(path: Path, *, what: str) -> Any:
+    """The parsed content of a ``.json`` (JSON) or any other (YAML) file; a missing file or bad
+    syntax is a one-line InputError (``what``: what the file should be, for the fix)."""
     if not path.exists():
-        raise InputError(f"{path} does not exist", fix="give the path of a YAML or JSON file of ingestions")
+        raise InputError(f"{path} does not exist", fix=f"give the path of {what}")
     text = path.read_text()
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+            return json.loads(text)
+        import yaml
 
-            data = yaml.safe_load(text)
-    except (ValueError, Exception) as e:  # yaml.YAMLError derives from Exception
+        return yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml.YAMLError / ValueError
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{path} cannot be parsed ({first})", fix="fix the YAML/JSON syntax") from None
+
+
+def load_definitions(path: Path) -> list[Ingestion]:
+    """Ingestions from a YAML or JSON file: a list, or a mapping with key ``ingestions``."""
+    data = load_yaml_or_json(path, what="a YAML or JSON file of ingestions")
     if isinstance(data, dict) and "ingestions" in data:
         data = data["ingestions"]
     if isinstance(data, dict):

@@ -15,7 +15,6 @@ Both are planned first (reads only): ``--dry-run`` shows the plan and writes not
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,19 +24,9 @@ from cutover.protocol import CREATED, UNCHANGED, UPDATED
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise InputError(f"{path} does not exist", fix="give the path of a YAML or JSON RQ setup (see docs/rq.md)")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    from legacy.ingestions import load_yaml_or_json
 
-            data = yaml.safe_load(text)
-    except Exception as e:  # noqa: BLE001 - yaml.YAMLError / ValueError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{path} cannot be parsed ({first})", fix="fix the YAML/JSON syntax") from None
+    data = load_yaml_or_json(path, what="a YAML or JSON RQ setup (see docs/rq.md)")
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a mapping (redis_url, queue, workflows ...)", fix="see docs/rq.md")
     return data

@@ -89,12 +89,9 @@ class RQLegacySide:
         run id. An RQ workflow is enqueued on RQ (its workers run it); any other ingestion goes to the
         side this one wraps. Raises IngestionPaused when the legacy side is held, paused or fenced."""
         if not self._mine(iid):
-            side = self.base
-            while side is not None and not hasattr(side, "run_now"):
-                side = getattr(side, "base", None)
-            if side is None:
-                raise TypeError(f"the legacy side {type(self.base).__name__} cannot run an ingestion now")
-            return side.run_now(iid, trigger=trigger)
+            from cutover.sides import run_legacy_now
+
+            return run_legacy_now(self.base, iid, trigger=trigger)
         from legacy.batch import IngestionPaused
 
         run_id = self.rq.trigger(iid, wait=True, trigger=trigger)
