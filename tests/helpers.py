@@ -324,3 +324,27 @@ def dump_stores(home: Path, url: str) -> dict:
         pool = c.read_work_pool("cutover")
         out["pool"] = (pool.is_paused, str(pool.updated))
     return out
+
+
+def cutover_cli(*args: str, env_extra: Mapping[str, str] | None = None, check: int | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m cutover ARGS`` in a subprocess, with this process's environment plus
+    ``env_extra``; asserts the exit code when ``check`` is given."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    res = subprocess.run([PYTHON, "-m", "cutover", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    if check is not None:
+        assert res.returncode == check, f"cutover {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def invoke_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run one cutover command line in this process (as the demo does); (exit code, stdout, stderr)."""
+    from cutover.cli import cli
+    from cutover.cli.app import run_main
+
+    capsys.readouterr()
+    code = run_main(cli, list(args))
+    out, err = capsys.readouterr()
+    return code, out, err

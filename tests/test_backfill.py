@@ -53,16 +53,7 @@ def test_file_dates():
 # -- the flow against the session Prefect server ----------------------------------------------
 
 from tests.prefect_fixtures import prefect_env, prefect_server  # noqa: E402,F401
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
-
-    capsys.readouterr()
-    code = run_main(cli, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import invoke_cli as _cli
 
 
 def _events(src, day: int, hour: int, n: int, start: int) -> str:

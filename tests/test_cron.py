@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import add_ingestion
+from tests.helpers import invoke_cli as _cli
 
 FOREIGN = """\
 # m h dom mon dow command
@@ -24,16 +25,6 @@ SHELL=/bin/bash
 # 0 * * * * /usr/local/bin/disabled-by-a-human.sh
 @daily /usr/local/bin/rotate-logs
 """
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
-
-    capsys.readouterr()
-    code = run_main(cli, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _outside(text: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import dump_stores
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
+from tests.helpers import cutover_cli as cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -25,15 +26,6 @@ CUTOVER = [sys.executable, "-m", "cutover"]
 def _csv(path: Path, rows: int, start: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("id,v\n" + "".join(f"{start + i},{i}\n" for i in range(rows)))
-
-
-def cli(*args, env_extra=None, check=None):
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    res = subprocess.run([*CUTOVER, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if check is not None:
-        assert res.returncode == check, f"cutover {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 def _setup(home: Path, tmp_path: Path, cleanup, ids: list[str]) -> None:

@@ -15,10 +15,7 @@ plus the legacy fence itself, without Prefect.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,19 +24,9 @@ import pytest
 
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
 from tests.helpers import dump_stores as dump
+from tests.helpers import cutover_cli as cli
 
-ROOT = Path(__file__).resolve().parent.parent
-CUTOVER = [sys.executable, "-m", "cutover"]
 prefect_marks = [pytest.mark.slow, pytest.mark.prefect]
-
-
-def cli(*args, env_extra=None, check=None):
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    res = subprocess.run([*CUTOVER, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if check is not None:
-        assert res.returncode == check, f"cutover {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 def setup_shadow(tmp_path: Path, ids: list[str], cleanup, *, schedule=True) -> None:

@@ -19,19 +19,10 @@ import pytest
 import yaml
 
 from tests.helpers import ROOT, add_ingestion, write_csv_files
+from tests.helpers import invoke_cli as _cli
 from tests.prefect_fixtures import delete_deployments, prefect_cleanup, prefect_env, prefect_server  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
-
-    capsys.readouterr()
-    code = run_main(cli, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # Prefect 3.8.8's `prefect deploy`, after creating each deployment, asks for the pool's online workers

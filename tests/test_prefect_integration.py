@@ -17,18 +17,9 @@ from sqlalchemy import select
 
 from tests.helpers import ROOT, add_ingestion, file_snapshots, ledger_rows, write_csv_files
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server, wait_flow_run  # noqa: F401
+from tests.helpers import invoke_cli as _cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
-
-    capsys.readouterr()
-    code = run_main(cli, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _workspace():

@@ -11,10 +11,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,21 +19,11 @@ import pytest
 
 from tests.helpers import dump_stores
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
+from tests.helpers import cutover_cli as cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
-ROOT = Path(__file__).resolve().parent.parent
-CUTOVER = [sys.executable, "-m", "cutover"]
 HOURLY = {"cron": "0 * * * *"}
-
-
-def cli(*args, env_extra=None, check=None):
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    res = subprocess.run([*CUTOVER, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if check is not None:
-        assert res.returncode == check, f"cutover {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 def setup_cutover(tmp_path: Path, ids: list[str], *, cutover: list[str], env_extra=None, cleanup=None) -> None:

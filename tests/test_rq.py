@@ -18,18 +18,9 @@ import pytest
 
 from cutover.errors import InputError
 from tests.helpers import write_csv_files
+from tests.helpers import invoke_cli as _cli
 
 UTC = timezone.utc
-
-
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
-
-    capsys.readouterr()
-    code = run_main(cli, list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _ingestion(ws, iid: str, src: Path, *, schedule=None, n_files: int = 0, start: int = 0):
