@@ -93,12 +93,12 @@ def run_backend(backend: str, count: int, *, scheduler: bool, keep: bool = False
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import CronSchedule
 
-    from cutover import prefect_local as pl
-    from cutover.config import load_settings
-    from cutover.db import dispose_engines, reset_schema_cache
-    from cutover.workspace import Workspace
-    from legacy.ingestions import validate
-    from legacy.scheduler import JobSync
+    from flows import local as pl
+    from cutover.core.config import load_settings
+    from cutover.core.db import dispose_engines, reset_schema_cache
+    from cutover.core.workspace import Workspace
+    from cutover.core.records.ingestions import validate
+    from legacy.apscheduler.scheduler import JobSync
 
     root = Path(tempfile.mkdtemp(prefix=f"cutover-massbench-{backend}-"))
     env = _env_base()
@@ -177,8 +177,8 @@ def run_backend(backend: str, count: int, *, scheduler: bool, keep: bool = False
                 r[f"server_resume_deployment_{tag}_s"] = round(time.monotonic() - t, 2)
                 assert not any(d.paused for d in read_all(c))
                 ids = [str(d.id) for d in deps]
-            # the server's dedicated endpoints, which cutover uses (cutover.incident.prefect_http)
-            from cutover.incident.prefect_http import PrefectHTTP
+            # the server's dedicated endpoints, which cutover uses (flows.http)
+            from flows.http import PrefectHTTP
 
             with PrefectHTTP(url) as h:
                 t = time.monotonic()

@@ -42,7 +42,7 @@ def _rows(n: int, namespace: str):
 
 
 def populate(url: str, n: int) -> float:
-    from cutover import db
+    from cutover.core import db
 
     db.upgrade(url, "autoloader")
     t = time.perf_counter()
@@ -117,7 +117,7 @@ def child_pandas(url: str) -> dict:
 def child_counts(home: str) -> dict:
     os.environ["CUTOVER_HOME"] = home
     from checks.counts import check_counts
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     tbl = ws.catalog.load("bench.t")
@@ -130,7 +130,7 @@ def child_counts(home: str) -> dict:
 
 def child_counts_pandas(home: str) -> dict:
     os.environ["CUTOVER_HOME"] = home
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     tbl = ws.catalog.load("bench.t")
@@ -205,7 +205,7 @@ def build_snapshots(home: Path, total: int) -> float:
     os.environ["CUTOVER_HOME"] = str(home)
     import pyarrow as pa
 
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     t = time.perf_counter()

@@ -72,11 +72,11 @@ def _read_all(client):
 
 
 def run_backend(backend: str, count: int, *, event_persister: bool, keep: bool = False) -> dict:
-    from cutover import prefect_local as pl
-    from cutover.config import load_settings
-    from cutover.workspace import Workspace
+    from flows import local as pl
+    from cutover.core.config import load_settings
+    from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
-    from legacy.ingestions import validate
+    from cutover.core.records.ingestions import validate
 
     root = Path(tempfile.mkdtemp(prefix=f"cutover-bench-{backend}-"))
     env = _env_base()

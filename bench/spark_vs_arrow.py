@@ -77,7 +77,7 @@ def generate(directory: Path, size_mb: float, file_mb: float, *, prefix: str = "
 
 
 def _workspace(home: Path, engine: str, remote: str, catalog: str):
-    import cutover.db
+    import cutover.core.db
 
     for k in list(os.environ):
         if k.startswith("CUTOVER_"):
@@ -86,15 +86,15 @@ def _workspace(home: Path, engine: str, remote: str, catalog: str):
     os.environ["CUTOVER_INGEST_ENGINE"] = engine
     os.environ["CUTOVER_INGEST_SPARK_REMOTE"] = remote
     os.environ["CUTOVER_INGEST_SPARK_CATALOG"] = catalog
-    cutover.db.dispose_engines()
-    cutover.db.reset_schema_cache()
-    from cutover.workspace import Workspace
+    cutover.core.db.dispose_engines()
+    cutover.core.db.reset_schema_cache()
+    from cutover.core.workspace import Workspace
 
     return Workspace()
 
 
 def _ingestion(ws, iid: str, source: Path):
-    from legacy.ingestions import validate
+    from cutover.core.records.ingestions import validate
 
     ing = validate({"id": iid, "source_uri": str(source), "format": "csv", "table": f"bench.{iid.replace('-', '_')}",
                     "pattern": "*.csv"})
@@ -133,7 +133,7 @@ def run_engine(engine: str, work: Path, big: Path, small: Path, warm: Path, remo
         out[label] = {"files": res.files_processed, "rows": res.records_ingested, "bytes": res.bytes_read,
                       "seconds": secs}
     if engine == "spark":
-        from cutover.spark.engine import _sessions
+        from cutover.core.spark.engine import _sessions
 
         for s in list(_sessions.values()):
             s.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from checks.model import CheckResult, Finding
-from legacy.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, SHADOW_BRANCH, Catalog, snapshot_info
+from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, SHADOW_BRANCH, Catalog, snapshot_info
 
 
 def _side(tbl, branch: str, fork: int | None, mode: str, ingestion_id: str):

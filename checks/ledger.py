@@ -42,8 +42,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, case, func, select
 
 from checks.model import CheckResult, Finding
-from legacy.ledger import FAILED, PROCESSING, SKIPPED, SUCCESS
-from legacy.models import processed_files as t_pf
+from cutover.core.records.ledger import FAILED, PROCESSING, SKIPPED, SUCCESS
+from cutover.core.records.tables import processed_files as t_pf
 
 MAX_FINDINGS = 10_000
 CHUNK_ROWS = 500_000  # index entries (both namespaces) per chunk, roughly

@@ -14,9 +14,9 @@ from checks.counts import check_counts
 from checks.ledger import check_ledger
 from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.runs import check_runs
-from cutover.redact import redact_text
-from cutover.state.models import parity_results as t_results
-from cutover.state.models import shadow_forks as t_forks
+from cutover.core.redact import redact_text
+from cutover.core.state.models import parity_results as t_results
+from cutover.core.state.models import shadow_forks as t_forks
 
 log = logging.getLogger("cutover.parity")
 
@@ -88,7 +88,7 @@ def _guard(name: str, fn) -> CheckResult:
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
                store: bool = True, now: datetime | None = None) -> ParityReport:
-    from cutover.waivers import WaiverStore
+    from cutover.core.state.waivers import WaiverStore
 
     checks = [c for c in CHECKS if c in set(checks)]
     until = now or utcnow()
@@ -96,7 +96,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
     thresholds = ws.settings.parity
     waivers = WaiverStore(ws.state_engine)
     spark = _spark(ws)  # [ingest] engine = "spark": counts and quality through Spark Connect
-    from cutover import states
+    from cutover.core.state import states
 
     current = states.get_states(ws.state_engine)
     for ing in ingestions:

@@ -10,7 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from checks.model import CHECKS, ERROR, FAIL, PASS
-from cutover.redact import redact_text
+from cutover.core.redact import redact_text
 
 FORMATS = ("text", "json", "md", "html", "junit")
 EXT = {"text": "txt", "json": "json", "md": "md", "html": "html", "junit": "xml"}

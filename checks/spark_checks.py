@@ -5,7 +5,7 @@ pandas ones; only where the numbers come from changes:
 
 - **counts**: the Iceberg metadata tables ``<table>.snapshots`` (summary map:
   ``added-records``, ``total-records``, ``cutover.*``) and ``<table>.refs``, read with
-  the statements of :mod:`cutover.spark.sql` and shaped by :mod:`cutover.spark.metadata`
+  the statements of :mod:`cutover.core.spark.sql` and shaped by :mod:`cutover.core.spark.metadata`
   into the view ``checks.counts.check_counts`` walks — so the verdict logic is the very
   same function, and no data file is scanned.
 - **quality**: Great Expectations' Spark data source on a Spark Connect DataFrame
@@ -30,8 +30,8 @@ import uuid
 from checks.counts import check_counts as _check_counts
 from checks.quality import compare  # the one comparison rule for both engines
 from checks.model import CheckResult, Finding
-from cutover.spark import sql as S
-from legacy.iceberg import MAIN, SHADOW_BRANCH
+from cutover.core.spark import sql as S
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH
 
 log = logging.getLogger("cutover.checks.spark")
 
@@ -43,7 +43,7 @@ def processor_for(ws):
     """The workspace's Spark processor (one Spark session per process)."""
     proc = getattr(getattr(ws, "service", None), "processor", None)
     if proc is None:
-        from cutover.spark.engine import SparkProcessor
+        from cutover.core.spark.engine import SparkProcessor
 
         proc = SparkProcessor.from_settings(ws.settings)
     return proc

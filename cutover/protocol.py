@@ -2,7 +2,7 @@
 
 The read side is separate from the write side: checks and planners get only an
 ``OrchestratorReader``. Implementations: the batch orchestrator and APScheduler
-(``legacy/adapters.py``), Prefect (``flows/adapter.py``) and an in-memory fake
+(``legacy/apscheduler/adapters.py``), Prefect (``flows/adapter.py``) and an in-memory fake
 with failure injection (``cutover/testing/fake.py``). All pass one contract
 suite (``tests/contract``).
 """
@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from legacy.ingestions import Ingestion
-    from legacy.ledger import LedgerEntry
-    from legacy.runs import RunRecord
+    from cutover.core.records.ingestions import Ingestion
+    from cutover.core.records.ledger import LedgerEntry
+    from cutover.core.records.runs import RunRecord
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 

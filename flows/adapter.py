@@ -32,9 +32,9 @@ import contextlib
 from datetime import datetime
 from typing import Any, Iterator
 
-from cutover.errors import CutoverError, GateFailed, NotFound
+from cutover.core.errors import CutoverError, GateFailed, NotFound
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
-from cutover.redact import redact_text, redact_url
+from cutover.core.redact import redact_text, redact_url
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -68,7 +68,7 @@ class PrefectAdapter:
     @property
     def api_url(self) -> str:
         if self._api_url is None:
-            from cutover.prefect_local import api_url
+            from flows.local import api_url
 
             try:
                 self._api_url = api_url(self.ws.settings, start=self.start)
@@ -85,7 +85,7 @@ class PrefectAdapter:
             from prefect.client.orchestration import get_client
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
-            from cutover.prefect_local import RetryCounter
+            from flows.local import RetryCounter
 
             url = self.api_url
             with temporary_settings(updates={PREFECT_API_URL: url}):
@@ -190,12 +190,12 @@ class PrefectAdapter:
         return self.ws.ledger(ingestion_id, namespace).entries(since=since)
 
     def health(self) -> Health:
-        from cutover.prefect_local import check_health
+        from flows.local import check_health
 
         try:
             url = self.api_url if self._api_url or not self.start else None
             if url is None:
-                from cutover.prefect_local import api_url
+                from flows.local import api_url
 
                 url = api_url(self.ws.settings, start=False)
         except (OrchestratorError, CutoverError) as e:
@@ -220,13 +220,13 @@ class PrefectAdapter:
         want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
                        allow_approx=self.allow_approx)  # validates (schedule translation) before any write
         if self.mode == "shadow":
-            from cutover.shadow import ensure_fork
+            from cutover.engine.shadow import ensure_fork
 
             ensure_fork(self.ws, ingestion)
         with self.client() as c:
             item = plan_one(c, want)
             if item.action != "unchanged" and not self._pool_checked:
-                from cutover.prefect_local import ensure_work_pool
+                from flows.local import ensure_work_pool
 
                 ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
                 self._pool_checked = True

@@ -61,7 +61,7 @@ _DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_/.]?(0[1-9]|1[0-2])[-_/.]?(0[1-9]
 
 
 def parse_date(value: str | date, what: str = "date") -> date:
-    from cutover.errors import InputError
+    from cutover.core.errors import InputError
 
     if isinstance(value, datetime):
         return value.date()
@@ -75,7 +75,7 @@ def parse_date(value: str | date, what: str = "date") -> date:
 
 def chunk_ranges(start: date, end: date, chunk: str) -> list[tuple[date, date]]:
     """Calendar chunks [first, last] (both included) covering start..end, clipped to it."""
-    from cutover.errors import InputError
+    from cutover.core.errors import InputError
 
     if chunk not in CHUNKS:
         raise InputError(f"chunk {chunk!r} is not one of {', '.join(CHUNKS)}", fix="pass --chunk daily|weekly|monthly")
@@ -152,7 +152,7 @@ def assign(files, chunks: list[Chunk], *, root: str | None, tz: str) -> tuple[li
 
 def plan(ws, ingestion_id: str, start, end, chunk: str = "daily") -> tuple[Any, list[Chunk], list[str]]:
     """(ingestion, chunks with their files, undated paths): discovery only, nothing written."""
-    from legacy.discovery import filesystem
+    from cutover.core.autoloader.discovery import filesystem
 
     ing = ws.ingestions.get(ingestion_id)
     s, e = parse_date(start, "--start"), parse_date(end, "--end")
@@ -178,7 +178,7 @@ class Progress:
         except FileNotFoundError:
             return {"ingestion_id": self.ingestion_id, "mode": self.mode, "chunks": {}}
         except ValueError:
-            from cutover.errors import InputError
+            from cutover.core.errors import InputError
 
             raise InputError(f"backfill progress {self.path} is not valid JSON",
                              fix="move it away to start the backfill over (the ledger still prevents duplicates)") from None
@@ -199,7 +199,7 @@ class Progress:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def mark(self, key: str, **values: Any) -> dict[str, Any]:
-        from legacy.cron import _atomic_write
+        from legacy.cron.side import _atomic_write
 
         with self._locked():
             data = self.read()
@@ -233,13 +233,13 @@ def _chunk_outcome(ws, ing, mode: str, files) -> tuple[str, list[dict[str, str]]
 @task(name="backfill-chunk", task_run_name="chunk {key}", cache_policy=NO_CACHE, persist_result=False)
 def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: str | None) -> dict[str, Any]:
     """Ingest the chunk's pending files in one run record; record the chunk's outcome."""
-    from legacy.service import RunResult, _Heartbeat
+    from cutover.core.autoloader.service import RunResult, _Heartbeat
 
     ws = _workspace()
     progress = Progress(ws.settings, ingestion_id, mode)
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.shadow import ensure_fork
+        from cutover.engine.shadow import ensure_fork
 
         ensure_fork(ws, ing)
     progress.mark(key, status=RUNNING, files=len(files), flow_run_id=flow_run_id)
@@ -257,7 +257,7 @@ def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: 
                                        result=res) == "skipped":
                 skipped += 1
     except Exception as e:  # noqa: BLE001 - recorded on the run and the chunk; the flow goes on
-        from cutover.redact import redact_text
+        from cutover.core.redact import redact_text
 
         error = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])
         with contextlib.suppress(Exception):
@@ -280,7 +280,7 @@ def backfill(ingestion_id: str, start: str, end: str, chunk: str = "daily", mode
     """Backfill start..end (dates, both included) chunk by chunk; skips chunks already done."""
     from prefect.runtime import flow_run
 
-    from legacy import runs as R
+    from cutover.core.records import runs as R
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")
@@ -359,7 +359,7 @@ def ensure_deployment(client, ws) -> str:
     from flows.deploy import REPO_ROOT, job_env
     from prefect.utilities.callables import parameter_schema
 
-    from cutover.prefect_local import ensure_work_pool
+    from flows.local import ensure_work_pool
 
     ensure_work_pool(str(client.api_url).rstrip("/"), ws.settings.prefect_work_pool)
     flow_id = client.create_flow_from_name(FLOW_NAME)

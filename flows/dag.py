@@ -44,7 +44,7 @@ def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.shadow import ensure_fork
+        from cutover.engine.shadow import ensure_fork
 
         ensure_fork(ws, ing)
     files = ws.service.discover(ing)
@@ -57,9 +57,9 @@ def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any
 def ingest_step(ingestion_id: str, mode: str, step: str, run_id: str, files: list[dict[str, Any]],
                 partition: list[int]) -> dict[str, Any]:
     """Claim and ingest the pending files of one partition, one after the other."""
-    from legacy.discovery import DiscoveredFile
+    from cutover.core.autoloader.discovery import DiscoveredFile
     from legacy.rq.model import partition_of
-    from legacy.service import RunResult
+    from cutover.core.autoloader.service import RunResult
 
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
@@ -105,9 +105,9 @@ def run_workflow(ingestion_id: str, mode: str = "live", trigger: str = "schedule
     """Run an RQ workflow's DAG (live: main branch + live ledger; shadow: cutover-shadow + shadow ledger)."""
     from prefect.runtime import flow_run
 
-    from legacy import runs as R
+    from cutover.core.records import runs as R
     from legacy.rq.model import default_steps, workflow_from_steps
-    from legacy.service import _Heartbeat
+    from cutover.core.autoloader.service import _Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")

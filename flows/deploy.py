@@ -14,7 +14,7 @@ Shape of a deployment (name ``<ingestion>-<mode>`` of flow ``cutover-ingest``):
 - tags ``cutover``, ``ingestion:<id>``, ``mode:<mode>``;
 - parameters ``{ingestion_id, mode, trigger: "scheduled"}``;
 - schedule: the legacy schedule translated exactly with its timezone
-  (``cutover.schedules.translate``), one schedule with slug ``cutover``; none
+  (``cutover.core.schedule.translate``), one schedule with slug ``cutover``; none
   for manual ingestions.
 
 Upsert: :func:`plan` reads the existing deployment and compares schedule,
@@ -37,8 +37,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cutover.errors import InputError
-from cutover.redact import redact_text
+from cutover.core.errors import InputError
+from cutover.core.redact import redact_text
 
 log = logging.getLogger("cutover.prefect")
 
@@ -147,9 +147,9 @@ def translate_schedule(ing, *, allow_approx: bool = False):
     if not ing.schedule:
         return None, None
     try:
-        from cutover.schedules.translate import translate
+        from cutover.core.schedule.translate import translate
     except ImportError as e:  # pragma: no cover - during development only
-        raise InputError(f"cannot translate the schedule of {ing.id}: cutover.schedules.translate is missing ({e})",
+        raise InputError(f"cannot translate the schedule of {ing.id}: cutover.core.schedule.translate is missing ({e})",
                          fix="install a complete cutover") from None
     tr = translate(ing.schedule, ing.schedule_timezone, allow_approx=allow_approx)
     if getattr(tr, "kind", None) is None:
@@ -397,12 +397,12 @@ def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) ->
     if dry_run:
         return items
     if mode == "shadow":
-        from cutover.shadow import ensure_fork
+        from cutover.engine.shadow import ensure_fork
 
         for ing in ingestions:
             ensure_fork(ws, ing)
     if any(it.action != "unchanged" for it in items):
-        from cutover.prefect_local import ensure_work_pool
+        from flows.local import ensure_work_pool
 
         ensure_work_pool(_client_url(client), ws.settings.prefect_work_pool)
     flow_id = None

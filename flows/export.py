@@ -153,7 +153,7 @@ def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = Fal
 
 
 def work_pools(deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from cutover.prefect_local import WORK_QUEUES
+    from flows.local import WORK_QUEUES
 
     pools: dict[str, set[str]] = {}
     for d in deployments:
@@ -179,7 +179,7 @@ def document(deployments: list[dict[str, Any]]) -> dict[str, Any]:
 def render(doc: dict[str, Any], *, source: str, filename: str = "prefect.yaml") -> str:
     import yaml
 
-    from cutover.redact import redact_text
+    from cutover.core.redact import redact_text
 
     class _Dumper(yaml.SafeDumper):
         def ignore_aliases(self, data):  # plain YAML: no &id001 anchors for shared lists

@@ -1,7 +1,7 @@
 """The Prefect 3 flow that runs one ingestion with the legacy ingestion services.
 
 ``run_ingestion(ingestion_id, mode="live", trigger="scheduled")`` does what
-``legacy.service.IngestionService.run`` does, one task per step, so parity
+``cutover.core.autoloader.service.IngestionService.run`` does, one task per step, so parity
 differences are orchestration differences and never re-implementation bugs:
 
     create-run-record -> discover -> check-state (ledger diff) -> process-file (per file)
@@ -11,7 +11,7 @@ differences are orchestration differences and never re-implementation bugs:
   ``external_id`` = the Prefect flow-run id (dual tracking).
 - ``mode="shadow"`` writes to the Iceberg branch ``cutover-shadow`` and the
   ledger namespace ``shadow`` (the service picks both from the mode). The branch
-  is forked first if missing (``cutover.shadow.ensure_fork``); when the table
+  is forked first if missing (``cutover.engine.shadow.ensure_fork``); when the table
   does not exist yet the run fails without touching any file.
 - Tasks that touch storage (source files, ledger, catalog) retry 3 times with
   2/5/10 s back-off; a lost claim or an input error is not retried.
@@ -44,7 +44,7 @@ def workspace():
     """One Workspace per flow-run process (settings from the environment)."""
     global _workspace
     if _workspace is None:
-        from cutover.workspace import Workspace
+        from cutover.core.workspace import Workspace
 
         _workspace = Workspace()
     return _workspace
@@ -52,8 +52,8 @@ def workspace():
 
 def _retryable(_task, _task_run, state) -> bool:
     """Retry storage errors; never a lost claim (we were fenced) or bad input."""
-    from cutover.errors import CutoverError
-    from legacy.ledger import ClaimLost
+    from cutover.core.errors import CutoverError
+    from cutover.core.records.ledger import ClaimLost
 
     exc = getattr(state, "data", None)
     return not isinstance(exc, (ClaimLost, CutoverError))
@@ -91,7 +91,7 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.shadow import ensure_fork
+        from cutover.engine.shadow import ensure_fork
 
         fork = ensure_fork(ws, ing)
         get_run_logger().info("shadow branch of %s forked at snapshot %s", ing.table, fork)
@@ -103,7 +103,7 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
 @task(name="process-file", task_run_name="process {f.path}", **_storage)
 def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str | None]:
     """Claim and ingest one file: (processed|failed|skipped|recovered, failure reason)."""
-    from legacy.service import RunResult
+    from cutover.core.autoloader.service import RunResult
 
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
@@ -123,7 +123,7 @@ def complete_run(run_id: str, error: str | None) -> dict[str, Any]:
 
 
 def _one_line(e: BaseException) -> str:
-    from cutover.redact import redact_text
+    from cutover.core.redact import redact_text
 
     text = f"{type(e).__name__}: {e}".splitlines()[0]
     return redact_text(text)
@@ -141,7 +141,7 @@ def _abandon(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
     (instead of leaving it RUNNING until the claim timeout reaps it as CRASHED)."""
     from prefect.exceptions import TerminationSignal
 
-    from legacy import runs as R
+    from cutover.core.records import runs as R
 
     status = R.CANCELLED if isinstance(exc, (TerminationSignal, KeyboardInterrupt)) else R.CRASHED
     _release(ledger, run_id, logger)
@@ -160,9 +160,9 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
 
     from prefect.runtime import flow_run
 
-    from legacy import runs as R
-    from legacy.ledger import ClaimLost
-    from legacy.service import _Heartbeat
+    from cutover.core.records import runs as R
+    from cutover.core.records.ledger import ClaimLost
+    from cutover.core.autoloader.service import _Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")

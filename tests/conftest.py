@@ -5,10 +5,10 @@ Fixtures for everybody (none is autouse):
 ``workspace_env`` (function)
     An isolated cutover workspace: ``CUTOVER_HOME`` points to a fresh temp dir,
     every other ``CUTOVER_*`` variable and ``PREFECT_API_URL`` are removed from
-    the environment (monkeypatch restores them), and cutover.db's process-wide
+    the environment (monkeypatch restores them), and cutover.core.db's process-wide
     caches (engines, "schema checked" set) are reset before and after the test.
     Yields the home :class:`~pathlib.Path` (not created: cutover creates it on
-    first use, like a real first run). ``cutover.config.load_settings()`` and
+    first use, like a real first run). ``cutover.core.config.load_settings()`` and
     ``Workspace()`` called inside the test see this workspace; so do
     subprocesses given ``os.environ`` (see ``tests.helpers.cutover_env``).
 
@@ -24,7 +24,7 @@ Fixtures for everybody (none is autouse):
     on the session cluster and returns its SQLAlchemy URL
     (``postgresql+psycopg://postgres@127.0.0.1:PORT/NAME``). Every database it
     created is dropped (connections forced closed) when the test ends, after
-    cutover.db's engines are disposed. ``pg_url_factory.cluster`` is the
+    cutover.core.db's engines are disposed. ``pg_url_factory.cluster`` is the
     cluster, for ``.url(name, driver="asyncpg")`` and the like.
 
 ``pg_url`` (function)
@@ -49,15 +49,15 @@ from tests import pg as pgmod
 
 
 def _reset_cutover_caches() -> None:
-    import cutover.db
+    import cutover.core.db
 
-    cutover.db.dispose_engines()
-    cutover.db.reset_schema_cache()
+    cutover.core.db.dispose_engines()
+    cutover.core.db.reset_schema_cache()
 
 
 @pytest.fixture
 def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.db caches reset. Yields the home Path."""
+    """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.core.db caches reset. Yields the home Path."""
     for name in list(os.environ):
         if name.startswith("CUTOVER_") or name == "PREFECT_API_URL":
             monkeypatch.delenv(name, raising=False)
@@ -136,7 +136,7 @@ def rq_session():
 @pytest.fixture
 def rq_ws(rq_session, workspace_env):
     """A workspace with an rq.json on the session Redis under its own key prefix."""
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from tests.rq_fixtures import RQWorkspace, cleanup, make_config
 
     ws = Workspace()

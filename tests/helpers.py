@@ -88,7 +88,7 @@ def write_parquet(path: Path, columns: Mapping[str, list], schema=None) -> Path:
 def add_ingestion(ws, iid: str, source: Path | str, *, fmt: str = "csv", table: str | None = None,
                   pattern: str | None = None, **extra):
     """Create (or replace) an ingestion in ``ws`` and return it."""
-    from legacy.ingestions import validate
+    from cutover.core.records.ingestions import validate
 
     ing = validate({"id": iid, "source_uri": str(source), "format": fmt,
                     "table": table or f"raw.{iid.replace('-', '_')}",
@@ -126,7 +126,7 @@ def run_cli(args: list[str], env: Mapping[str, str], *, timeout: float = 120, cw
 # Prints the RunResult as one JSON line on stdout.
 SERVICE_RUN_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     ws = Workspace()
     ing = ws.ingestions.get(sys.argv[1])
     ws.service; ws.catalog.catalog          # open DBs and catalog before the barrier
@@ -209,7 +209,7 @@ def last_json_line(text: str) -> dict:
 def ledger_rows(engine, ingestion_id: str, namespace: str = "live") -> list:
     from sqlalchemy import select
 
-    from legacy.models import processed_files as t
+    from cutover.core.records.tables import processed_files as t
 
     with engine.connect() as conn:
         return list(conn.execute(select(t).where(t.c.ingestion_id == ingestion_id, t.c.namespace == namespace)
@@ -219,7 +219,7 @@ def ledger_rows(engine, ingestion_id: str, namespace: str = "live") -> list:
 def run_rows(engine, ingestion_id: str) -> list:
     from sqlalchemy import select
 
-    from legacy.models import runs as t
+    from cutover.core.records.tables import runs as t
 
     with engine.connect() as conn:
         return list(conn.execute(select(t).where(t.c.ingestion_id == ingestion_id).order_by(t.c.started_at)))
@@ -287,7 +287,7 @@ def use_backend(backend: str, request, monkeypatch) -> dict[str, str]:
     """
     if backend == "sqlite":
         return {}
-    from cutover import db as dbm
+    from cutover.core import db as dbm
 
     factory = request.getfixturevalue("pg_url_factory")
     overrides = {"CUTOVER_DATABASE_AUTOLOADER_URL": factory("autoloader"),
@@ -315,7 +315,7 @@ def dump_stores(home: Path, url: str) -> dict:
                           for p in home.rglob("*") if p.is_file() and "prefect" not in p.parts)
     from prefect.client.schemas.sorting import DeploymentSort
 
-    from cutover.prefect_local import client
+    from flows.local import client
 
     with client(url) as c:
         deps = c.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)

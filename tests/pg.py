@@ -48,7 +48,7 @@ import time
 import uuid
 from pathlib import Path
 
-from cutover.osutil import pid_alive as _pid_alive
+from cutover.core.osutil import pid_alive as _pid_alive
 
 PREFIX = "cutover-pg-"
 SUPERUSER = "postgres"

@@ -6,7 +6,7 @@ Use it by importing the fixtures into a test module (or a conftest)::
 
 ``prefect_server`` (session)
     A local Prefect server (SQLite, temp PREFECT_HOME) and one process worker for
-    the ``cutover`` work pool, started through ``cutover.prefect_local.up`` exactly
+    the ``cutover`` work pool, started through ``flows.local.up`` exactly
     as ``cutover prefect up`` starts them; stopped (SIGTERM, then SIGKILL) when the
     session ends. Yields a :class:`PrefectServer`. Every test workspace can use
     it: each deployment carries its own ``CUTOVER_HOME`` in its job variables, so
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cutover.osutil import pid_alive as _pid_alive
+from cutover.core.osutil import pid_alive as _pid_alive
 
 PREFIX = "cutover-prefect-"
 # the worker polls for runs every 10 s by default; tests want runs picked up quickly
@@ -59,7 +59,7 @@ class PrefectServer:
     started_in_s: float
 
     def client(self):
-        from cutover.prefect_local import client
+        from flows.local import client
 
         return client(self.url)
 
@@ -72,7 +72,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def _settings_for(root: Path):
-    from cutover.config import load_settings
+    from cutover.core.config import load_settings
 
     env = _clean_env()
     env["CUTOVER_HOME"] = str(root / "cutover-home")
@@ -82,7 +82,7 @@ def _settings_for(root: Path):
 
 def reap_orphans(base: Path | None = None) -> list[Path]:
     """Stop the servers of test sessions whose pytest process is gone."""
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     removed = []
     for d in Path(base or tempfile.gettempdir()).glob(PREFIX + "*"):
@@ -105,7 +105,7 @@ def session_server() -> PrefectServer:
     global _SERVER
     if _SERVER is not None:
         return _SERVER
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     reap_orphans()
     root = Path(tempfile.mkdtemp(prefix=PREFIX))
@@ -130,7 +130,7 @@ def stop_session_server() -> None:
     srv, _SERVER = _SERVER, None
     if srv is None:
         return
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     pl.down(srv.settings, grace=10)
     for pid in (srv.server_pid, srv.worker_pid):
@@ -148,7 +148,7 @@ def prefect_server():
     finally:
         pids = (srv.server_pid, srv.worker_pid)
         stop_session_server()
-        from cutover.osutil import pid_alive
+        from cutover.core.osutil import pid_alive
 
         assert not any(pid_alive(p) for p in pids if p), "a Prefect process survived the session"
 

@@ -26,7 +26,7 @@ def test_chunk_ranges():
     assert chunk_ranges(d("2026-01-15"), d("2026-03-02"), "monthly") == [
         (d("2026-01-15"), d("2026-01-31")), (d("2026-02-01"), d("2026-02-28")), (d("2026-03-01"), d("2026-03-02"))]
     assert chunk_ranges(d("2026-12-30"), d("2027-01-01"), "monthly")[-1] == (d("2027-01-01"), d("2027-01-01"))
-    from cutover.errors import InputError
+    from cutover.core.errors import InputError
 
     with pytest.raises(InputError, match="before it starts"):
         chunk_ranges(d("2026-11-02"), d("2026-11-01"), "daily")
@@ -65,7 +65,7 @@ def _events(src, day: int, hour: int, n: int, start: int) -> str:
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_backfill_chunks_failure_summary_and_resume(prefect_server, prefect_env, tmp_path, capsys):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.backfill import Progress
 
     ws = Workspace()
@@ -119,7 +119,7 @@ def test_backfill_chunks_failure_summary_and_resume(prefect_server, prefect_env,
     assert Progress(ws.settings, iid, "live").chunks()["2026-11-03..2026-11-03"]["status"] == "done"
 
     # exactly once in Iceberg: one snapshot per file, every row once
-    from legacy.iceberg import Catalog
+    from cutover.core.iceberg import Catalog
 
     tbl = ws.catalog.load("raw.bf_events")
     snaps = list(Catalog.ancestry(tbl, "main"))
@@ -137,7 +137,7 @@ def test_backfill_chunks_failure_summary_and_resume(prefect_server, prefect_env,
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_backfill_on_a_worker_through_the_deployment(prefect_server, prefect_env, tmp_path, capsys):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.backfill import DEPLOYMENT_NAME, FLOW_NAME, TAG
 
     ws = Workspace()

@@ -26,7 +26,7 @@ def home(tmp_path, monkeypatch):
             monkeypatch.delenv(k, raising=False)
     h = tmp_path / "ws"
     monkeypatch.setenv("CUTOVER_HOME", str(h))
-    from cutover import db
+    from cutover.core import db
 
     db.dispose_engines()
     db.reset_schema_cache()
@@ -91,7 +91,7 @@ def test_config_show_redacts_passwords_and_reports_sources(home, monkeypatch, ca
 
 
 def test_env_beats_file_beats_default(home, monkeypatch):
-    from cutover.config import load_settings
+    from cutover.core.config import load_settings
 
     home.mkdir(parents=True)
     (home / "cutover.toml").write_text('[ingest]\nclaim_timeout = "2m"\n[prefect]\nwork_pool = "filepool"\n')
@@ -151,7 +151,7 @@ def test_add_from_file_never_prints_credentials(home, tmp_path, capsys):
     rc, out, _ = invoke(["ingestion", "show", "orders", "--json"], capsys)
     assert json.loads(out)["credentials"] == {"key": "***", "secret": "***"}
     # the credentials are stored, though
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     assert Workspace().ingestions.get("orders").credentials["secret"] == SECRET
     # idempotent
@@ -173,11 +173,11 @@ def test_bad_definition_writes_nothing(home, tmp_path, capsys, bad, needle):
     defs = _defs(tmp_path, tmp_path / "src")
     rc, _, _ = invoke(["ingestion", "add", "--from-file", str(defs)], capsys)
     assert rc == 0
-    before = [i.definition() for i in __import__("cutover.workspace").workspace.Workspace().ingestions.list()]
+    before = [i.definition() for i in __import__("cutover.core.workspace").core.workspace.Workspace().ingestions.list()]
     bad_defs = _defs(tmp_path, tmp_path / "src", extra=bad)
     rc, out, err = invoke(["ingestion", "add", "--from-file", str(bad_defs), "--replace"], capsys)
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     assert [i.definition() for i in Workspace().ingestions.list()] == before
 
@@ -244,7 +244,7 @@ def test_command_start_is_per_invocation_in_process(workspace_env, monkeypatch):
 
     from cutover.cli import app as app_mod
     from cutover.cli import cli as root
-    from cutover.incident.pause import process_started_at
+    from cutover.engine.pause import process_started_at
 
     monkeypatch.setattr(app_mod, "_invocations", 0)
     monkeypatch.setattr(app_mod, "_command_started_at", None)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cutover.workspace import Workspace
+from cutover.core.workspace import Workspace
 from tests.helpers import (
     add_ingestion,
     check_exactly_once,

@@ -24,9 +24,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from cutover.config import load_settings
-from cutover.workspace import Workspace
-from legacy.models import processed_files as t_pf
+from cutover.core.config import load_settings
+from cutover.core.workspace import Workspace
+from cutover.core.records.tables import processed_files as t_pf
 from tests.helpers import (
     add_ingestion,
     check_exactly_once,

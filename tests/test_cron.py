@@ -1,4 +1,4 @@
-"""The crontab legacy side (legacy/cron.py, legacy/medallion.py, `cutover cron`).
+"""The crontab legacy side (legacy/cron/side.py, legacy/cron/medallion.py, `cutover cron`).
 
 Every crontab here is a FILE in the test's temp dir: the machine's crontab is never touched.
 """
@@ -29,7 +29,7 @@ SHELL=/bin/bash
 
 def _outside(text: str) -> str:
     """The file without the managed block (what cutover must never change)."""
-    from legacy.cron import BEGIN, END
+    from legacy.cron.side import BEGIN, END
 
     head, _, rest = text.partition(BEGIN)
     return head.rstrip("\n") + "\n" + rest.partition(END)[2].lstrip("\n")
@@ -38,9 +38,9 @@ def _outside(text: str) -> str:
 @pytest.fixture
 def cron_ws(workspace_env, tmp_path):
     """A workspace with two ingestions, a generated wrapper, and a crontab FILE with foreign lines."""
-    from cutover.workspace import Workspace
-    from legacy.cron import CronAdapter
-    from legacy.medallion import write_pipeline
+    from cutover.core.workspace import Workspace
+    from legacy.cron.side import CronAdapter
+    from legacy.cron.medallion import write_pipeline
 
     ws = Workspace()
     paths = write_pipeline(tmp_path / "etl", source_dir=tmp_path / "events", cutover_home=workspace_env)
@@ -60,12 +60,12 @@ def cron_ws(workspace_env, tmp_path):
 
 
 def test_crontab_schedule_keeps_vixie_semantics():
-    from cutover.errors import InputError
-    from cutover.schedules.translate import translate
-    from cutover.schedules.verify import verify
-    from legacy.cron import VixieCronTrigger, fields, normalize_expr
-    from legacy.ingestions import validate
-    from legacy.schedule import build_trigger, describe, parse_schedule_text
+    from cutover.core.errors import InputError
+    from cutover.core.schedule.translate import translate
+    from cutover.core.schedule.verify import verify
+    from legacy.cron.side import VixieCronTrigger, fields, normalize_expr
+    from cutover.core.records.ingestions import validate
+    from cutover.core.schedule.triggers import build_trigger, describe, parse_schedule_text
 
     assert normalize_expr("@hourly") == "0 * * * *" and normalize_expr(" 15  *  * * * ") == "15 * * * *"
     for bad, msg in (("@reboot", "not a schedule"), ("0 0 L * *", "extension"), ("0 0 * * 1#2", "extension"),
@@ -109,9 +109,9 @@ def test_crontab_schedule_keeps_vixie_semantics():
 
 
 def test_apscheduler_never_schedules_a_crontab_ingestion(cron_ws):
-    from cutover.errors import InputError
-    from cutover.inventory import fires_per_day
-    from legacy.scheduler import JobSync
+    from cutover.core.errors import InputError
+    from cutover.engine.inventory import fires_per_day
+    from legacy.apscheduler.scheduler import JobSync
 
     ws, _adapter, _ = cron_ws
     ing = ws.ingestions.get("orders")
@@ -128,7 +128,7 @@ def test_apscheduler_never_schedules_a_crontab_ingestion(cron_ws):
 
 
 def test_managed_block_never_touches_foreign_lines_and_keeps_backups(cron_ws):
-    from legacy.cron import BEGIN, END, PAUSED
+    from legacy.cron.side import BEGIN, END, PAUSED
 
     ws, a, paths = cron_ws
     f = paths["crontab"]
@@ -162,7 +162,7 @@ def test_managed_block_never_touches_foreign_lines_and_keeps_backups(cron_ws):
 
 
 def test_write_is_atomic(cron_ws, monkeypatch):
-    import legacy.cron as C
+    import legacy.cron.side as C
 
     ws, a, paths = cron_ws
     a.ensure_job(ws.ingestions.get("orders"))
@@ -179,7 +179,7 @@ def test_write_is_atomic(cron_ws, monkeypatch):
 
 
 def test_lines_outside_the_block_are_not_ours(cron_ws):
-    from cutover.errors import InputError, NotFound
+    from cutover.core.errors import InputError, NotFound
 
     ws, a, paths = cron_ws
     paths["crontab"].write_text(FOREIGN + "30 * * * * /bin/true # cutover: ingestion=orders\n")
@@ -194,8 +194,8 @@ def test_lines_outside_the_block_are_not_ours(cron_ws):
 
 
 def test_broken_managed_block_is_refused(cron_ws):
-    from cutover.errors import InputError
-    from legacy.cron import BEGIN
+    from cutover.core.errors import InputError
+    from legacy.cron.side import BEGIN
 
     ws, a, paths = cron_ws
     paths["crontab"].write_text(FOREIGN + BEGIN + "\n15 * * * * /bin/true # cutover: ingestion=orders\n")
@@ -207,9 +207,9 @@ def test_broken_managed_block_is_refused(cron_ws):
 
 
 def test_import_dry_run_then_apply(workspace_env, tmp_path, capsys):
-    from cutover.workspace import Workspace
-    from legacy.cron import BEGIN, CronAdapter
-    from legacy.medallion import write_pipeline
+    from cutover.core.workspace import Workspace
+    from legacy.cron.side import BEGIN, CronAdapter
+    from legacy.cron.medallion import write_pipeline
 
     paths = write_pipeline(tmp_path / "etl", source_dir=tmp_path / "events", cutover_home=workspace_env)
     original = paths["crontab"].read_text()
@@ -303,10 +303,10 @@ def test_run_log_reading(cron_ws):
 
 
 def test_medallion_pipeline_and_the_legacy_pause(workspace_env, tmp_path, capsys):
-    from cutover.workspace import Workspace
-    from legacy.batch import IngestionPaused
-    from legacy.cron import CronAdapter
-    from legacy.medallion import write_events, write_pipeline
+    from cutover.core.workspace import Workspace
+    from legacy.batch.orchestrator import IngestionPaused
+    from legacy.cron.side import CronAdapter
+    from legacy.cron.medallion import write_events, write_pipeline
 
     code, out, err = _cli(capsys, "cron", "scaffold", str(tmp_path / "etl"), "--source", str(tmp_path / "events"))
     assert code == 0, err
@@ -352,11 +352,11 @@ def test_medallion_pipeline_and_the_legacy_pause(workspace_env, tmp_path, capsys
 def test_legacy_side_runs_a_crontab_ingestion_through_its_line(workspace_env, tmp_path):
     """What `cutover shadow run --once` runs as the legacy half: the crontab line's command for a
     crontab ingestion (the wrapper: in the run log), the batch orchestrator for any other."""
-    from cutover.sides import LiveSides, run_legacy_now
-    from cutover.workspace import Workspace
-    from legacy.batch import IngestionPaused
-    from legacy.cron import CronAdapter, CronLegacySide, apply_import, plan_import, read_run_log
-    from legacy.medallion import INGESTION_ID, write_events, write_pipeline
+    from cutover.registry import LiveSides, run_legacy_now
+    from cutover.core.workspace import Workspace
+    from legacy.batch.orchestrator import IngestionPaused
+    from legacy.cron.side import CronAdapter, CronLegacySide, apply_import, plan_import, read_run_log
+    from legacy.cron.medallion import INGESTION_ID, write_events, write_pipeline
 
     paths = write_pipeline(tmp_path / "etl", source_dir=tmp_path / "events", cutover_home=workspace_env)
     write_events(tmp_path / "events", datetime(2026, 11, 1, 0, tzinfo=timezone.utc), 4)
@@ -403,15 +403,15 @@ from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server,
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_cron_shadow_parity_cutover_and_rollback(prefect_server, prefect_env, prefect_cleanup, tmp_path, capsys):
-    from cutover import states
-    from cutover.execute import operation
-    from cutover.incident.rollback import rollback
-    from cutover.plan import Move, steps_for
-    from cutover.workspace import Workspace
+    from cutover.core.state import states
+    from cutover.engine.execute import operation
+    from cutover.engine.rollback import rollback
+    from cutover.engine.plan import Move, steps_for
+    from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
-    from legacy.batch import IngestionPaused
-    from legacy.cron import PAUSED, CronAdapter, CronLiveSides
-    from legacy.medallion import INGESTION_ID, write_events, write_pipeline
+    from legacy.batch.orchestrator import IngestionPaused
+    from legacy.cron.side import PAUSED, CronAdapter, CronLiveSides
+    from legacy.cron.medallion import INGESTION_ID, write_events, write_pipeline
 
     iid = INGESTION_ID
     prefect_cleanup(iid)

@@ -41,7 +41,7 @@ def foreign_home(workspace_env):
 
 
 def _choices() -> str:
-    from cutover.demo import available_scenarios
+    from cutover.demos.autoloader import available_scenarios
 
     return f"use --scenario with one of: {', '.join(available_scenarios())}"
 
@@ -62,7 +62,7 @@ def test_unknown_scenario_is_a_one_line_input_error(foreign_home, capsys):
 
 
 def test_registered_but_missing_module_is_a_one_line_input_error(foreign_home, capsys, monkeypatch):
-    from cutover import demo
+    from cutover.demos import autoloader as demo
 
     monkeypatch.setitem(demo.SCENARIOS, "ghost", "cutover.demo_ghost:run_ghost_demo")
     rc, out, err = _demo(capsys, "--scenario", "ghost")
@@ -75,12 +75,12 @@ def test_registered_but_missing_module_is_a_one_line_input_error(foreign_home, c
 
 def test_scenario_module_without_its_function_or_with_a_missing_dependency(foreign_home, capsys, monkeypatch,
                                                                            tmp_path):
-    from cutover import demo
+    from cutover.demos import autoloader as demo
 
-    monkeypatch.setitem(demo.SCENARIOS, "nofn", "cutover.demo_cron:run_nothing")
+    monkeypatch.setitem(demo.SCENARIOS, "nofn", "cutover.demos.cron:run_nothing")
     rc, _, err = _demo(capsys, "--scenario", "nofn")
     assert rc == 2 and err.count("\n") == 1
-    assert err == ("error: demo scenario 'nofn' is registered (cutover.demo_cron:run_nothing) but cutover.demo_cron "
+    assert err == ("error: demo scenario 'nofn' is registered (cutover.demos.cron:run_nothing) but cutover.demos.cron "
                    f"has no function run_nothing: {_choices()}\n")
 
     pkg = tmp_path / "mods"
@@ -101,7 +101,7 @@ def test_an_option_the_scenario_does_not_take_is_refused_before_anything_changes
 
 
 def test_every_scenario_refuses_to_wipe_a_directory_that_is_not_a_demo_workspace(foreign_home, capsys):
-    from cutover import demo
+    from cutover.demos import autoloader as demo
 
     for name in demo.available_scenarios():
         rc, out, err = _demo(capsys, "--scenario", name)
@@ -112,13 +112,13 @@ def test_every_scenario_refuses_to_wipe_a_directory_that_is_not_a_demo_workspace
 
 
 def test_the_registry_names_real_story_functions_and_autoloader_is_the_default():
-    from cutover import demo
+    from cutover.demos import autoloader as demo
     from cutover.cli.demo_cmd import demo as demo_cmd
 
     assert demo.DEFAULT_SCENARIO == "autoloader"
     assert demo.load_scenario("autoloader") is demo.run_demo
     assert [p.default for p in demo_cmd.params if p.name == "scenario"] == ["autoloader"]
-    from cutover.demo_cron import run_cron_demo
+    from cutover.demos.cron import run_cron_demo
 
     assert demo.load_scenario("cron") is run_cron_demo
     for name in demo.available_scenarios():
@@ -143,7 +143,7 @@ def test_make_demo_passes_the_scenario():
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_cron_demo_end_to_end():
-    from legacy.cron import BEGIN, END, PAUSED, parse_crontab, read_run_log
+    from legacy.cron.side import BEGIN, END, PAUSED, parse_crontab, read_run_log
 
     # cutover-prefect-<x>/owner.pid, cutover-home, prefect-home: the layout
     # tests.prefect_fixtures.reap_orphans cleans up if this pytest is killed

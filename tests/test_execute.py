@@ -108,7 +108,7 @@ def test_kill_after_every_step_then_rerun(prefect_server, prefect_env, prefect_c
 def test_second_operator_is_refused_with_the_holder(prefect_server, prefect_env, prefect_cleanup, tmp_path):
     home = prefect_env
     _setup(home, tmp_path, prefect_cleanup, ["lock-a", "lock-b"])
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     in_flight = ws.runs.start("lock-a", orchestrator="legacy", mode="live", trigger="scheduled")  # a legacy run in flight
@@ -119,7 +119,7 @@ def test_second_operator_is_refused_with_the_holder(prefect_server, prefect_env,
     first = subprocess.Popen([*CUTOVER, "execute", str(p1), "--yes"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        from cutover import lock
+        from cutover.core.state import lock
 
         deadline = time.monotonic() + 60
         while lock.holder(ws.state_engine) is None:

@@ -1,4 +1,4 @@
-"""legacy/formats.py: reading CSV / JSON lines / Parquet and fitting a file to its table.
+"""cutover/core/autoloader/formats.py: reading CSV / JSON lines / Parquet and fitting a file to its table.
 
 A bad file raises BadFile with a one-line reason (stored in the ledger);
 only lossless widenings are applied, never a silent cast.
@@ -10,7 +10,7 @@ import fsspec
 import pyarrow as pa
 import pytest
 
-from legacy.formats import BadFile, count_rows, fit_to_table, normalize, read_file
+from cutover.core.autoloader.formats import BadFile, count_rows, fit_to_table, normalize, read_file
 from tests.helpers import csv_text, write_csv_gz, write_jsonl, write_parquet
 
 FS = fsspec.filesystem("file")

@@ -1,4 +1,4 @@
-"""legacy.iceberg.memo_transaction: cutover's appends compute a transaction's metadata once per
+"""cutover.core.iceberg.memo_transaction: cutover's appends compute a transaction's metadata once per
 state instead of pyiceberg's deep copy on every read, and commit exactly what pyiceberg's own
 append commits."""
 
@@ -14,8 +14,8 @@ def _rows(i: int) -> pa.Table:
 def test_memo_transaction_reads_once_per_state_and_matches_pyiceberg(workspace_env):
     from pyiceberg.table.update import update_table_metadata
 
-    from cutover.workspace import Workspace
-    from legacy.iceberg import memo_transaction
+    from cutover.core.workspace import Workspace
+    from cutover.core.iceberg import memo_transaction
 
     ws = Workspace()
     ours = ws.catalog.load_or_create("t.ours", _rows(0).schema)

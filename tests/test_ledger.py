@@ -1,4 +1,4 @@
-"""The processed-file ledger (legacy/ledger.py): claims, completion, fencing, diff.
+"""The processed-file ledger (cutover/core/records/ledger.py): claims, completion, fencing, diff.
 
 Unit tests run against SQLite (the embedded default) and, for the same
 semantics with ``INSERT .. ON CONFLICT`` / ``FOR UPDATE SKIP LOCKED``, against
@@ -15,12 +15,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from cutover import db as dbm
-from cutover.workspace import Workspace
-from legacy import ledger as L
-from legacy.discovery import DiscoveredFile
-from legacy.models import processed_files as t_pf
-from legacy.runs import RunStore
+from cutover.core import db as dbm
+from cutover.core.workspace import Workspace
+from cutover.core.records import ledger as L
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.records.tables import processed_files as t_pf
+from cutover.core.records.runs import RunStore
 from tests.helpers import add_ingestion, csv_text, ledger_rows, write_csv_files
 
 TIMEOUT = 60.0

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import insert
 
 from checks.ledger import check_ledger, classify, plan_chunks
-from cutover import db as dbm
-from legacy.ledger import FAILED, PROCESSING, SKIPPED, SUCCESS
-from legacy.models import processed_files as t_pf
+from cutover.core import db as dbm
+from cutover.core.records.ledger import FAILED, PROCESSING, SKIPPED, SUCCESS
+from cutover.core.records.tables import processed_files as t_pf
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 STATUSES = [SUCCESS, SUCCESS, SUCCESS, FAILED, SKIPPED, PROCESSING]
@@ -215,7 +215,7 @@ def test_in_memory_sqlite_never_goes_to_worker_processes():
     from sqlalchemy import create_engine
     from sqlalchemy.pool import StaticPool
 
-    from legacy.models import metadata
+    from cutover.core.records.tables import metadata
 
     engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     metadata.create_all(engine, tables=[t_pf])

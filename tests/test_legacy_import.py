@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cutover.config import load_settings
-from cutover.workspace import Workspace
-from legacy import schedule as sched
-from legacy.ingestions import validate
-from legacy.scheduler import JobSync, load_job_state
+from cutover.core.config import load_settings
+from cutover.core.workspace import Workspace
+from cutover.core.schedule import triggers as sched
+from cutover.core.records.ingestions import validate
+from legacy.apscheduler.scheduler import JobSync, load_job_state
 
 UTC = timezone.utc
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

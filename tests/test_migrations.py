@@ -18,11 +18,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from cutover import db as dbm
+from cutover.core import db as dbm
 from cutover.cli import cli
 from cutover.cli.app import run_main
-from cutover.state.models import metadata as state_metadata
-from legacy.models import metadata as autoloader_metadata
+from cutover.core.state.models import metadata as state_metadata
+from cutover.core.records.tables import metadata as autoloader_metadata
 from tests.helpers import cutover_env, run_cli
 
 METADATA = {"autoloader": autoloader_metadata, "state": state_metadata}

@@ -1,4 +1,4 @@
-"""cutover.osutil.pid_alive: the one liveness rule the lock, the local Prefect server, the cron
+"""cutover.core.osutil.pid_alive: the one liveness rule the lock, the local Prefect server, the cron
 run log and the RQ worker list share."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from cutover.osutil import pid_alive
+from cutover.core.osutil import pid_alive
 
 
 def test_pid_alive():

@@ -28,10 +28,10 @@ def _csv(path: Path, rows: int, start: int = 0) -> None:
 @pytest.fixture
 def shadowed(workspace_env, tmp_path):
     """An ingestion with pre-fork history, a shadow fork, and one clean post-fork round on both sides."""
-    from cutover.baseline import seed_baseline
-    from cutover.shadow import ensure_fork
-    from cutover.workspace import Workspace
-    from legacy.ingestions import IngestionRepo, validate
+    from cutover.engine.baseline import seed_baseline
+    from cutover.engine.shadow import ensure_fork
+    from cutover.core.workspace import Workspace
+    from cutover.core.records.ingestions import IngestionRepo, validate
 
     src = tmp_path / "src"
     _csv(src / "day1_a.csv", 20, 0)
@@ -44,7 +44,7 @@ def shadowed(workspace_env, tmp_path):
     ws.service.run(ing)  # before the fork
     fork = ensure_fork(ws, ing)
     seed_baseline(ws, ing, fork)
-    from cutover import states
+    from cutover.core.state import states
 
     states.set_state(ws.state_engine, ing.id, states.SHADOW)
     _csv(src / "day2_a.csv", 15, 200)
@@ -82,7 +82,7 @@ def test_clean_shadow_passes_five_times_with_zero_findings(shadowed):
 
 def test_file_missing_in_shadow_and_status_mismatch(shadowed):
     ws, ing, src = shadowed
-    from legacy.models import processed_files as t
+    from cutover.core.records.tables import processed_files as t
 
     with ws.autoloader_engine.begin() as conn:  # the shadow "lost" one file and "failed" another
         conn.execute(t.delete().where(t.c.namespace == "shadow", t.c.path == str(src / "day2_a.csv")))
@@ -97,7 +97,7 @@ def test_file_missing_in_shadow_and_status_mismatch(shadowed):
 
 def test_file_missing_in_legacy_and_records_mismatch(shadowed):
     ws, ing, src = shadowed
-    from legacy.models import processed_files as t
+    from cutover.core.records.tables import processed_files as t
 
     with ws.autoloader_engine.begin() as conn:
         conn.execute(t.delete().where(t.c.namespace == "live", t.c.path == str(src / "day2_a.csv")))
@@ -126,8 +126,8 @@ def test_rows_deleted_on_shadow_branch_is_row_count_mismatch(shadowed):
 
 def test_file_appended_twice_is_processed_twice(shadowed):
     ws, ing, src = shadowed
-    from legacy.formats import read_file
-    from legacy.discovery import filesystem
+    from cutover.core.autoloader.formats import read_file
+    from cutover.core.autoloader.discovery import filesystem
 
     fs, _ = filesystem(str(src))
     data = read_file(fs, str(src / "day2_b.csv"), "csv")
@@ -145,7 +145,7 @@ def test_file_appended_twice_is_processed_twice(shadowed):
 
 def test_failed_and_missing_runs(shadowed):
     ws, ing, src = shadowed
-    from legacy.models import runs as t
+    from cutover.core.records.tables import runs as t
 
     shadow_run = ws.runs.list(ingestion_id=ing.id, orchestrator="prefect", mode="shadow")[0]
     with ws.autoloader_engine.begin() as conn:
@@ -154,7 +154,7 @@ def test_failed_and_missing_runs(shadowed):
     assert _kinds(checks["runs"]) == ["run_failed"]
     assert "injected: worker died" in checks["runs"].findings[0].detail
     # a legacy run with no shadow partner, after the fork and old enough to be judged
-    from cutover.state.models import shadow_forks
+    from cutover.core.state.models import shadow_forks
 
     with ws.state_engine.begin() as conn:
         conn.execute(update(shadow_forks).values(created_at=datetime.now(timezone.utc) - timedelta(hours=3)))
@@ -169,7 +169,7 @@ def test_failed_and_missing_runs(shadowed):
 
 def test_duration_regression_and_no_false_alarm_on_short_runs(shadowed):
     ws, ing, src = shadowed
-    from legacy.models import runs as t
+    from cutover.core.records.tables import runs as t
 
     legacy_run = ws.runs.list(ingestion_id=ing.id, orchestrator="legacy", mode="live")[0]
     shadow_run = ws.runs.list(ingestion_id=ing.id, orchestrator="prefect", mode="shadow")[0]
@@ -204,8 +204,8 @@ def test_changed_column_type_on_shadow_is_schema_mismatch(shadowed):
 
 def test_waiver_turns_failure_into_pass_and_expires(shadowed):
     ws, ing, src = shadowed
-    from cutover.waivers import WaiverStore
-    from legacy.models import processed_files as t
+    from cutover.core.state.waivers import WaiverStore
+    from cutover.core.records.tables import processed_files as t
 
     with ws.autoloader_engine.begin() as conn:
         conn.execute(t.delete().where(t.c.namespace == "shadow", t.c.path == str(src / "day2_a.csv")))
@@ -220,7 +220,7 @@ def test_waiver_turns_failure_into_pass_and_expires(shadowed):
 
 def test_after_cutover_parity_is_not_judged(shadowed, capsys):
     ws, ing, src = shadowed
-    from cutover import states
+    from cutover.core.state import states
 
     states.set_state(ws.state_engine, ing.id, states.CUTOVER)
     ws.service.run(ing, orchestrator="prefect", mode="live")  # Prefect live now: no shadow counterpart
@@ -231,8 +231,8 @@ def test_after_cutover_parity_is_not_judged(shadowed, capsys):
 
 
 def test_no_shadow_is_error_verdict(workspace_env, tmp_path):
-    from cutover.workspace import Workspace
-    from legacy.ingestions import IngestionRepo, validate
+    from cutover.core.workspace import Workspace
+    from cutover.core.records.ingestions import IngestionRepo, validate
 
     ws = Workspace()
     ing = validate({"id": "x", "source_uri": str(tmp_path), "format": "csv", "table": "a.b"})
@@ -259,7 +259,7 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
     assert "| orders | **PASS**" in (out / "parity.md").read_text()
     # inject a divergence: exit 1, junit failure
-    from legacy.models import processed_files as t
+    from cutover.core.records.tables import processed_files as t
 
     with ws.autoloader_engine.begin() as conn:
         conn.execute(t.delete().where(t.c.namespace == "shadow", t.c.path == str(src / "day2_a.csv")))
@@ -279,11 +279,11 @@ def test_ledger_and_counts_checks_on_postgres(workspace_env, tmp_path, pg_url_fa
     monkeypatch.setenv("CUTOVER_DATABASE_AUTOLOADER_URL", pg_url_factory("auto"))
     monkeypatch.setenv("CUTOVER_DATABASE_STATE_URL", pg_url_factory("state"))
     assert run_main(cli, ["db", "upgrade"]) == 0
-    from cutover.baseline import seed_baseline
-    from cutover.shadow import ensure_fork
-    from cutover.workspace import Workspace
-    from legacy.ingestions import IngestionRepo, validate
-    from legacy.models import processed_files as t
+    from cutover.engine.baseline import seed_baseline
+    from cutover.engine.shadow import ensure_fork
+    from cutover.core.workspace import Workspace
+    from cutover.core.records.ingestions import IngestionRepo, validate
+    from cutover.core.records.tables import processed_files as t
 
     src = tmp_path / "src"
     _csv(src / "a.csv", 10, 0)

@@ -64,8 +64,8 @@ def pool_guard(prefect_server):
             wq = c.read_work_queue_by_name(q, work_pool_name="cutover")
             if wq.is_paused:
                 c.update_work_queue(wq.id, is_paused=False)
-    from cutover.incident import fence
-    from cutover.workspace import Workspace
+    from cutover.core.state import fence
+    from cutover.core.workspace import Workspace
 
     f = fence.read(Workspace().state_engine)
     if f:
@@ -76,9 +76,9 @@ def states_now(url: str, ids: list[str]) -> dict:
     """Every schedule state this test cares about, on both sides."""
     from prefect.client.schemas.sorting import DeploymentSort
 
-    from cutover.prefect_local import client
-    from cutover.workspace import Workspace
-    from legacy.scheduler import JobSync
+    from flows.local import client
+    from cutover.core.workspace import Workspace
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace()
     out = {"deployments": {}, "schedules": {}}
@@ -101,10 +101,10 @@ def states_now(url: str, ids: list[str]) -> dict:
 # -- the fence alone ----------------------------------------------------------------------------
 
 def test_legacy_fence_stops_scheduled_and_batch_runs(workspace_env, tmp_path):
-    from cutover.incident import fence
-    from cutover.workspace import Workspace
-    from legacy.batch import BatchOrchestrator, IngestionPaused
-    from legacy.scheduler import run_scheduled
+    from cutover.core.state import fence
+    from cutover.core.workspace import Workspace
+    from legacy.batch.orchestrator import BatchOrchestrator, IngestionPaused
+    from legacy.apscheduler.scheduler import run_scheduled
 
     src = tmp_path / "src"
     src.mkdir()
@@ -138,8 +138,8 @@ def test_pause_all_then_resume_restores_exactly(prefect_server, prefect_env, pre
     home = prefect_env
     ids = [f"pz-{k}" for k in range(10)]
     setup_shadow(tmp_path, ids, prefect_cleanup)
-    from cutover.workspace import Workspace
-    from legacy.scheduler import JobSync
+    from cutover.core.workspace import Workspace
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace()
     url = prefect_server.url

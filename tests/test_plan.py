@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from cutover.errors import InputError
-from cutover.plan import Plan, build_plan, parse_gate, parse_waves
-from legacy.ingestions import validate
+from cutover.core.errors import InputError
+from cutover.engine.plan import Plan, build_plan, parse_gate, parse_waves
+from cutover.core.records.ingestions import validate
 
 
 def _row(iid, state="LEGACY", size="small", streak=0, fpd=1.0, owner=None):

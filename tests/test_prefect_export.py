@@ -65,7 +65,7 @@ def _snapshot(server, names: list[str]) -> dict[str, dict]:
 
 
 def test_export_round_trip_with_prefect_deploy(prefect_server, prefect_env, prefect_cleanup, tmp_path, capsys):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
     from flows.deploy import desired, plan_one
 

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 
 def _workspace():
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     return Workspace()
 
@@ -41,7 +41,7 @@ def _prefect_record(ws, iid: str, flow_run_id: str):
 
 
 def test_cli_does_not_import_prefect():
-    code = ("import sys, cutover.cli, cutover.cli.prefect_cmd, cutover.prefect_local, flows; "
+    code = ("import sys, cutover.cli, cutover.cli.prefect_cmd, flows.local, flows; "
             "sys.exit(1 if 'prefect' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
@@ -122,8 +122,8 @@ def test_failed_and_partial_runs(prefect_server, prefect_env, prefect_cleanup, t
 
 def test_shadow_run(prefect_server, prefect_env, prefect_cleanup, tmp_path, capsys):
     """(b) legacy live run first, then a Prefect shadow run: branch + shadow ledger, main untouched, fork recorded."""
-    from cutover.state.models import shadow_forks
-    from legacy.iceberg import SHADOW_BRANCH, Catalog
+    from cutover.core.state.models import shadow_forks
+    from cutover.core.iceberg import SHADOW_BRANCH, Catalog
 
     files = write_csv_files(tmp_path / "src", 3)
     ws = _workspace()
@@ -265,7 +265,7 @@ def test_deploy_idempotent_and_paused_stays_paused(prefect_server, prefect_env, 
 
 
 def _raw_ingestion(ws, iid):
-    from legacy.models import ingestions as t
+    from cutover.core.records.tables import ingestions as t
 
     with ws.autoloader_engine.connect() as conn:
         return tuple(conn.execute(select(t).where(t.c.id == iid)).one())
@@ -273,8 +273,8 @@ def _raw_ingestion(ws, iid):
 
 def test_dry_run_changes_nothing(prefect_server, prefect_env, prefect_cleanup, tmp_path, capsys):
     """(e) --dry-run: no deployment created or updated, no ingestion row touched, no fork."""
-    from cutover.state.models import shadow_forks
-    from legacy.iceberg import SHADOW_BRANCH
+    from cutover.core.state.models import shadow_forks
+    from cutover.core.iceberg import SHADOW_BRANCH
 
     write_csv_files(tmp_path / "src", 1)
     ws = _workspace()

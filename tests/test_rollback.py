@@ -58,7 +58,7 @@ def status(env_extra=None) -> dict:
 
 
 def deployment(url: str, name: str):
-    from cutover.prefect_local import client
+    from flows.local import client
 
     with client(url) as c:
         return c.read_deployment_by_name(f"cutover-ingest/{name}")
@@ -87,9 +87,9 @@ def test_rollback_cutover_ingestion(prefect_server, prefect_env, prefect_cleanup
     st = status()
     assert (st["rb-a"]["state"], st["rb-a"]["legacy"], st["rb-a"]["prefect_live"]) == ("CUTOVER", "paused", "active")
 
-    from cutover.workspace import Workspace
-    from legacy.discovery import DiscoveredFile
-    from legacy.scheduler import JobSync
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.discovery import DiscoveredFile
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace()
     # The legacy side was paused for the cutover 5.5 hours ago (backdated in the journal) ...
@@ -191,7 +191,7 @@ def test_rollback_refuses_unknown_and_names_nothing(prefect_env):
 @pytest.fixture
 def own_server(tmp_path):
     """A Prefect server of this test alone (stopping it must not break the session's)."""
-    from cutover import prefect_local as pl
+    from flows import local as pl
     from tests.prefect_fixtures import _settings_for
 
     settings, env = _settings_for(tmp_path / "own-prefect")
@@ -226,8 +226,8 @@ def test_rollback_with_prefect_down_then_completed(workspace_env, own_server, tm
     assert "done    dn-a: resume the legacy job (resumed)" in res.stdout
     assert "held    dn-a: state CUTOVER -> ROLLED_BACK" in res.stdout
     # the legacy side owns it again, the state did not change, the journal says what is left
-    from cutover.workspace import Workspace
-    from legacy.scheduler import JobSync
+    from cutover.core.workspace import Workspace
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace()
     assert JobSync(ws.settings).is_paused("dn-a") is False and not ws.ingestions.get("dn-a").batch_paused

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.errors import InputError
+from cutover.core.errors import InputError
 from tests.helpers import write_csv_files
 from tests.helpers import invoke_cli as _cli
 
@@ -24,7 +24,7 @@ UTC = timezone.utc
 
 
 def _ingestion(ws, iid: str, src: Path, *, schedule=None, n_files: int = 0, start: int = 0):
-    from legacy.ingestions import validate
+    from cutover.core.records.ingestions import validate
 
     files = write_csv_files(src, n_files, start=start) if n_files else {}
     ing = validate({"id": iid, "source_uri": str(src), "pattern": "*.csv", "format": "csv",
@@ -118,7 +118,7 @@ def test_bad_dags_are_refused_with_one_clear_error(steps, message):
 
 
 def test_config_validation_redaction_and_file_mode(workspace_env, monkeypatch):
-    from cutover.config import load_settings
+    from cutover.core.config import load_settings
     from legacy.rq.model import ENV_URL, RQConfig, managed_ids, steps_for
 
     settings = load_settings()
@@ -264,8 +264,8 @@ def test_a_kickoff_placed_while_held_lands_in_the_held_set(rq_ws, tmp_path):
 
 @pytest.mark.rq
 def test_trigger_is_refused_while_held_batch_paused_or_fenced(rq_ws, tmp_path):
-    from cutover.incident import fence
-    from legacy.batch import IngestionPaused
+    from cutover.core.state import fence
+    from legacy.batch.orchestrator import IngestionPaused
 
     ws = rq_ws.ws
     ing, _ = _ingestion(ws, "orders", tmp_path / "src", n_files=1)
@@ -290,7 +290,7 @@ def test_trigger_is_refused_while_held_batch_paused_or_fenced(rq_ws, tmp_path):
 def test_hold_and_schedule_survive_a_redis_restart_with_aof(workspace_env, tmp_path):
     """With appendonly (what docs/rq.md asks of a production Redis) the hold, the held kickoff and
     the definition are still there after Redis restarts."""
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from legacy.rq.adapter import RQAdapter
     from legacy.rq.model import RQConfig
     from legacy.rq.server import RedisServer, RedisUnavailable
@@ -333,7 +333,7 @@ def _jobs(rw, run_id):
 
 @pytest.mark.rq
 def test_workflow_run_ingests_every_file_once_with_parallel_partitions(rq_ws, tmp_path):
-    from legacy.iceberg import P_FILE, P_ORCH, P_RUN
+    from cutover.core.iceberg import P_FILE, P_ORCH, P_RUN
 
     ws = rq_ws.ws
     _with_workflows(rq_ws, orders={"partitions": 3})
@@ -458,7 +458,7 @@ def test_the_rq_scheduler_fires_kickoffs_and_chains_the_next_one(rq_ws, tmp_path
 def test_the_engine_legacy_side_routes_rq_workflows_to_rq(rq_ws, tmp_path):
     """LiveSides picks the RQ-aware legacy side when rq.json exists: RQ workflows are paused by the
     hold and the batch flag and run through RQ's workers; other ingestions stay on APScheduler/batch."""
-    from cutover.sides import LiveSides
+    from cutover.registry import LiveSides
 
     ws = rq_ws.ws
     _with_workflows(rq_ws, orders={"partitions": 2})
@@ -475,7 +475,7 @@ def test_the_engine_legacy_side_routes_rq_workflows_to_rq(rq_ws, tmp_path):
     state = side.live_state()
     assert state["orders"] == {"live": False, "text": "paused (RQ hold)"}
     assert state["plain"]["live"] is True
-    from legacy.batch import IngestionPaused
+    from legacy.batch.orchestrator import IngestionPaused
 
     with pytest.raises(IngestionPaused):
         side.run_now("orders")

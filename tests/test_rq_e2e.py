@@ -24,7 +24,7 @@ UTC = timezone.utc
 @pytest.fixture
 def rq_prefect(rq_session, prefect_env, prefect_server):
     """A workspace on the session Prefect server whose rq.json points at the session Redis."""
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from tests.rq_fixtures import RQWorkspace, cleanup, make_config
 
     ws = Workspace()
@@ -58,12 +58,12 @@ def test_rq_shadow_parity_cutover_and_rollback(rq_prefect, prefect_server, prefe
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
-    from cutover import states
-    from cutover.execute import operation
-    from cutover.incident.rollback import rollback
-    from cutover.plan import Move, steps_for
+    from cutover.core.state import states
+    from cutover.engine.execute import operation
+    from cutover.engine.rollback import rollback
+    from cutover.engine.plan import Move, steps_for
     from flows.adapter import PrefectAdapter
-    from legacy.batch import IngestionPaused
+    from legacy.batch.orchestrator import IngestionPaused
     from legacy.rq.adapter import RQAdapter
     from legacy.rq.side import RQLiveSides
 
@@ -190,12 +190,12 @@ def test_mass_pause_and_resume_cover_rq_workflows(rq_prefect, prefect_server, pr
     assert rq.store.suspended(), "the workers were not suspended (rq suspend)"
     assert rq.is_paused("rqa") is True and rq.is_paused("rqb") is True
     assert [k.held for k in rq.store.kickoffs(rq.definition("rqa"))] == [True]
-    from cutover.incident.pause import active
+    from cutover.engine.pause import active
 
     snap = active(ws.state_engine)
     assert snap.body["rq_fence"] == {"suspended_before": False}
     assert snap.body["legacy"]["rq"]["holds"] == {"rqa": False, "rqb": True}
-    from legacy.batch import IngestionPaused
+    from legacy.batch.orchestrator import IngestionPaused
 
     with pytest.raises(IngestionPaused):
         rq.trigger("rqa")

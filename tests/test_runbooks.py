@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import pytest
 
-from cutover.errors import InputError
+from cutover.core.errors import InputError
 from cutover.runbooks import check_vars, execute, load_all, names, parse, parse_vars
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,11 +325,11 @@ def test_stuck_claims(demo, monkeypatch):
 
     from sqlalchemy import update
 
-    import cutover.db
-    from cutover.workspace import Workspace
-    from legacy.discovery import discover
-    from legacy.models import processed_files as t_pf
-    from legacy.models import runs as t_runs
+    import cutover.core.db
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.discovery import discover
+    from cutover.core.records.tables import processed_files as t_pf
+    from cutover.core.records.tables import runs as t_runs
 
     states = demo.states()
     iid = next((i for i, s in sorted(states.items()) if s in ("SHADOW", "LEGACY", "ROLLED_BACK")), None)
@@ -337,8 +337,8 @@ def test_stuck_claims(demo, monkeypatch):
     for k, v in demo.env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    cutover.db.dispose_engines()
-    cutover.db.reset_schema_cache()
+    cutover.core.db.dispose_engines()
+    cutover.core.db.reset_schema_cache()
     try:
         ws = Workspace()
         ing = ws.ingestions.get(iid)
@@ -354,8 +354,8 @@ def test_stuck_claims(demo, monkeypatch):
             c.execute(update(t_runs).where(t_runs.c.id == dead).values(started_at=old, heartbeat_at=old))
         assert ws.ledger(iid, "live").counts().get("PROCESSING") == 1
     finally:
-        cutover.db.dispose_engines()
-        cutover.db.reset_schema_cache()
+        cutover.core.db.dispose_engines()
+        cutover.core.db.reset_schema_cache()
     res = demo.runbook("stuck-claims", ingestion=iid)
     assert "zz-stuck" in res.stdout  # step 2 showed the stuck claim
     assert "PROCESSING" not in demo.cli("ledger", iid, "--summary", check=0).stdout

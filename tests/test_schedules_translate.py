@@ -1,4 +1,4 @@
-"""cutover.schedules.translate: each legacy form -> the Prefect schedule, refusals and notes.
+"""cutover.core.schedule.translate: each legacy form -> the Prefect schedule, refusals and notes.
 
 The fire-time proofs live in test_schedules_verify.py; here the translation itself.
 """
@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from cutover.errors import InputError
-from cutover.schedules.translate import Translation, cron_field, translate
-from legacy.schedule import normalize_schedule, parse_schedule_text
+from cutover.core.errors import InputError
+from cutover.core.schedule.translate import Translation, cron_field, translate
+from cutover.core.schedule.triggers import normalize_schedule, parse_schedule_text
 
 
 def tr(spec, tz="UTC", **kw) -> Translation:
@@ -205,7 +205,7 @@ def test_as_dict_and_describe():
 
 
 def test_importing_does_not_import_prefect():
-    code = ("import sys, cutover.schedules, cutover.cli.schedules_cmd; "
-            "from cutover.schedules import translate; translate({'frequency': 'daily', 'at': '02:00'}, 'UTC'); "
+    code = ("import sys, cutover.core.schedule, cutover.cli.schedules_cmd; "
+            "from cutover.core.schedule import translate; translate({'frequency': 'daily', 'at': '02:00'}, 'UTC'); "
             "assert 'prefect' not in sys.modules, 'prefect imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

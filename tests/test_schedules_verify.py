@@ -1,4 +1,4 @@
-"""cutover.schedules.verify: real APScheduler 3 fire times vs real Prefect server dates.
+"""cutover.core.schedule.verify: real APScheduler 3 fire times vs real Prefect server dates.
 
 One test per pitfall; each asserts the verdict and the exact first differing instant.
 A "naive" translation (what one would write without knowing the pitfall) is verified too,
@@ -14,10 +14,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from cutover.errors import InputError
-from cutover.schedules import Translation, translate, verify
-from cutover.schedules.verify import legacy_fire_times, prefect_fire_times
-from legacy.schedule import normalize_schedule, parse_schedule_text
+from cutover.core.errors import InputError
+from cutover.core.schedule import Translation
+from cutover.core.schedule import translate
+from cutover.core.schedule import verify
+from cutover.core.schedule.verify import legacy_fire_times, prefect_fire_times
+from cutover.core.schedule.triggers import normalize_schedule, parse_schedule_text
 
 UTC = timezone.utc
 
@@ -313,7 +315,7 @@ def test_cli_usage_errors():
 
 
 def test_cli_inventory(workspace_env, tmp_path):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from tests.helpers import add_ingestion
 
     ws = Workspace()

@@ -34,7 +34,7 @@ def spark(tmp_path_factory):
 
     from pyspark.sql import SparkSession
 
-    import cutover.spark.engine as engine
+    import cutover.core.spark.engine as engine
 
     mp = pytest.MonkeyPatch()
     if _port_busy(15002):
@@ -64,7 +64,7 @@ def spark_ws(spark, workspace_env, monkeypatch):
     monkeypatch.setenv("CUTOVER_INGEST_ENGINE", "spark")
     monkeypatch.setenv("CUTOVER_INGEST_SPARK_REMOTE", "local[2]")
     monkeypatch.setenv("CUTOVER_INGEST_SPARK_CATALOG", "spark_catalog")
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     assert ws.service.processor is not None and not ws.service.processor.iceberg
@@ -72,7 +72,7 @@ def spark_ws(spark, workspace_env, monkeypatch):
 
 
 def _count(spark, table: str) -> int:
-    from cutover.spark import sql as S
+    from cutover.core.spark import sql as S
 
     return int(S.count_rows("spark_catalog", table).run(spark).collect()[0]["n"])
 

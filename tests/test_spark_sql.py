@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cutover.errors import InputError
-from cutover.spark import redact_remote
-from cutover.spark import sql as S
-from cutover.spark.engine import SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
-from cutover.spark.metadata import find_file_snapshot, table_from_rows
-from legacy.formats import BadFile
+from cutover.core.errors import InputError
+from cutover.core.spark import redact_remote
+from cutover.core.spark import sql as S
+from cutover.core.spark.engine import SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
+from cutover.core.spark.metadata import find_file_snapshot, table_from_rows
+from cutover.core.autoloader.formats import BadFile
 
 # -- identifiers --------------------------------------------------------------------------------
 
@@ -309,7 +309,7 @@ def test_spark_paths():
 # -- settings ----------------------------------------------------------------------------------------
 
 def test_settings_defaults_env_and_redaction(workspace_env, monkeypatch):
-    from cutover.config import load_settings
+    from cutover.core.config import load_settings
 
     s = load_settings()
     assert (s.engine, s.spark_remote, s.spark_catalog) == ("arrow", "sc://localhost:15002", "cutover")
@@ -326,7 +326,7 @@ def test_settings_defaults_env_and_redaction(workspace_env, monkeypatch):
 
 
 def test_settings_from_the_file_and_validation(workspace_env, monkeypatch):
-    from cutover.config import load_settings
+    from cutover.core.config import load_settings
 
     workspace_env.mkdir(parents=True)
     (workspace_env / "cutover.toml").write_text('[ingest]\nengine = "spark"\nspark_remote = "local[2]"\n'
@@ -409,8 +409,8 @@ def fake_proc(monkeypatch):
 
 
 def test_iceberg_append_issues_writeto_with_snapshot_properties(fake_proc):
-    from cutover.spark.engine import Prepared
-    from legacy.ingestions import validate
+    from cutover.core.spark.engine import Prepared
+    from cutover.core.records.ingestions import validate
 
     snaps = [_snap(7, None, 5000, 3, 3, **_p("/s/a.csv", "shadow", "run-1"))]
     proc = fake_proc(snaps, [{"name": "main", "type": "branch", "snapshot_id": 7}])
@@ -460,9 +460,9 @@ class FakeProcessor:
 
 
 def test_service_delegates_to_the_processor_and_keeps_the_ledger_logic(workspace_env, tmp_path):
-    from cutover.workspace import Workspace
-    from legacy.iceberg import SnapshotInfo
-    from legacy.service import IngestionService
+    from cutover.core.workspace import Workspace
+    from cutover.core.iceberg import SnapshotInfo
+    from cutover.core.autoloader.service import IngestionService
     from tests.helpers import add_ingestion, ledger_rows
 
     src = tmp_path / "src"
@@ -490,8 +490,8 @@ def test_service_delegates_to_the_processor_and_keeps_the_ledger_logic(workspace
 
 
 def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, tmp_path):
-    from cutover.workspace import Workspace
-    from legacy.service import IngestionService
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
     from tests.helpers import add_ingestion, ledger_rows
 
     class Down(FakeProcessor):
@@ -510,7 +510,7 @@ def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, t
 
 
 def test_arrow_is_the_default_and_spark_is_wired_by_settings(workspace_env, monkeypatch):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     assert Workspace().service.processor is None
     monkeypatch.setenv("CUTOVER_INGEST_ENGINE", "spark")

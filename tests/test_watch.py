@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, update
 
-from cutover import audit, states
+from cutover.core.state import audit
+from cutover.core.state import states
 from cutover.cli import cli
 from cutover.cli.app import run_main
-from cutover.errors import InputError
+from cutover.core.errors import InputError
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,14 +41,14 @@ def closed_port_url() -> str:
 
 @pytest.fixture
 def ws(workspace_env):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     return Workspace()
 
 
 def cut_over(ws, iid: str, at: datetime = NOW - timedelta(hours=12)) -> None:
     """Bring an ingestion to CUTOVER, the cutover moment at ``at``."""
-    from cutover.state.models import cutover_states as t
+    from cutover.core.state.models import cutover_states as t
 
     states.set_state(ws.state_engine, iid, states.SHADOW)
     states.set_state(ws.state_engine, iid, states.CUTOVER)
@@ -58,7 +59,7 @@ def cut_over(ws, iid: str, at: datetime = NOW - timedelta(hours=12)) -> None:
 def run(ws, iid: str, orchestrator: str, mode: str, status: str, *, duration: float = 1.0,
         started: datetime = NOW - timedelta(hours=1)) -> str:
     """A finished run record as the orchestrators leave it, then moved to ``started``."""
-    from legacy.models import runs as t
+    from cutover.core.records.tables import runs as t
 
     rid = ws.runs.start(iid, orchestrator=orchestrator, mode=mode, trigger="scheduled")
     if status != "RUNNING":
@@ -72,7 +73,7 @@ def run(ws, iid: str, orchestrator: str, mode: str, status: str, *, duration: fl
 
 
 def parity_verdict(ws, iid: str, verdict: str, at: datetime) -> None:
-    from cutover.state.models import parity_results as t
+    from cutover.core.state.models import parity_results as t
 
     with ws.state_engine.begin() as c:
         c.execute(insert(t).values(parity_run_id=f"p-{iid}-{at.timestamp():.0f}", ingestion_id=iid, run_at=at,
@@ -80,7 +81,7 @@ def parity_verdict(ws, iid: str, verdict: str, at: datetime) -> None:
 
 
 def evaluate(ws, **kw):
-    from cutover.watch import evaluate as ev
+    from cutover.engine.watch import evaluate as ev
 
     kw.setdefault("health", HEALTHY)
     return ev(ws, **kw)
@@ -98,8 +99,8 @@ def actions(ws, prefix: str = "watch-") -> list[dict]:
 # -- configuration -----------------------------------------------------------------------------
 
 def test_thresholds_defaults_file_and_env(workspace_env, monkeypatch):
-    from cutover.config import load_settings
-    from cutover.watch import Thresholds
+    from cutover.core.config import load_settings
+    from cutover.engine.watch import Thresholds
 
     th = Thresholds.from_settings(load_settings())
     assert (th.failure_rate, th.window, th.unreachable_after, th.duration_regression, th.auto_rollback,
@@ -138,7 +139,7 @@ def test_nothing_in_cutover_nothing_checked(ws):
 
 
 def test_failure_rate_min_runs_window_and_sides(ws):
-    from cutover.watch import act
+    from cutover.engine.watch import act
 
     cut_over(ws, "a")
     run(ws, "a", "prefect", "live", "SUCCESS")
@@ -163,7 +164,7 @@ def test_failure_rate_min_runs_window_and_sides(ws):
     assert act(ws, ev) == 1
     assert next(i for i in ev.ingestions if i.id == "a").action == "alerted"
     # a wider tolerance: not fired
-    from cutover.watch import Thresholds
+    from cutover.engine.watch import Thresholds
 
     t = trig(evaluate(ws, th=Thresholds(failure_rate=0.25)), "a", "failure_rate")
     assert t.judged and not t.fired
@@ -196,7 +197,7 @@ def test_parity_last_verdict_since_the_cutover(ws):
 
 
 def test_duration_regression(ws):
-    from cutover.watch import Thresholds
+    from cutover.engine.watch import Thresholds
 
     cut_over(ws, "a")
     for k in range(4):  # the baseline: legacy live runs before the cutover
@@ -224,7 +225,7 @@ def test_duration_regression(ws):
 
 
 def test_unreachable_accumulates_and_clears(ws):
-    from cutover.watch import unreachable_since
+    from cutover.engine.watch import unreachable_since
 
     cut_over(ws, "a")
     ev = evaluate(ws, health=DOWN, now=NOW)
@@ -256,7 +257,7 @@ def _failing(ws, iid: str) -> None:
 
 
 def test_firing_is_audited_once_per_episode(ws):
-    from cutover.watch import act
+    from cutover.engine.watch import act
 
     _failing(ws, "a")
     cut_over(ws, "quiet")
@@ -270,7 +271,7 @@ def test_firing_is_audited_once_per_episode(ws):
     assert act(ws, evaluate(ws)) == 0
     assert [e["action"] for e in actions(ws)] == ["watch-fired", "watch-cleared"]
     # a new cutover of the same ingestion starts a new episode
-    from cutover.state.models import cutover_states as t
+    from cutover.core.state.models import cutover_states as t
 
     with ws.state_engine.begin() as c:
         c.execute(update(t).where(t.c.ingestion_id == "a").values(updated_at=datetime.now(timezone.utc)))
@@ -281,7 +282,7 @@ def test_firing_is_audited_once_per_episode(ws):
 
 
 def test_auto_rollback_ok_and_failed(ws):
-    from cutover.watch import Thresholds, act, evaluate as ev_
+    from cutover.engine.watch import Thresholds, act, evaluate as ev_
 
     _failing(ws, "a")
     _failing(ws, "b")
@@ -314,8 +315,8 @@ def test_auto_rollback_ok_and_failed(ws):
 
 
 def test_no_auto_rollback_during_an_operator_pause(ws):
-    from cutover.state.models import pause_snapshots as t
-    from cutover.watch import Thresholds, act, evaluate as ev_
+    from cutover.core.state.models import pause_snapshots as t
+    from cutover.engine.watch import Thresholds, act, evaluate as ev_
 
     _failing(ws, "a")
     with ws.state_engine.begin() as c:
@@ -329,7 +330,7 @@ def test_no_auto_rollback_during_an_operator_pause(ws):
 
 def test_rollback_argv_follows_the_rollback_command():
     """The in-process rollback uses the rollback command's real options (it must exist)."""
-    from cutover.watch import rollback_argv
+    from cutover.engine.watch import rollback_argv
 
     argv = rollback_argv("orders", "watch: parity")
     assert argv[:4] == ["rollback", "orders", "--reason", "watch: parity"]
@@ -402,7 +403,7 @@ def test_cli_auto_rollback_with_prefect_down_is_completed_later(ws, tmp_path):
     """auto_rollback runs the real `cutover rollback` in-process. Prefect unreachable: the legacy side
     is resumed, the Prefect steps are held, exit 3; every next round runs the rollback again, even
     once no trigger fires any more, until it completes."""
-    from cutover.watch import act, evaluate as ev_, Thresholds
+    from cutover.engine.watch import act, evaluate as ev_, Thresholds
 
     add_ingestion(tmp_path, "wa")
     _failing(ws, "wa")
@@ -432,7 +433,7 @@ def test_cli_auto_rollback_with_prefect_down_is_completed_later(ws, tmp_path):
 
 
 def test_incomplete_rollback_alerts_without_auto_rollback(ws):
-    from cutover.watch import act
+    from cutover.engine.watch import act
 
     cut_over(ws, "a")
     audit.record(ws.state_engine, "watch-rollback", target="a", reason="watch: parity",
@@ -445,7 +446,7 @@ def test_incomplete_rollback_alerts_without_auto_rollback(ws):
 @pytest.mark.slow
 @pytest.mark.prefect
 def test_cli_auto_rollback_on_a_real_prefect_server(prefect_env, prefect_cleanup, tmp_path):
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     ws = Workspace()
     add_ingestion(tmp_path, "wa-real")

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from cutover.errors import EXIT_PARTIAL, CutoverError
-from cutover.redact import redact_text
+from cutover.core.errors import EXIT_PARTIAL, CutoverError
+from cutover.core.redact import redact_text
 
 
 class _RedactingFilter(logging.Filter):
@@ -57,7 +57,7 @@ class App:
 
     @cached_property
     def settings(self):
-        from cutover.config import load_settings
+        from cutover.core.config import load_settings
 
         return load_settings()
 
@@ -93,7 +93,7 @@ def command_started_at() -> float:
     command of a process (so time-to-safe includes interpreter start-up, as the on-call engineer
     experiences it), the invocation itself for later in-process commands (the demo, tests)."""
     if _command_started_at is None:
-        from cutover.incident.pause import process_started_at
+        from cutover.engine.pause import process_started_at
 
         return process_started_at()
     return _command_started_at

@@ -11,8 +11,8 @@ import time
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 CHUNKS = ("daily", "weekly", "monthly")
 
@@ -86,7 +86,7 @@ def _dry_run(app, ws, B, iid, s, e, chunk, mode, as_json) -> None:
 
 
 def _api_url(app, ws) -> str:
-    from cutover.prefect_local import api_url
+    from flows.local import api_url
 
     return api_url(ws.settings, echo=app.info)
 
@@ -105,8 +105,8 @@ def _local(app, ws, B, iid, s, e, chunk, mode) -> dict:
 
 
 def _on_worker(app, ws, B, ing, s, e, chunk, mode, *, no_wait: bool, timeout: str) -> dict | None:
-    from cutover import prefect_local as pl
-    from cutover.config import parse_duration
+    from flows import local as pl
+    from cutover.core.config import parse_duration
 
     url = _api_url(app, ws)
     wait_s = parse_duration(timeout, what="--timeout")

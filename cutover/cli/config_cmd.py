@@ -41,7 +41,7 @@ def show(app: App, as_json: bool) -> None:
 @pass_app
 def init(app: App, dry_run: bool) -> None:
     """Write a commented cutover.toml into the workspace (never overwrites)."""
-    from cutover.config import DEFAULT_TOML
+    from cutover.core.config import DEFAULT_TOML
 
     path = app.settings.config_file
     if path.exists():

@@ -1,7 +1,7 @@
 """`cutover cron ...`: the crontab legacy side (a crontab FILE + the wrapper's run log).
 
-Thin: the work is in ``legacy.cron`` (CronAdapter, plan_import/apply_import) and
-``legacy.medallion`` (the reference wrapper). The crontab is always a file you name
+Thin: the work is in ``legacy.cron.side`` (CronAdapter, plan_import/apply_import) and
+``legacy.cron.medallion`` (the reference wrapper). The crontab is always a file you name
 (``--crontab``, remembered by ``cron import`` in $CUTOVER_HOME/cron.json), never the
 machine's crontab: ``crontab -l > FILE`` exports it, ``crontab FILE`` (or ``--install``)
 installs it again.
@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 _crontab_opt = click.option("--crontab", "crontab", type=click.Path(dir_okay=False), envvar="CUTOVER_CRON_CRONTAB",
                             help="The crontab FILE (default: the one `cutover cron import` recorded).")
@@ -34,7 +34,7 @@ def cron() -> None:
 
 
 def _adapter(app: App, crontab: str | None, *, install: bool = False):
-    from legacy.cron import CronAdapter
+    from legacy.cron.side import CronAdapter
 
     return CronAdapter(Workspace(app.settings), crontab=crontab, install=install or None)
 
@@ -69,8 +69,8 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     --map. Each becomes (or updates) an ingestion with schedule {"crontab": "<5 fields>"};
     marked lines outside the managed block are moved into it verbatim (backup first).
     """
-    from legacy.cron import apply_import, plan_import
-    from legacy.ingestions import load_definitions
+    from legacy.cron.side import apply_import, plan_import
+    from cutover.core.records.ingestions import load_definitions
 
     mapping = {}
     for m in maps:
@@ -235,8 +235,8 @@ def runs_cmd(app: App, ingestion_id, since, crontab, as_json) -> None:
     """The wrapper's run log: every step (silver/gold and skipped runs included)."""
     from datetime import datetime, timedelta, timezone
 
-    from cutover.config import parse_duration
-    from legacy.cron import _ts
+    from cutover.core.config import parse_duration
+    from legacy.cron.side import _ts
 
     a = _adapter(app, crontab)
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
@@ -262,8 +262,8 @@ def scaffold_cmd(app: App, directory, source, schedule, namespace) -> None:
 
     Nothing outside DIRECTORY is written (the system crontab is never touched).
     """
-    from legacy.cron import normalize_expr
-    from legacy.medallion import write_pipeline
+    from legacy.cron.side import normalize_expr
+    from legacy.cron.medallion import write_pipeline
 
     normalize_expr(schedule)
     paths = write_pipeline(directory, source_dir=Path(source).absolute(), cutover_home=app.settings.home,

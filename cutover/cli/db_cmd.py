@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.redact import redact_url
+from cutover.core.redact import redact_url
 
 WHICH = click.Choice(["all", "autoloader", "state"])
 
@@ -30,7 +30,7 @@ def db() -> None:
 @pass_app
 def upgrade_cmd(app: App, which: str, revision: str, dry_run: bool) -> None:
     """Bring the schemas to REVISION (default head). Idempotent."""
-    from cutover import db as dbm
+    from cutover.core import db as dbm
 
     for tree, url in _targets(app, which):
         before = dbm.current_revision(url, tree)
@@ -56,7 +56,7 @@ def upgrade_cmd(app: App, which: str, revision: str, dry_run: bool) -> None:
 @pass_app
 def downgrade_cmd(app: App, revision: str, which: str, dry_run: bool, yes: bool) -> None:
     """Downgrade one DB to REVISION ('base' drops every table)."""
-    from cutover import db as dbm
+    from cutover.core import db as dbm
 
     [(tree, url)] = _targets(app, which)
     if dry_run:
@@ -75,7 +75,7 @@ def downgrade_cmd(app: App, revision: str, which: str, dry_run: bool, yes: bool)
 @pass_app
 def current_cmd(app: App, as_json: bool) -> None:
     """The revision each DB is at, and the head this cutover needs."""
-    from cutover import db as dbm
+    from cutover.core import db as dbm
 
     rows = [(tree, redact_url(url), dbm.current_revision(url, tree) or "empty", dbm.head_revision(tree))
             for tree, url in _targets(app, "all")]
@@ -89,7 +89,7 @@ def current_cmd(app: App, as_json: bool) -> None:
 @pass_app
 def history_cmd(app: App) -> None:
     """Every migration of both trees."""
-    from cutover import db as dbm
+    from cutover.core import db as dbm
 
     rows = [(tree, rev, down or "-", doc.splitlines()[0] if doc else "")
             for tree in ("autoloader", "state") for rev, down, doc in dbm.history(tree)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.demo import DEFAULT_SCENARIO, SCENARIOS
+from cutover.demos.autoloader import DEFAULT_SCENARIO, SCENARIOS
 
 
 @click.command()
@@ -22,8 +22,8 @@ def demo(app: App, scenario: str, force: bool, seed: int | None) -> None:
     """
     from cutover.cli import cli
     from cutover.cli.app import run_main
-    from cutover.db import dispose_engines, reset_schema_cache
-    from cutover.demo import load_scenario, run_scenario
+    from cutover.core.db import dispose_engines, reset_schema_cache
+    from cutover.demos.autoloader import load_scenario, run_scenario
 
     load_scenario(scenario)  # an unknown or missing scenario fails here, before anything is touched
     dispose_engines()

@@ -1,4 +1,4 @@
-"""rollback, pause (and pause list), resume: the incident controls (thin; the work is in cutover.incident)."""
+"""rollback, pause (and pause list), resume: the incident controls (thin; the work is in cutover.engine)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 
 @click.command()
@@ -33,9 +33,9 @@ def rollback(app: App, ingestion_ids, all_, wave_no, plan_file, cancel_running, 
     complete it. Prints the legacy fire times missed since the cutover (candidates for a backfill).
     Exit 0 done, 1 refused (lock, active pause), 2 usage, 3 some steps not done.
     """
-    from cutover.config import parse_duration
-    from cutover.incident.rollback import _WithReport, print_report
-    from cutover.incident.rollback import rollback as do_rollback
+    from cutover.core.config import parse_duration
+    from cutover.engine.rollback import _WithReport, print_report
+    from cutover.engine.rollback import rollback as do_rollback
 
     ws = Workspace(app.settings)
     echo = app.info if as_json else app.echo
@@ -89,7 +89,7 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
         return
     app: App = ctx.find_object(App)
     from cutover.cli.app import command_started_at
-    from cutover.incident.pause import pause as do_pause
+    from cutover.engine.pause import pause as do_pause
 
     if not dry_run and not reason.strip():
         raise InputError("--reason is required", fix='say why, e.g. --reason "catalog outage"')
@@ -114,7 +114,7 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
 @pass_app
 def pause_list(app: App, limit: int, as_json: bool) -> None:
     """Pause snapshots, newest first: status, scope, counts, when fenced/durable/resumed."""
-    from cutover.incident.pause import list_snapshots
+    from cutover.engine.pause import list_snapshots
 
     snaps = [s.summary() for s in list_snapshots(Workspace(app.settings).state_engine, limit)]
     if as_json:
@@ -149,7 +149,7 @@ def resume(app: App, snapshot_id: str, late: str, dry_run: bool, as_json: bool) 
     un-paused. A second resume is a no-op; after a crash, run it again. Exit 3 when a part could
     not be restored (e.g. the Prefect API is down: the legacy side is restored, the pool stays paused).
     """
-    from cutover.incident.pause import resume as do_resume
+    from cutover.engine.pause import resume as do_resume
 
     ws = Workspace(app.settings)
     res = do_resume(ws, snapshot_id, late=late, dry_run=dry_run, echo=app.info if as_json else app.echo)

@@ -5,8 +5,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import InputError
+from cutover.core.workspace import Workspace
 
 
 @click.group()
@@ -44,8 +44,8 @@ def _print_actions(app: App, actions, *, dry_run: bool) -> None:
 def add(app: App, ingestion_id, from_file, source, pattern, fmt, table, schedule, tz, size_class, priority,
         key_columns, owner, name, replace, dry_run) -> None:
     """Add ingestions, from options or --from-file (all or nothing)."""
-    from legacy.ingestions import load_definitions, validate
-    from legacy.schedule import parse_schedule_text
+    from cutover.core.records.ingestions import load_definitions, validate
+    from cutover.core.schedule.triggers import parse_schedule_text
 
     if from_file:
         if ingestion_id or source or table:
@@ -129,7 +129,7 @@ def remove(app: App, ingestion_ids, dry_run: bool) -> None:
         if dry_run:
             app.echo(f"would remove: {ing.id} (and its APScheduler job, if any; runs and ledger kept)")
             continue
-        from legacy.scheduler import JobSync
+        from legacy.apscheduler.scheduler import JobSync
 
         JobSync(ws.settings).remove(ing.id)
         ws.ingestions.remove(ing.id)

@@ -7,13 +7,13 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.workspace import Workspace
+from cutover.core.workspace import Workspace
 
 
 def _since(text: str | None) -> datetime | None:
     if not text:
         return None
-    from cutover.config import parse_duration
+    from cutover.core.config import parse_duration
 
     return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, what="--since"))
 
@@ -123,7 +123,7 @@ def counts(app: App, ingestion_ids, as_json) -> None:
 @pass_app
 def snapshots(app: App, table_name, branch, limit, as_json) -> None:
     """Snapshots of a branch, newest first, with their cutover properties."""
-    from cutover.errors import NotFound
+    from cutover.core.errors import NotFound
 
     ws = Workspace(app.settings)
     tbl = ws.catalog.find(table_name)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import click
 
 from cutover.cli.app import App, LazySubGroup, pass_app
-from cutover.errors import EXIT_FAIL, EXIT_PARTIAL
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL
+from cutover.core.workspace import Workspace
 
 legacy = LazySubGroup(
     "legacy",
@@ -32,7 +32,7 @@ def run(app: App, ingestion_ids, all_: bool, trigger: str, as_json: bool) -> Non
     Exit 0 when every run succeeded, 3 when files or runs failed, 1 when an
     ingestion is paused and was not run.
     """
-    from legacy.batch import BatchOrchestrator, IngestionPaused
+    from legacy.batch.orchestrator import BatchOrchestrator, IngestionPaused
 
     ws = Workspace(app.settings)
     items = ws.ingestions.resolve(ingestion_ids, all_=all_)

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 
 @click.command()
@@ -17,7 +17,7 @@ from cutover.workspace import Workspace
 @pass_app
 def inventory(app: App, as_json: bool, no_verify: bool) -> None:
     """Every ingestion: legacy and Prefect schedule, verification, queue, state, parity streak."""
-    from cutover.inventory import build_inventory, public
+    from cutover.engine.inventory import build_inventory, public
 
     rows = build_inventory(Workspace(app.settings), verify=not no_verify)
     if as_json:
@@ -44,10 +44,10 @@ def inventory(app: App, as_json: bool, no_verify: bool) -> None:
 @pass_app
 def plan(app: App, waves, select, gate, handoff_timeout, out, as_json) -> None:
     """Plan the next moves, wave by wave (like a Terraform plan). Changes nothing but --out."""
-    from cutover.audit import who
-    from cutover.config import parse_duration
-    from cutover.inventory import build_inventory
-    from cutover.plan import build_plan
+    from cutover.core.state.audit import who
+    from cutover.core.config import parse_duration
+    from cutover.engine.inventory import build_inventory
+    from cutover.engine.plan import build_plan
 
     ws = Workspace(app.settings)
     rows = build_inventory(ws, verify=False)
@@ -90,9 +90,9 @@ def execute(app: App, plan_file, wave_no, dry_run, yes, reason) -> None:
 
     Exit 0 done, 1 stale plan / gate not met / locked, 3 a step failed (re-run to resume).
     """
-    from cutover import lock
-    from cutover.execute import Apply, DryRun, check_stale, choose_wave, evaluate_gates, execute_wave
-    from cutover.plan import Plan
+    from cutover.core.state import lock
+    from cutover.engine.execute import Apply, DryRun, check_stale, choose_wave, evaluate_gates, execute_wave
+    from cutover.engine.plan import Plan
 
     ws = Workspace(app.settings)
     p = Plan.load(plan_file)
@@ -114,7 +114,7 @@ def execute(app: App, plan_file, wave_no, dry_run, yes, reason) -> None:
         return
     if not yes:
         click.confirm(f"apply wave {wave.number} ({wave.name})?", abort=True)
-    from cutover.sides import LiveSides
+    from cutover.registry import LiveSides
 
     with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
         res = execute_wave(ws, p, wave, Apply(LiveSides(ws), app.echo), reason=reason)
@@ -130,8 +130,8 @@ def status(app: App, as_json: bool) -> None:
     Exit 1 when an ingestion does not have exactly one live owner (outside an
     operator pause); 3 when a side could not be read.
     """
-    from cutover.sides import LiveSides
-    from cutover.status import compute_status
+    from cutover.registry import LiveSides
+    from cutover.engine.status import compute_status
 
     ws = Workspace(app.settings)
     st = compute_status(ws, LiveSides(ws))
@@ -169,7 +169,7 @@ def status(app: App, as_json: bool) -> None:
 @pass_app
 def log_cmd(app: App, limit: int, as_json: bool) -> None:
     """The audit trail: every mutating action with who, when, why."""
-    from cutover.audit import entries
+    from cutover.core.state.audit import entries
 
     rows = entries(Workspace(app.settings).state_engine, limit)
     if as_json:
@@ -187,8 +187,8 @@ def log_cmd(app: App, limit: int, as_json: bool) -> None:
 @pass_app
 def unlock(app: App, lock_id: str, dry_run: bool) -> None:
     """Break a stale operator lock (the holder is shown by `cutover status`)."""
-    from cutover import lock
-    from cutover.audit import record
+    from cutover.core.state import lock
+    from cutover.core.state.audit import record
 
     ws = Workspace(app.settings)
     h = lock.holder(ws.state_engine)

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_FAIL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_FAIL, InputError
+from cutover.core.workspace import Workspace
 
 
 def _formats(text: str) -> list[str]:
@@ -47,13 +47,13 @@ def parity(app: App, ingestion_ids, since, fmt, out_dir, checks_, no_store, limi
     if since == "fork":
         window = None
     else:
-        from cutover.config import parse_duration
+        from cutover.core.config import parse_duration
 
         window = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
     if ingestion_ids:
         items = ws.ingestions.resolve(ingestion_ids)
     else:  # every ingestion with a shadow to compare: those in SHADOW
-        from cutover import states
+        from cutover.core.state import states
 
         current = states.get_states(ws.state_engine)
         items = [i for i in ws.ingestions.list() if current.get(i.id) == states.SHADOW]
@@ -105,7 +105,7 @@ def _history(app: App, ws, ids, limit) -> None:
 @pass_app
 def waive(app: App, ingestion_id, check, reason, owner, expires, dry_run) -> None:
     """Waive one check of one ingestion until a date (it expires by itself)."""
-    from cutover.waivers import WaiverStore, parse_expiry
+    from cutover.core.state.waivers import WaiverStore, parse_expiry
 
     ws = Workspace(app.settings)
     ws.ingestions.get(ingestion_id)
@@ -114,7 +114,7 @@ def waive(app: App, ingestion_id, check, reason, owner, expires, dry_run) -> Non
         app.echo(f"would waive {check} for {ingestion_id} until {exp.isoformat()} (owner {owner}): {reason}")
         return
     wid = WaiverStore(ws.state_engine).add(ingestion_id, check, reason=reason, owner=owner, expires_at=exp)
-    from cutover.audit import record
+    from cutover.core.state.audit import record
 
     record(ws.state_engine, "waive", target=f"{ingestion_id}:{check}", reason=reason,
            detail={"waiver_id": wid, "owner": owner, "expires_at": exp.isoformat()})
@@ -131,7 +131,7 @@ def waivers() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def waivers_list(app: App, all_, as_json) -> None:
-    from cutover.waivers import WaiverStore
+    from cutover.core.state.waivers import WaiverStore
 
     rows = WaiverStore(Workspace(app.settings).state_engine).list(include_expired=all_)
     if as_json:
@@ -148,7 +148,7 @@ def waivers_list(app: App, all_, as_json) -> None:
 @click.option("--dry-run", is_flag=True)
 @pass_app
 def waivers_remove(app: App, waiver_id, dry_run) -> None:
-    from cutover.waivers import WaiverStore
+    from cutover.core.state.waivers import WaiverStore
 
     ws = Workspace(app.settings)
     store = WaiverStore(ws.state_engine)
@@ -159,7 +159,7 @@ def waivers_remove(app: App, waiver_id, dry_run) -> None:
         app.echo(f"would remove waiver {waiver_id}")
         return
     w = store.remove(waiver_id)
-    from cutover.audit import record
+    from cutover.core.state.audit import record
 
     record(ws.state_engine, "unwaive", target=f"{w['ingestion']}:{w['check']}", detail={"waiver_id": waiver_id})
     app.echo(f"removed waiver {waiver_id}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import InputError
+from cutover.core.errors import InputError
 
 
 @click.group()
@@ -53,7 +53,7 @@ def _settings_env(app: App, *, dry_run: bool = False):
 @pass_app
 def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
     """Start the local Prefect server and a process worker (idempotent)."""
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     settings = _settings_env(app)
     if settings.prefect_api_url:
@@ -88,7 +88,7 @@ def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
 @pass_app
 def down_cmd(app: App, grace: float) -> None:
     """Stop the local Prefect worker and server (idempotent)."""
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     out = pl.down(app.settings, grace=grace)
     app.echo(f"worker: {out['worker']}")
@@ -100,7 +100,7 @@ def down_cmd(app: App, grace: float) -> None:
 @pass_app
 def status_cmd(app: App, as_json: bool) -> None:
     """URL, pids and health of the Prefect side (starts nothing). Exit 1 when it is not healthy."""
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     st = pl.status(app.settings)
     if as_json:
@@ -122,8 +122,8 @@ def status_cmd(app: App, as_json: bool) -> None:
 
 def _dry_run_repo(settings):
     """The ingestion repo without creating or migrating anything (dry runs write nothing)."""
-    from cutover.db import get_engine
-    from legacy.ingestions import IngestionRepo
+    from cutover.core.db import get_engine
+    from cutover.core.records.ingestions import IngestionRepo
 
     if settings.is_embedded_autoloader and not (settings.home / "autoloader.db").exists() \
             and settings.autoloader_url.endswith("autoloader.db"):
@@ -149,7 +149,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
     A paused deployment stays paused.
     """
-    from cutover import prefect_local as pl
+    from flows import local as pl
 
     settings = _settings_env(app, dry_run=dry_run)
     if dry_run:
@@ -159,7 +159,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         if url is None:
             app.info("no Prefect server is running (dry run: none started): every deployment would be created")
     else:
-        from cutover.workspace import Workspace
+        from cutover.core.workspace import Workspace
 
         ws = Workspace(settings)
         items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
@@ -172,7 +172,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     counter = pl.RetryCounter()
     with counter.watching():
         if dry_run:
-            from cutover.workspace import Workspace
+            from cutover.core.workspace import Workspace
 
             ws = Workspace(settings)
             ws.__dict__["ingestions"] = repo  # no schema check / creation in a dry run
@@ -220,7 +220,7 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
 
     Exit 1 when the deployment is paused (unless --force).
     """
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
 
     settings = _settings_env(app)
@@ -237,7 +237,7 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
 @pass_app
 def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> None:
     """Recent flow runs of cutover deployments, with their cutover run records."""
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
 
     settings = _settings_env(app)
@@ -277,7 +277,7 @@ def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
     `prefect deploy --all --prefect-file FILE`, run from the repository root, accepts it
     unchanged and recreates the same deployments (see flows/export.py).
     """
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
     from flows.export import export
 
     settings = _settings_env(app)
@@ -291,7 +291,7 @@ def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
     else:
         text, doc = export(ws, source="inventory", modes=list(modes) or None, filename=name)
     if out:
-        from legacy.cron import _atomic_write
+        from legacy.cron.side import _atomic_write
 
         _atomic_write(Path(out).absolute(), text)
         app.info(f"wrote {len(doc['deployments'])} deployment(s) and {len(doc['definitions']['work_pools'])} "

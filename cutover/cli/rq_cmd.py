@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 
 @click.group()
@@ -61,7 +61,7 @@ def _targets(a, ids, all_: bool) -> list[str]:
 def import_cmd(app: App, config_file, redis_url, definitions, replace_existing, no_sync, dry_run, as_json) -> None:
     """Bring an RQ setup into cutover: the workflows' ingestions, rq.json, and (unless --no-sync)
     their definitions and scheduled kickoffs in Redis."""
-    from legacy.ingestions import load_definitions
+    from cutover.core.records.ingestions import load_definitions
     from legacy.rq.setup import apply_import, apply_sync, plan_import, plan_sync
 
     ws = Workspace(app.settings)
@@ -149,8 +149,8 @@ def jobs_cmd(app: App, as_json) -> None:
 @pass_app
 def run_cmd(app: App, ingestion_id, wait, timeout, dry_run, as_json) -> None:
     """Enqueue a workflow run now (refused while held or paused). Exit 3 if the run did not succeed."""
-    from cutover.config import parse_duration
-    from legacy.batch import IngestionPaused
+    from cutover.core.config import parse_duration
+    from legacy.batch.orchestrator import IngestionPaused
 
     limit = parse_duration(timeout, what="--timeout")
     with _adapter(app) as a:
@@ -195,7 +195,7 @@ def runs_cmd(app: App, ingestion_id, since, as_json) -> None:
     """Workflow runs as RQ sees them (skipped ones included), with each step's RQ status."""
     from datetime import datetime, timedelta, timezone
 
-    from cutover.config import parse_duration
+    from cutover.core.config import parse_duration
 
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
     with _adapter(app) as a:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_OK
+from cutover.core.errors import EXIT_OK
 
 
 @click.group()

@@ -1,6 +1,6 @@
 """`cutover legacy scheduler|jobs|sync|pause|resume|import`: the APScheduler side.
 
-Thin: the work is in ``legacy.scheduler`` (JobSync, run_foreground, plan_import).
+Thin: the work is in ``legacy.apscheduler.scheduler`` (JobSync, run_foreground, plan_import).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import threading
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import InputError, PartialFailure
-from cutover.redact import redact_url
-from cutover.workspace import Workspace
+from cutover.core.errors import InputError, PartialFailure
+from cutover.core.redact import redact_url
+from cutover.core.workspace import Workspace
 
 
 def _fresh(ws: Workspace) -> bool:
@@ -66,7 +66,7 @@ def scheduler(app: App, once_for: float | None) -> None:
     paused), then fires them. Pause/resume done from another terminal take
     effect within [scheduler] poll_interval. On stop it waits for running jobs.
     """
-    from legacy.scheduler import run_foreground
+    from legacy.apscheduler.scheduler import run_foreground
 
     if once_for is not None and once_for < 0:
         raise InputError("--once-for must not be negative", fix="give a number of seconds")
@@ -91,8 +91,8 @@ def scheduler(app: App, once_for: float | None) -> None:
 @pass_app
 def jobs(app: App, as_json: bool) -> None:
     """APScheduler jobs and the batch flag, per ingestion; next fire time in the ingestion's zone."""
-    from legacy import schedule as sched
-    from legacy.scheduler import JobSync
+    from cutover.core.schedule import triggers as sched
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace(app.settings)
     items = [] if _fresh(ws) else ws.ingestions.list()
@@ -147,7 +147,7 @@ def sync(app: App, dry_run: bool) -> None:
 
     Paused jobs stay paused.
     """
-    from legacy.scheduler import JobSync
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace(app.settings)
     items = [] if (dry_run and _fresh(ws)) else ws.ingestions.list()
@@ -177,7 +177,7 @@ def sync(app: App, dry_run: bool) -> None:
 
 
 def _pause_resume(app: App, ids, all_: bool, dry_run: bool, *, pause: bool) -> None:
-    from legacy.scheduler import JobSync
+    from legacy.apscheduler.scheduler import JobSync
 
     ws = Workspace(app.settings)
     items = _ingestions(ws, list(ids), all_, dry_run=dry_run)
@@ -254,7 +254,7 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: 
     ingestion of the same id. Paused jobs are imported paused. All jobs are
     validated first: any problem exits 2 with nothing written.
     """
-    from legacy.scheduler import JobSync, apply_import, plan_import, read_source_jobs
+    from legacy.apscheduler.scheduler import JobSync, apply_import, plan_import, read_source_jobs
 
     rows = read_source_jobs(jobstore_url, table)
     ws = Workspace(app.settings)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_FAIL, InputError
+from cutover.core.errors import EXIT_FAIL, InputError
 
 
 @click.group()
@@ -25,7 +25,7 @@ def _targets(app: App, ids: tuple[str, ...], all_: bool, schedule_text: str | No
     if schedule_text is not None:
         if ids or all_:
             raise InputError("--schedule cannot be combined with ingestion ids or --all", fix="use one or the other")
-        from legacy.schedule import check_timezone, parse_schedule_text
+        from cutover.core.schedule.triggers import check_timezone, parse_schedule_text
 
         tz = tz or "UTC"
         check_timezone(tz)
@@ -35,7 +35,7 @@ def _targets(app: App, ids: tuple[str, ...], all_: bool, schedule_text: str | No
     if not ids and not all_:
         raise InputError("no ingestion named", fix="name one or more ingestion ids, pass --all, or try one with "
                                                    "--schedule 'daily 02:30' --timezone Europe/Berlin")
-    from cutover.workspace import Workspace
+    from cutover.core.workspace import Workspace
 
     items = Workspace(app.settings).ingestions.resolve(ids, all_=all_)
     return [(i.id, i.schedule, i.timezone) for i in items]
@@ -84,8 +84,8 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
 
     Exit 0 when every schedule is equivalent, 1 when one differs or cannot be translated.
     """
-    from cutover.config import parse_duration
-    from cutover.schedules.verify import verify
+    from cutover.core.config import parse_duration
+    from cutover.core.schedule.verify import verify
 
     secs = parse_duration(horizon, what="--horizon")
     if secs <= 0:
@@ -101,7 +101,7 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
             if schedule_text is not None:
                 raise
             # a stored schedule APScheduler itself rejects: report it and go on with the others
-            from cutover.schedules.verify import VerifyResult
+            from cutover.core.schedule.verify import VerifyResult
 
             res = VerifyResult(verdict="untranslatable", legacy_count=0, prefect_count=0, first_difference=None,
                                translation=None, start=start, end=start + timedelta(seconds=secs), timezone=zone,
@@ -112,7 +112,7 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
         app.json({"ok": not bad, "start": start.isoformat(), "horizon": horizon,
                   "results": [{"ingestion": n, "legacy_schedule": s, **r.as_dict()} for n, s, r in results]})
     else:
-        from legacy.schedule import describe
+        from cutover.core.schedule.triggers import describe
 
         if not results:
             app.echo("no ingestions")
@@ -148,8 +148,8 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
 @pass_app
 def translate_cmd(app: App, ingestion_id, schedule_text, tz, allow_approx, as_json) -> None:
     """Print the Prefect schedule a legacy schedule becomes (exit 2 if it cannot be translated)."""
-    from cutover.schedules.translate import translate
-    from legacy.schedule import describe
+    from cutover.core.schedule.translate import translate
+    from cutover.core.schedule.triggers import describe
 
     [(name, spec, zone)] = _targets(app, (ingestion_id,) if ingestion_id else (), False, schedule_text, tz)
     tr = translate(spec, zone, allow_approx=allow_approx)

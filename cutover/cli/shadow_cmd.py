@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.workspace import Workspace
 
 
 @click.group()
@@ -18,8 +18,8 @@ def shadow() -> None:
 
 
 def _moves(ws, ids, all_, *, to: str):
-    from cutover import states
-    from cutover.plan import Move, Step, _args, steps_for
+    from cutover.core.state import states
+    from cutover.engine.plan import Move, Step, _args, steps_for
 
     items = ws.ingestions.resolve(ids, all_=all_)
     cur = states.get_states(ws.state_engine)
@@ -53,8 +53,8 @@ def _moves(ws, ids, all_, *, to: str):
 @pass_app
 def start(app: App, ingestion_ids, all_, dry_run, reason) -> None:
     """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the legacy schedule."""
-    from cutover.execute import operation
-    from cutover.sides import LiveSides
+    from cutover.engine.execute import operation
+    from cutover.registry import LiveSides
 
     ws = Workspace(app.settings)
     moves, already = _moves(ws, ingestion_ids, all_, to="SHADOW")
@@ -73,8 +73,8 @@ def start(app: App, ingestion_ids, all_, dry_run, reason) -> None:
 @pass_app
 def stop(app: App, ingestion_ids, all_, dry_run, reason) -> None:
     """Pause the shadow deployments and go back to LEGACY (branch and shadow ledger are kept)."""
-    from cutover.execute import operation
-    from cutover.sides import LiveSides
+    from cutover.engine.execute import operation
+    from cutover.registry import LiveSides
 
     ws = Workspace(app.settings)
     moves, already = _moves(ws, ingestion_ids, all_, to="LEGACY")
@@ -118,9 +118,9 @@ def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
     from checks.model import PASS
     from checks.parity import run_parity
     from checks.report import render_json, render_md, render_text
-    from cutover import states
-    from cutover.config import parse_duration
-    from cutover.sides import LiveSides, run_legacy_now
+    from cutover.core.state import states
+    from cutover.core.config import parse_duration
+    from cutover.registry import LiveSides, run_legacy_now
 
     ws = Workspace(app.settings)
     items = ws.ingestions.resolve(ingestion_ids, all_=all_)
@@ -139,7 +139,7 @@ def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
 
     def legacy_side():
         # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the
-        # crontab line's command (the wrapper) for a crontab ingestion (cutover.sides / legacy.cron)
+        # crontab line's command (the wrapper) for a crontab ingestion (cutover.registry / legacy.cron.side)
         legacy = sides.legacy()
         for ing in items:
             try:

@@ -11,15 +11,15 @@ from datetime import datetime, timezone
 import click
 
 from cutover.cli.app import App, _default, pass_app
-from cutover.errors import EXIT_OK
-from cutover.redact import redact_text
-from cutover.workspace import Workspace
+from cutover.core.errors import EXIT_OK
+from cutover.core.redact import redact_text
+from cutover.core.workspace import Workspace
 
-log = logging.getLogger("cutover.watch")
+log = logging.getLogger("cutover.engine.watch")
 
 
 def _cell(t) -> str:
-    from cutover.watch import _human
+    from cutover.engine.watch import _human
 
     if t.fired:
         mark = "FIRED"
@@ -78,12 +78,12 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
     Exit (with --once): 0 nothing fired, 1 a trigger fired (alerted or rolled
     back), 3 an auto-rollback failed. Without --once: loops until SIGINT/SIGTERM.
     """
-    from cutover.config import parse_duration
-    from cutover.watch import Thresholds, watch_once
+    from cutover.core.config import parse_duration
+    from cutover.engine.watch import Thresholds, watch_once
 
     every = parse_duration(interval, what="--interval")
     if every <= 0 and not once:
-        from cutover.errors import InputError
+        from cutover.core.errors import InputError
 
         raise InputError("--interval must be positive", fix="e.g. --interval 60")
     ws = Workspace(app.settings)

@@ -22,14 +22,14 @@ import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cutover.errors import NotFound
+from cutover.core.errors import NotFound
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
-from cutover.redact import redact_text
-from cutover.osutil import pid_alive as _pid_alive
+from cutover.core.redact import redact_text
+from cutover.core.osutil import pid_alive as _pid_alive
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cutover.workspace import Workspace
-    from legacy.ingestions import Ingestion
+    from cutover.core.workspace import Workspace
+    from cutover.core.records.ingestions import Ingestion
     from legacy.rq.model import RQConfig
     from legacy.rq.store import Definition, Store
 
@@ -150,12 +150,12 @@ class RQAdapter:
         return self._call(read)
 
     def read_ledger(self, ingestion_id: str, namespace: str, *, since: datetime | None = None):
-        from legacy.adapters import _LegacyReader
+        from legacy.apscheduler.adapters import _LegacyReader
 
         return _LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
 
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
-        from legacy.adapters import _LegacyReader
+        from legacy.apscheduler.adapters import _LegacyReader
 
         since_u = _utc(since)
         recs = [r for r in _LegacyReader(self.ws).read_runs(since=since_u, ingestion_id=ingestion_id)
@@ -168,7 +168,7 @@ class RQAdapter:
     def _rq_runs(self, since: datetime | None, ingestion_id: str | None, records: dict) -> dict:
         """{run id: RunRecord} for runs RQ knows of that have no record (or a RUNNING one that RQ
         says is over): synthesized from the run state and the job registries."""
-        from legacy import runs as R
+        from cutover.core.records import runs as R
         from legacy.rq.store import ACTIVE_JOB, PENDING, SKIPPED, parse_iso
 
         st = self.store
@@ -303,7 +303,7 @@ class RQAdapter:
         return self._call(run)
 
     def pause(self, ingestion_id: str, *, reason: str | None = None) -> bool:
-        from cutover.audit import who
+        from cutover.core.state.audit import who
 
         self._require(ingestion_id)
         return self._call(self.store.hold, ingestion_id, by=who(), reason=reason)
@@ -317,9 +317,9 @@ class RQAdapter:
         """Enqueue a workflow run now; returns its run id (= the run record's id). With ``wait``,
         return when it has ended (its outcome: :meth:`run_state`). Refused while the ingestion is
         held, batch-paused or fenced."""
-        from legacy.batch import IngestionPaused
+        from legacy.batch.orchestrator import IngestionPaused
         from legacy.rq.jobs import wait_for
-        from legacy.scheduler import legacy_fence
+        from legacy.apscheduler.scheduler import legacy_fence
 
         d = self._require(ingestion_id)
         ing = self.ws.ingestions.get(ingestion_id)

@@ -1,6 +1,6 @@
 """What the RQ workers run: the kickoff of a scheduled workflow and each step of a workflow run.
 
-Every step calls the shared ingestion service (``legacy/service.py``), so the ledger claims,
+Every step calls the shared ingestion service (``cutover/core/autoloader/service.py``), so the ledger claims,
 the one-snapshot-per-file Iceberg appends with their ``cutover.*`` tags and the run record
 are exactly what the other legacy orchestrators and the Prefect flows produce:
 
@@ -51,8 +51,8 @@ def _store(prefix: str):
 
 def workspace(env: dict[str, str] | None):
     """The cutover workspace of a job: the definition's env over the worker's environment."""
-    from cutover.config import load_settings
-    from cutover.workspace import Workspace
+    from cutover.core.config import load_settings
+    from cutover.core.workspace import Workspace
 
     merged = {**os.environ, **(env or {})}
     key = repr(sorted((k, v) for k, v in merged.items() if k.startswith("CUTOVER_")))
@@ -64,7 +64,7 @@ def workspace(env: dict[str, str] | None):
 
 
 def _one_line(e: BaseException) -> str:
-    from cutover.redact import redact_text
+    from cutover.core.redact import redact_text
 
     return redact_text(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
 
@@ -115,7 +115,7 @@ def run_step(prefix: str, run_id: str, step: str) -> dict:
 
 
 def _discover(store, job, run, wf, s) -> dict:
-    from legacy.scheduler import legacy_fence
+    from legacy.apscheduler.scheduler import legacy_fence
 
     run_id, iid = run["run_id"], run["ingestion_id"]
     ws = workspace(run.get("env"))
@@ -171,10 +171,10 @@ def _upstream_failed(store, run, wf, s) -> str | None:
 
 
 def _ingest(store, job, run, wf, s) -> dict:
-    from legacy.discovery import DiscoveredFile
-    from legacy.ledger import ClaimLost
+    from cutover.core.autoloader.discovery import DiscoveredFile
+    from cutover.core.records.ledger import ClaimLost
     from legacy.rq.model import partition_of
-    from legacy.service import RunResult, _Heartbeat
+    from cutover.core.autoloader.service import RunResult, _Heartbeat
 
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING":
@@ -216,7 +216,7 @@ def _ingest(store, job, run, wf, s) -> dict:
 
 
 def _publish(store, job, run, wf, s) -> dict:
-    from legacy import runs as R
+    from cutover.core.records import runs as R
 
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING" or not run.get("record"):

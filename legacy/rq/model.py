@@ -9,7 +9,7 @@ and a Prefect task when Prefect runs it (``flows/dag.py``)::
     discover ──► ingest-0 ──┐
              └─► ingest-1 ──┴─► publish
 
-Step kinds (each calls the shared ingestion service, ``legacy/service.py``):
+Step kinds (each calls the shared ingestion service, ``cutover/core/autoloader/service.py``):
 
 - ``discover`` (exactly one, the only root): checks the legacy pause/fence/hold, creates the
   run record (the workflow run id IS the run record id), lists the source, diffs it against
@@ -47,8 +47,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from cutover.errors import InputError
-from cutover.redact import redact_url
+from cutover.core.errors import InputError
+from cutover.core.redact import redact_url
 
 CONFIG_NAME = "rq.json"
 ENV_URL = "CUTOVER_RQ_REDIS_URL"
@@ -412,7 +412,7 @@ class RQConfig:
         return d
 
     def save(self, settings) -> Path:
-        from legacy.cron import _atomic_write
+        from legacy.cron.side import _atomic_write
 
         p = self.path(settings)
         p.parent.mkdir(parents=True, exist_ok=True)

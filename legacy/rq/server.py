@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cutover.redact import redact_url
+from cutover.core.redact import redact_url
 
 
 class RedisUnavailable(RuntimeError):

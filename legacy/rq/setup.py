@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from cutover.errors import InputError
+from cutover.core.errors import InputError
 from cutover.protocol import CREATED, UNCHANGED, UPDATED
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    from legacy.ingestions import load_yaml_or_json
+    from cutover.core.records.ingestions import load_yaml_or_json
 
     data = load_yaml_or_json(path, what="a YAML or JSON RQ setup (see docs/rq.md)")
     if not isinstance(data, dict):
@@ -60,9 +60,9 @@ class ImportPlan:
 
 def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: Iterable[Any] = (),
                 replace_existing: bool = False, read_inventory: bool = True) -> ImportPlan:
-    from legacy.ingestions import _values
+    from cutover.core.records.ingestions import _values
     from legacy.rq.model import RQConfig
-    from legacy.schedule import describe
+    from cutover.core.schedule.triggers import describe
 
     data = load_file(path)
     cur = RQConfig.load(ws.settings)
@@ -79,7 +79,7 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
     defs = {d.id: d for d in definitions}
     aps_jobs: set[str] = set()
     if read_inventory:
-        from legacy.scheduler import JobSync
+        from legacy.apscheduler.scheduler import JobSync
 
         js = JobSync(ws.settings)
         if js.exists():
@@ -125,7 +125,7 @@ def apply_import(ws, plan: ImportPlan) -> None:
     plan.config.save(ws.settings)
     gone = [it.ingestion_id for it in plan.items if it.apscheduler_job]
     if gone:
-        from legacy.scheduler import JobSync
+        from legacy.apscheduler.scheduler import JobSync
 
         js = JobSync(ws.settings)
         for iid in gone:

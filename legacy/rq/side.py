@@ -6,7 +6,7 @@ batch flag (the discover step honours both, so even a run already queued does no
 resumed by lifting both; every other ingestion goes to the wrapped side as before. APScheduler
 never gets a job for an RQ ingestion (``JobSync.sync`` skips them): RQ runs it.
 
-Incident pause (``cutover pause --all`` / ``cutover resume --snapshot``, cutover/incident/pause.py):
+Incident pause (``cutover pause --all`` / ``cutover resume --snapshot``, cutover/engine/pause.py):
 
 - the fast global fence is RQ's worker suspension (``rq suspend``: one Redis SET; every worker
   finishes the job it is on and takes no other) -- next to the legacy fence row, with the
@@ -44,7 +44,7 @@ class RQLegacySide:
 
     def __init__(self, ws, rq=None, base=None):
         if base is None:
-            from cutover.sides import LegacySide
+            from cutover.registry import LegacySide
 
             base = LegacySide(ws)
         self.ws = ws
@@ -89,10 +89,10 @@ class RQLegacySide:
         run id. An RQ workflow is enqueued on RQ (its workers run it); any other ingestion goes to the
         side this one wraps. Raises IngestionPaused when the legacy side is held, paused or fenced."""
         if not self._mine(iid):
-            from cutover.sides import run_legacy_now
+            from cutover.registry import run_legacy_now
 
             return run_legacy_now(self.base, iid, trigger=trigger)
-        from legacy.batch import IngestionPaused
+        from legacy.batch.orchestrator import IngestionPaused
 
         run_id = self.rq.trigger(iid, wait=True, trigger=trigger)
         state = self.rq.run_state(run_id) or {}
@@ -138,22 +138,22 @@ class RQLegacySide:
 
 
 class RQLiveSides:
-    """``cutover.sides.LiveSides`` with :class:`RQLegacySide` as the legacy side."""
+    """``cutover.registry.LiveSides`` with :class:`RQLegacySide` as the legacy side."""
 
     def __init__(self, ws, *, rq=None, **kw):
-        from cutover.sides import LiveSides
+        from cutover.registry import LiveSides
 
         self._sides = LiveSides(ws, **kw)
         self.ws = ws
         self._legacy = RQLegacySide(ws, rq, base=self._base_side())
 
     def _base_side(self):
-        from cutover.sides import LegacySide
+        from cutover.registry import LegacySide
 
-        from legacy.cron import CONFIG_NAME
+        from legacy.cron.side import CONFIG_NAME
 
         if (self.ws.settings.home / CONFIG_NAME).exists():
-            from legacy.cron import CronLegacySide
+            from legacy.cron.side import CronLegacySide
 
             return CronLegacySide(self.ws, base=LegacySide(self.ws))
         return LegacySide(self.ws)
@@ -165,7 +165,7 @@ class RQLiveSides:
         return self._sides.prefect(mode)
 
 
-# -- the incident pause's RQ part (cutover/incident/pause.py) ---------------------------------------
+# -- the incident pause's RQ part (cutover/engine/pause.py) ---------------------------------------
 
 def _adapter(ws):
     from legacy.rq.adapter import RQAdapter
@@ -216,7 +216,7 @@ def unsuspend_workers(ws) -> bool:
 
 def set_holds(ws, holds: dict[str, bool], *, reason: str | None = None) -> int:
     """Each ingestion's hold to the given value (True: held); returns how many changed."""
-    from cutover.audit import who
+    from cutover.core.state.audit import who
 
     a = _adapter(ws)
     n = 0

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from cutover.protocol import OrchestratorError
-from cutover.redact import redact_text, redact_url
+from cutover.core.redact import redact_text, redact_url
 
 log = logging.getLogger("cutover.rq")
 UTC = timezone.utc
@@ -140,14 +140,14 @@ class Definition:
         """The APScheduler 3 trigger of the schedule (None: manual)."""
         if self.schedule is None:
             return None
-        from legacy.schedule import build_trigger
+        from cutover.core.schedule.triggers import build_trigger
 
         return build_trigger(self.schedule, self.timezone)
 
     def describe(self) -> str | None:
         if self.schedule is None:
             return None
-        from legacy.schedule import describe, schedule_timezone
+        from cutover.core.schedule.triggers import describe, schedule_timezone
 
         return f"{describe(self.schedule)} ({schedule_timezone(self.schedule, self.timezone)})"
 

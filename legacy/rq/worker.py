@@ -28,11 +28,11 @@ def preload() -> None:
     import pyiceberg.catalog.sql  # noqa: F401
     import sqlalchemy  # noqa: F401
 
-    import cutover.workspace  # noqa: F401
+    import cutover.core.workspace  # noqa: F401
     import legacy.rq.jobs  # noqa: F401
-    import legacy.schedule  # noqa: F401
-    import legacy.scheduler  # noqa: F401
-    import legacy.service  # noqa: F401
+    import cutover.core.schedule.triggers  # noqa: F401
+    import legacy.apscheduler.scheduler  # noqa: F401
+    import cutover.core.autoloader.service  # noqa: F401
 
 
 class CutoverWorker(Worker):
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     url, queues = ns.url or os.environ.get("CUTOVER_RQ_REDIS_URL"), ns.queues
     if not url or not queues:
-        from cutover.config import load_settings
+        from cutover.core.config import load_settings
         from legacy.rq.model import RQConfig
 
         cfg = RQConfig.require(load_settings())

@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 import pytest
 
-from cutover.config import load_settings
-from cutover.workspace import Workspace
-from legacy.ingestions import Ingestion, validate
-from legacy.schedule import parse_schedule_text
+from cutover.core.config import load_settings
+from cutover.core.workspace import Workspace
+from cutover.core.records.ingestions import Ingestion, validate
+from cutover.core.schedule.triggers import parse_schedule_text
 
 SCHEDULES = {
     # yearly crons: nothing fires while the suite runs
@@ -115,14 +115,14 @@ def make_fake(cw: ContractWorkspace) -> Harness:
 
 
 def make_batch(cw: ContractWorkspace) -> Harness:
-    from legacy.adapters import BatchAdapter
+    from legacy.apscheduler.adapters import BatchAdapter
 
     return Harness("batch", BatchAdapter(cw.ws), cw, removes_jobs=False, has_schedules=False)
 
 
 def make_apscheduler(cw: ContractWorkspace) -> Harness:
-    from legacy.adapters import APSchedulerAdapter
-    from legacy.scheduler import run_foreground
+    from legacy.apscheduler.adapters import APSchedulerAdapter
+    from legacy.apscheduler.scheduler import run_foreground
 
     h = Harness("apscheduler", APSchedulerAdapter(cw.ws), cw)
     stop = threading.Event()
@@ -150,10 +150,10 @@ def make_apscheduler(cw: ContractWorkspace) -> Harness:
 
 def make_cron(cw: ContractWorkspace) -> Harness:
     """The crontab adapter over a crontab FILE with foreign lines (never the machine's crontab);
-    jobs run the generated wrapper (legacy/medallion.py) synchronously. After each test the
+    jobs run the generated wrapper (legacy/cron/medallion.py) synchronously. After each test the
     lines outside the managed block must be byte-identical."""
-    from legacy.cron import BEGIN, CronAdapter
-    from legacy.medallion import write_pipeline
+    from legacy.cron.side import BEGIN, CronAdapter
+    from legacy.cron.medallion import write_pipeline
 
     d = cw.home.parent / "cron"
     paths = write_pipeline(d, source_dir=d / "unused-source", cutover_home=cw.home)

@@ -1,0 +1,299 @@
+"""The ingestion service: discover -> diff the ledger -> claim -> process -> complete.
+
+Both orchestrators call this, the legacy ones directly and the Prefect flow
+through tasks wrapping the same steps, so any difference parity finds is an
+orchestration difference, not a re-implementation bug.
+
+Exactly-once across the ledger and Iceberg:
+- a file is processed only under a claim (the ledger fences concurrent runs);
+- its rows are one Iceberg snapshot tagged with ``cutover.file``;
+- the claim is completed after the commit, conditional on still holding it;
+- when a dead run's claim is taken over, the branch is first searched for a
+  snapshot of that file: if the dead run had committed, the ledger is
+  completed from that snapshot instead of appending the rows again.
+
+``[ingest] engine = "spark"``: read + append (and the snapshot lookup) are
+delegated to ``cutover.core.spark.engine.SparkProcessor``; everything else here is
+the same (see that module for the local-catalog mode's limits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cutover.core.redact import redact_text
+from cutover.core.records import ledger as L
+from cutover.core.records import runs as R
+from cutover.core.autoloader.discovery import DiscoveredFile, discover, filesystem
+from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
+from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH, Catalog
+from cutover.core.records.ingestions import Ingestion
+
+log = logging.getLogger("cutover.ingest")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    ingestion_id: str
+    status: str
+    discovered: int = 0
+    files_processed: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    files_recovered: int = 0
+    records_ingested: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        d = self.__dict__.copy()
+        d["failures"] = [{"file": f, "reason": r} for f, r in self.failures]
+        return d
+
+
+def branch_for(mode: str) -> str:
+    return MAIN if mode == "live" else SHADOW_BRANCH
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps a run's claims and run record fresh while it works."""
+
+    def __init__(self, ledger: L.Ledger, runs: R.RunStore, run_id: str, interval: float):
+        super().__init__(daemon=True, name=f"heartbeat-{run_id[:8]}")
+        self.ledger, self.runs, self.run_id, self.interval = ledger, runs, run_id, interval
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.wait(self.interval):
+            try:
+                self.runs.heartbeat(self.run_id)
+                self.ledger.heartbeat(self.run_id)
+            except Exception as e:  # noqa: BLE001 - a missed beat is retried next interval
+                log.warning("heartbeat for run %s failed: %s", self.run_id, redact_text(str(e)))
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+
+
+def processor_for(settings):
+    """The file processor ``[ingest] engine`` selects: None for arrow (pyarrow + pyiceberg, built in),
+    a ``cutover.core.spark.engine.SparkProcessor`` for spark (read + append through Spark Connect)."""
+    if getattr(settings, "engine", "arrow") != "spark":
+        return None
+    from cutover.core.spark.engine import SparkProcessor
+
+    return SparkProcessor.from_settings(settings)
+
+
+class IngestionService:
+    def __init__(self, engine, catalog: Catalog, *, claim_timeout: float, processor=None):
+        self.engine = engine
+        self.catalog = catalog
+        self.claim_timeout = claim_timeout
+        self.runs = R.RunStore(engine)
+        # None: read with pyarrow, append with pyiceberg. Otherwise an object with
+        # find_file_snapshot / prepare / append (cutover.core.spark.engine.SparkProcessor).
+        self.processor = processor
+
+    @classmethod
+    def from_settings(cls, settings) -> "IngestionService":
+        from cutover.core.db import ensure_schema, get_engine
+
+        ensure_schema(settings)
+        return cls(get_engine(settings.autoloader_url), Catalog.from_settings(settings),
+                   claim_timeout=settings.claim_timeout, processor=processor_for(settings))
+
+    def ledger(self, ingestion_id: str, namespace: str) -> L.Ledger:
+        return L.Ledger(self.engine, ingestion_id, namespace, claim_timeout=self.claim_timeout)
+
+    # -- the steps (the Prefect flow calls them one by one as tasks) ------------------
+    def start_run(self, ing: Ingestion, *, orchestrator: str, mode: str, trigger: str,
+                  external_id: str | None = None, run_id: str | None = None) -> str:
+        self.runs.reap_stale(ing.id, self.claim_timeout)
+        return self.runs.start(ing.id, orchestrator=orchestrator, mode=mode, trigger=trigger,
+                               external_id=external_id, prefect_deployment_id=ing.prefect_deployment_id,
+                               run_id=run_id)
+
+    def discover(self, ing: Ingestion) -> list[DiscoveredFile]:
+        return discover(ing.source_uri, ing.pattern, ing.storage_options())
+
+    def pending(self, ing: Ingestion, mode: str, files: list[DiscoveredFile]) -> list[DiscoveredFile]:
+        """Files still to process; also settles dead runs' claims on files that left the source."""
+        ledger = self.ledger(ing.id, mode)
+        present = {f.path for f in files}
+        for entry in ledger.stale_claims():
+            if entry.path in present:
+                continue
+            snap = (self.processor or self.catalog).find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
+                                                                       mode=mode, ingestion_id=ing.id)
+            if snap is None:
+                ledger.mark_vanished(entry)
+        return ledger.diff(files)
+
+    def process_file(self, ing: Ingestion, f: DiscoveredFile, *, run_id: str, mode: str,
+                     orchestrator: str, result: RunResult | None = None) -> str:
+        """Claim and ingest one file. Returns processed | failed | skipped | recovered."""
+        ledger = self.ledger(ing.id, mode)
+        claim = ledger.claim(f, run_id)
+        if claim is None:
+            return "skipped"
+        steps = self.processor if self.processor is not None else _ArrowSteps(self.catalog)
+        return self._process_with(steps, ing, f, claim, ledger, run_id=run_id, mode=mode, orchestrator=orchestrator,
+                                  branch=branch_for(mode), result=result)
+
+    def _process_with(self, steps, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
+                      mode: str, orchestrator: str, branch: str, result: RunResult | None) -> str:
+        """The claimed file's steps, the same for every engine; ``steps`` reads and appends
+        (:class:`_ArrowSteps` in process, or the Spark engine)."""
+        try:
+            # The file may already be in the branch: committed by a run that died (or
+            # lost its DB connection) before it could complete the claim. Never append twice.
+            snap = steps.find_file_snapshot(ing.table, branch=branch, path=f.path, mode=mode, ingestion_id=ing.id)
+            if snap is not None:
+                ledger.complete(claim, records=snap.added_records, bytes_read=f.size or 0,
+                                snapshot_id=snap.snapshot_id, run_id_for_metrics=snap.run_id or run_id)
+                log.info("recovered %s: already committed as snapshot %s by run %s",
+                         f.path, snap.snapshot_id, snap.run_id)
+                return "recovered"
+            try:
+                prepared = steps.prepare(ing, f, mode=mode, branch=branch)
+            except BadFile as e:
+                ledger.fail(claim, str(e), bytes_read=f.size or 0)
+                if result is not None:
+                    result.failures.append((f.path, str(e)))
+                log.info("%s: %s FAILED: %s", ing.id, f.path, e)
+                return "failed"
+            if not ledger.holds(claim):  # fenced: we were declared dead while reading
+                raise L.ClaimLost(f"claim on {f.path} was taken over")
+            props = {P_RUN: run_id, P_ORCH: orchestrator, P_MODE: mode, P_FILE: f.path, P_INGESTION: ing.id}
+            records, snapshot_id = steps.append(ing, prepared, branch=branch, properties=props)
+            _crash_point("after-commit")
+            ledger.complete(claim, records=records, bytes_read=f.size or 0, snapshot_id=snapshot_id)
+            return "processed"
+        except L.ClaimLost:
+            raise
+        except BaseException:
+            # Anything unexpected (DB down, interrupted): give the file back rather than leave
+            # a claim behind. If the commit happened, the next claimer finds the snapshot.
+            try:
+                ledger.release(run_id)
+            finally:
+                raise
+
+    def finish_run(self, run_id: str, result: RunResult | None = None, *, error: str | None = None) -> R.RunRecord:
+        rec = self.runs.get(run_id)
+        if error:
+            status = R.FAILED
+        elif rec.files_failed and not rec.files_processed:
+            status = R.FAILED
+        elif rec.files_failed:
+            status = R.PARTIAL
+        else:
+            status = R.SUCCESS
+        if error is None and rec.files_failed:
+            error = f"{rec.files_failed} file(s) failed"
+        return self.runs.finish(run_id, status, error=error)
+
+    # -- the whole run -----------------------------------------------------------------
+    def run(self, ing: Ingestion, *, orchestrator: str = "legacy", mode: str = "live", trigger: str = "manual",
+            external_id: str | None = None, run_id: str | None = None,
+            on_file: Callable[[str, str], None] | None = None) -> RunResult:
+        t0 = time.monotonic()
+        run_id = self.start_run(ing, orchestrator=orchestrator, mode=mode, trigger=trigger,
+                                external_id=external_id, run_id=run_id)
+        result = RunResult(run_id=run_id, ingestion_id=ing.id, status=R.RUNNING)
+        ledger = self.ledger(ing.id, mode)
+        hb = _Heartbeat(ledger, self.runs, run_id, interval=max(0.5, min(30.0, self.claim_timeout / 3)))
+        hb.start()
+        error = None
+        try:
+            files = self.discover(ing)
+            result.discovered = len(files)
+            todo = self.pending(ing, mode, files)
+            for f in todo:
+                outcome = self.process_file(ing, f, run_id=run_id, mode=mode, orchestrator=orchestrator, result=result)
+                if outcome == "skipped":
+                    result.files_skipped += 1
+                elif outcome == "recovered":
+                    result.files_recovered += 1
+                if on_file:
+                    on_file(f.path, outcome)
+                _crash_point("after-file")
+        except L.ClaimLost as e:
+            error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
+        except Exception as e:  # noqa: BLE001 - recorded on the run, re-raised as InputError by callers
+            error = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])
+            ledger.release(run_id)
+        finally:
+            hb.stop()
+        self.runs.add_skipped(run_id, result.files_skipped)
+        rec = self.finish_run(run_id, result, error=error)
+        result.status = rec.status
+        result.files_processed = rec.files_processed
+        result.files_failed = rec.files_failed
+        result.records_ingested = rec.records_ingested
+        result.bytes_read = rec.bytes_read
+        result.error = rec.error
+        result.duration_s = time.monotonic() - t0
+        return result
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: ``CUTOVER_TEST_CRASH_AT=after-commit:3`` SIGKILLs this process at the 3rd hit."""
+    spec = os.environ.get("CUTOVER_TEST_CRASH_AT")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    key = f"_cutover_crash_{name}"
+    count = globals().get(key, 0) + 1
+    globals()[key] = count
+    if count >= int(nth or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _ArrowSteps:
+    """The in-process (pyarrow + pyiceberg) engine's steps for one file, in the shape of the
+    Spark engine's: find the file's commit, read and fit it, append it as one snapshot.
+    One instance per file: the table loaded to look for the commit is the one appended to."""
+
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self.tbl = None
+
+    def find_file_snapshot(self, identifier: str, *, branch: str, path: str, mode: str, ingestion_id: str):
+        self.tbl = tbl = self.catalog.find(identifier)
+        if tbl is None or (branch != MAIN and branch not in tbl.metadata.refs):
+            return None
+        for info in self.catalog.ancestry(tbl, branch):
+            p = info.properties
+            if p.get(P_FILE) == path and p.get(P_MODE) == mode and p.get(P_INGESTION, ingestion_id) == ingestion_id:
+                return info
+        return None
+
+    def prepare(self, ing: Ingestion, f: DiscoveredFile, *, mode: str, branch: str):
+        fs, _ = filesystem(ing.source_uri, ing.storage_options())
+        data = read_file(fs, f.path, ing.format, ing.options)
+        tbl = self.tbl
+        if tbl is None:
+            if mode != "live":
+                raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
+            self.tbl = tbl = self.catalog.load_or_create(ing.table, data.schema)
+        if branch != MAIN and branch not in tbl.metadata.refs:
+            raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
+        return fit_to_table(data, tbl.schema().as_arrow(), table_name=ing.table)
+
+    def append(self, ing: Ingestion, data, *, branch: str, properties: dict[str, str]) -> tuple[int, int]:
+        snapshot_id = self.catalog.append(ing.table, data, branch=branch, properties=properties, tbl=self.tbl)
+        return data.num_rows, snapshot_id

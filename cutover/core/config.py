@@ -1,0 +1,331 @@
+"""Resolved settings: defaults < ``$CUTOVER_HOME/cutover.toml`` < ``CUTOVER_*`` env vars.
+
+Every key lives in a section of the TOML file and has an env var named
+``CUTOVER_<SECTION>_<KEY>`` (upper case). Catalog properties are open-ended
+(any pyiceberg catalog property): ``CUTOVER_CATALOG_<PROP>`` sets property
+``<prop>`` lower-cased, with ``__`` standing for ``.`` (``CUTOVER_CATALOG_S3__ENDPOINT``
+-> ``s3.endpoint``). ``PREFECT_API_URL`` is honoured as Prefect itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cutover.core.errors import InputError
+from cutover.core.redact import redact_mapping, redact_url
+from cutover.core.spark import check_catalog_name, check_remote, redact_remote
+
+CONFIG_FILE = "cutover.toml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any, *, what: str = "duration") -> float:
+    """``"15m"`` -> 900.0 seconds; plain numbers are seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise InputError(f"{what} must not be negative, got {value}", fix="give a value like 90s, 15m or 2h")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise InputError(f"{what} {value!r} is not a duration", fix="give a value like 90s, 15m, 2h or 7d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+# section -> key -> (type, default factory taking home)
+_SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "database": {
+        "autoloader_url": ("str", lambda h: f"sqlite:///{h / 'autoloader.db'}"),
+        "state_url": ("str", lambda h: f"sqlite:///{h / 'state.db'}"),
+    },
+    "ingest": {
+        "claim_timeout": ("duration", lambda h: 900.0),
+        "engine": ("str", lambda h: "arrow"),
+        "commit_retries": ("int", lambda h: 12),
+        "spark_remote": ("str", lambda h: "sc://localhost:15002"),  # or "local" / "local[N]": see docs/spark.md
+        "spark_catalog": ("str", lambda h: "cutover"),  # "spark_catalog": plain local tables, no Iceberg
+    },
+    "scheduler": {
+        "jobstore_url": ("str", lambda h: None),  # defaults to the autoloader DB
+        "jobstore_table": ("str", lambda h: "apscheduler_jobs"),
+        "poll_interval": ("duration", lambda h: 10.0),
+        "max_workers": ("int", lambda h: 4),
+        "misfire_grace_time": ("duration", lambda h: 300.0),
+    },
+    "parity": {
+        "max_duration_ratio": ("float", lambda h: 1.5),
+        "min_duration_s": ("duration", lambda h: 5.0),
+        "max_failure_rate": ("float", lambda h: 0.0),
+        "run_match_window": ("duration", lambda h: 900.0),
+        "ledger_grace": ("duration", lambda h: 0.0),
+        "quality_sample_rows": ("int", lambda h: 0),
+    },
+    "watch": {  # `cutover watch`: rollback triggers for ingestions in CUTOVER
+        "failure_rate": ("float", lambda h: 0.05),  # Prefect live runs FAILED/CRASHED above this share fire
+        "window": ("duration", lambda h: 86400.0),
+        "unreachable_after": ("duration", lambda h: 900.0),  # Prefect API down longer than this fires
+        "duration_regression": ("float", lambda h: 0.5),  # median Prefect live vs legacy live duration, +50%
+        "auto_rollback": ("bool", lambda h: False),
+        "min_runs": ("int", lambda h: 3),  # fewer runs than this on a side are not judged
+        "min_duration": ("duration", lambda h: 5.0),  # legacy medians below this are noise, not judged
+    },
+    "prefect": {
+        "api_url": ("str", lambda h: None),
+        "work_pool": ("str", lambda h: "cutover"),
+        "home": ("str", lambda h: str(h / "prefect")),
+    },
+}
+
+_CATALOG_DEFAULTS = {
+    "name": lambda h: "cutover",
+    "type": lambda h: "sql",
+    "uri": lambda h: f"sqlite:///{h / 'catalog.db'}",
+    "warehouse": lambda h: (h / "warehouse").resolve().as_uri(),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    autoloader_url: str
+    state_url: str
+    claim_timeout: float
+    engine: str
+    commit_retries: int
+    jobstore_url: str
+    jobstore_table: str
+    scheduler_poll_interval: float
+    scheduler_max_workers: int
+    misfire_grace_time: float
+    prefect_api_url: str | None
+    prefect_work_pool: str
+    prefect_home: Path
+    catalog_name: str
+    spark_remote: str = "sc://localhost:15002"
+    spark_catalog: str = "cutover"
+    parity: dict[str, float] = field(default_factory=dict)
+    watch: dict[str, Any] = field(default_factory=dict)
+    catalog_properties: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where the value came from
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def is_embedded_autoloader(self) -> bool:
+        return _is_embedded_sqlite(self.autoloader_url, self.home)
+
+    @property
+    def is_embedded_state(self) -> bool:
+        return _is_embedded_sqlite(self.state_url, self.home)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Everything, with secrets redacted: what `cutover config show` prints."""
+        return {
+            "home": str(self.home),
+            "config_file": str(self.config_file),
+            "config_file_exists": self.config_file.exists(),
+            "database": {
+                "autoloader_url": redact_url(self.autoloader_url),
+                "state_url": redact_url(self.state_url),
+            },
+            "ingest": {
+                "claim_timeout_s": self.claim_timeout,
+                "engine": self.engine,
+                "commit_retries": self.commit_retries,
+                "spark_remote": redact_remote(self.spark_remote),
+                "spark_catalog": self.spark_catalog,
+            },
+            "scheduler": {
+                "jobstore_url": redact_url(self.jobstore_url),
+                "jobstore_table": self.jobstore_table,
+                "poll_interval_s": self.scheduler_poll_interval,
+                "max_workers": self.scheduler_max_workers,
+                "misfire_grace_time_s": self.misfire_grace_time,
+            },
+            "prefect": {
+                "api_url": redact_url(self.prefect_api_url) if self.prefect_api_url else None,
+                "api_url_source": self.sources.get("prefect.api_url", "embedded"),
+                "work_pool": self.prefect_work_pool,
+                "home": str(self.prefect_home),
+            },
+            "parity": dict(self.parity),
+            "watch": dict(self.watch),
+            "catalog": redact_mapping({"name": self.catalog_name, **self.catalog_properties}),
+            "sources": dict(sorted(self.sources.items())),
+        }
+
+
+def _is_embedded_sqlite(url: str, home: Path) -> bool:
+    if not url.startswith("sqlite:///"):
+        return False
+    path = Path(url[len("sqlite:///"):])
+    try:
+        return path.resolve().is_relative_to(home.resolve())
+    except OSError:
+        return False
+
+
+def _coerce(kind: str, value: Any, what: str) -> Any:
+    if value is None:
+        return None
+    if kind == "duration":
+        return parse_duration(value, what=what)
+    if kind == "int":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} must be a whole number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{what} must be a number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
+    if kind == "bool":
+        return _truthy(value)
+    return str(value)
+
+
+def resolve_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("CUTOVER_HOME") or "./.cutover").expanduser().absolute()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = resolve_home(env)
+    cfg_path = home / CONFIG_FILE
+    file_cfg: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            file_cfg = tomllib.loads(cfg_path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(f"{cfg_path} is not valid TOML ({e})", fix="fix the file or move it away") from None
+        unknown = set(file_cfg) - set(_SCHEMA) - {"catalog"}
+        if unknown:
+            raise InputError(
+                f"{cfg_path}: unknown section(s) {', '.join(sorted(unknown))}",
+                fix=f"use only {', '.join(sorted([*_SCHEMA, 'catalog']))}",
+            )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for section, keys in _SCHEMA.items():
+        sect = file_cfg.get(section, {})
+        if not isinstance(sect, dict):
+            raise InputError(f"{cfg_path}: [{section}] must be a table", fix="write it as a [section] with key = value lines")
+        unknown_keys = set(sect) - set(keys)
+        if unknown_keys:
+            raise InputError(
+                f"{cfg_path}: unknown key(s) {', '.join(sorted(unknown_keys))} in [{section}]",
+                fix=f"valid keys are {', '.join(sorted(keys))}",
+            )
+        for key, (kind, default) in keys.items():
+            env_name = f"CUTOVER_{section}_{key}".upper()
+            name = f"{section}.{key}"
+            if env.get(env_name) not in (None, ""):
+                raw, src = env[env_name], f"env {env_name}"
+            elif key in sect:
+                raw, src = sect[key], str(cfg_path)
+            else:
+                raw, src = default(home), "default"
+            values[name] = _coerce(kind, raw, f"{name} ({src})")
+            sources[name] = src
+
+    # PREFECT_API_URL wins over the file, as Prefect users expect.
+    if env.get("PREFECT_API_URL"):
+        values["prefect.api_url"] = env["PREFECT_API_URL"]
+        sources["prefect.api_url"] = "env PREFECT_API_URL"
+    elif values["prefect.api_url"] in ("", None):
+        values["prefect.api_url"] = None
+        sources["prefect.api_url"] = "embedded"
+
+    catalog_file = file_cfg.get("catalog", {})
+    if not isinstance(catalog_file, dict):
+        raise InputError(f"{cfg_path}: [catalog] must be a table", fix="write it as [catalog] with key = value lines")
+    catalog: dict[str, str] = {}
+    for key, default in _CATALOG_DEFAULTS.items():
+        catalog[key] = default(home)
+        sources[f"catalog.{key}"] = "default"
+    for key, val in catalog_file.items():
+        catalog[key] = str(val)
+        sources[f"catalog.{key}"] = str(cfg_path)
+    for env_name, val in env.items():
+        if env_name.startswith("CUTOVER_CATALOG_") and val != "":
+            key = env_name[len("CUTOVER_CATALOG_"):].lower().replace("__", ".")
+            catalog[key] = val
+            sources[f"catalog.{key}"] = f"env {env_name}"
+    catalog_name = catalog.pop("name")
+
+    engine = values["ingest.engine"]
+    if engine not in ("arrow", "spark"):
+        raise InputError(f"ingest.engine must be 'arrow' or 'spark', got {engine!r}", fix="set CUTOVER_INGEST_ENGINE or [ingest] engine")
+    check_remote(values["ingest.spark_remote"])
+    check_catalog_name(values["ingest.spark_catalog"])
+
+    return Settings(
+        home=home,
+        autoloader_url=values["database.autoloader_url"],
+        state_url=values["database.state_url"],
+        claim_timeout=values["ingest.claim_timeout"],
+        engine=engine,
+        commit_retries=values["ingest.commit_retries"],
+        jobstore_url=values["scheduler.jobstore_url"] or values["database.autoloader_url"],
+        jobstore_table=values["scheduler.jobstore_table"],
+        scheduler_poll_interval=values["scheduler.poll_interval"],
+        scheduler_max_workers=values["scheduler.max_workers"],
+        misfire_grace_time=values["scheduler.misfire_grace_time"],
+        prefect_api_url=values["prefect.api_url"],
+        prefect_work_pool=values["prefect.work_pool"],
+        prefect_home=Path(values["prefect.home"]),
+        catalog_name=catalog_name,
+        spark_remote=values["ingest.spark_remote"],
+        spark_catalog=values["ingest.spark_catalog"],
+        parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
+        watch={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("watch.")},
+        catalog_properties=catalog,
+        sources=sources,
+    )
+
+
+DEFAULT_TOML = """\
+# cutover workspace settings. Every key can be overridden by an env var
+# CUTOVER_<SECTION>_<KEY>, e.g. CUTOVER_DATABASE_STATE_URL.
+
+[database]
+# autoloader_url = "postgresql+psycopg://user:password@host:5432/autoloader"
+# state_url      = "postgresql+psycopg://user:password@host:5432/cutover"
+
+[ingest]
+# claim_timeout = "15m"   # claims of a dead run are taken over after this
+# engine = "arrow"        # or "spark"
+# spark_remote = "sc://localhost:15002"   # Spark Connect; "local[2]" starts one in-process
+# spark_catalog = "cutover"               # Spark-side Iceberg catalog; "spark_catalog" = plain local tables
+
+[watch]
+# `cutover watch` rollback triggers for ingestions in CUTOVER
+# failure_rate = 0.05          # share of FAILED/CRASHED Prefect live runs in the window
+# window = "24h"
+# unreachable_after = "15m"    # Prefect API unreachable for longer than this
+# duration_regression = 0.5    # median Prefect live duration above legacy's by more than 50%
+# auto_rollback = false        # true: `cutover rollback` instead of only alerting
+# min_runs = 3                 # never judge on fewer runs
+# min_duration = "5s"          # legacy median below this: durations are noise, not judged
+
+[catalog]
+# Any pyiceberg catalog: type = "rest", uri = "https://...", warehouse = "..."
+# name = "cutover"
+"""

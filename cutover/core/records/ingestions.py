@@ -1,0 +1,323 @@
+"""Ingestions: what to ingest, from where, into which table, when.
+
+An ingestion definition is validated completely before anything is written,
+so bad input leaves every store as it was. Credentials (fsspec storage
+options) are stored but never part of any printed or reported form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from cutover.core.errors import InputError, NotFound
+from cutover.core.redact import MASK, redact_mapping, redact_url
+from cutover.core.schedule import triggers as sched
+from cutover.core.records.tables import ingestions as t_ingestions
+
+FORMATS = ("csv", "jsonl", "json", "parquet")
+SIZE_CLASSES = ("small", "medium", "large")
+PRIORITIES = ("normal", "high")
+WORK_QUEUES = ("default", "high-memory", "priority")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,127}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_FIELDS = {
+    "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
+    "size_class", "priority", "key_columns", "owner", "options", "credentials",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    id: str
+    name: str
+    source_uri: str
+    pattern: str
+    format: str
+    table: str
+    schedule: dict | None = None
+    timezone: str = "UTC"
+    size_class: str = "small"
+    priority: str = "normal"
+    key_columns: tuple[str, ...] = ()
+    owner: str | None = None
+    options: dict = field(default_factory=dict)
+    credentials: dict | None = field(default=None, repr=False)
+    batch_paused: bool = False
+    prefect_deployment_id: str | None = None
+    prefect_flow_id: str | None = None
+
+    @property
+    def work_queue(self) -> str:
+        """Prefect work queue from size class / priority."""
+        if self.priority == "high":
+            return "priority"
+        if self.size_class == "large":
+            return "high-memory"
+        return "default"
+
+    @property
+    def schedule_timezone(self) -> str:
+        return sched.schedule_timezone(self.schedule, self.timezone)
+
+    def storage_options(self) -> dict:
+        return dict(self.credentials or {})
+
+    def public_dict(self) -> dict[str, Any]:
+        """The printable form: credentials masked, URL passwords hidden."""
+        d = asdict(self)
+        d["key_columns"] = list(self.key_columns)
+        d["source_uri"] = redact_url(self.source_uri)
+        d["credentials"] = {k: MASK for k in (self.credentials or {})} or None
+        d["options"] = redact_mapping(self.options)
+        d["schedule_text"] = sched.describe(self.schedule)
+        d["work_queue"] = self.work_queue
+        return d
+
+    def definition(self) -> dict[str, Any]:
+        """The form `ingestion add --from-file` takes (credentials masked)."""
+        d = self.public_dict()
+        for k in ("batch_paused", "prefect_deployment_id", "prefect_flow_id", "schedule_text", "work_queue"):
+            d.pop(k, None)
+        return d
+
+
+def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
+    """Build an Ingestion from user input, or raise one clear InputError."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: an ingestion must be a mapping", fix="write it as key: value pairs")
+    unknown = set(raw) - _FIELDS
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", fix=f"valid fields are {', '.join(sorted(_FIELDS))}")
+    iid = str(raw.get("id") or "").strip()
+    if not _ID.match(iid):
+        raise InputError(f"{where}: id {iid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
+    where = f"ingestion {iid}"
+    source = raw.get("source_uri") or raw.get("source")
+    if not source:
+        raise InputError(f"{where}: source_uri is missing", fix="give a local directory or an fsspec URL such as s3://bucket/prefix")
+    fmt = str(raw.get("format") or "").lower()
+    if fmt == "json":
+        fmt = "jsonl"
+    if fmt not in FORMATS:
+        raise InputError(f"{where}: format {raw.get('format')!r} is not supported", fix="use csv, jsonl or parquet")
+    table = str(raw.get("table") or "")
+    if not _TABLE.match(table):
+        raise InputError(f"{where}: table {table!r} is not 'namespace.table'", fix="name the Iceberg table as namespace.table")
+    tz = str(raw.get("timezone") or "UTC")
+    sched.check_timezone(tz)
+    try:
+        spec = sched.normalize_schedule(raw.get("schedule"))
+    except InputError as e:
+        raise InputError(f"{where}: {e.message}", fix=e.fix) from None
+    size = str(raw.get("size_class") or "small")
+    if size not in SIZE_CLASSES:
+        raise InputError(f"{where}: size_class {size!r} is not one of {', '.join(SIZE_CLASSES)}", fix="pick one")
+    prio = str(raw.get("priority") or "normal")
+    if prio not in PRIORITIES:
+        raise InputError(f"{where}: priority {prio!r} is not one of {', '.join(PRIORITIES)}", fix="pick one")
+    keys = raw.get("key_columns") or []
+    if isinstance(keys, str):
+        keys = [k.strip() for k in keys.split(",") if k.strip()]
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise InputError(f"{where}: key_columns must be a list of column names", fix="e.g. key_columns: [order_id]")
+    options = raw.get("options") or {}
+    creds = raw.get("credentials")
+    if not isinstance(options, dict) or (creds is not None and not isinstance(creds, dict)):
+        raise InputError(f"{where}: options and credentials must be mappings", fix="write them as key: value pairs")
+    if creds and any(v == MASK for v in creds.values()):
+        raise InputError(f"{where}: credentials contain the mask {MASK!r}, not real values",
+                         fix="give the real credentials (exported definitions never carry them)")
+    src = str(source)
+    if "://" not in src:
+        src = str(Path(src).expanduser().absolute())
+    return Ingestion(
+        id=iid,
+        name=str(raw.get("name") or iid),
+        source_uri=src,
+        pattern=str(raw.get("pattern") or "*"),
+        format=fmt,
+        table=table,
+        schedule=spec,
+        timezone=tz,
+        size_class=size,
+        priority=prio,
+        key_columns=tuple(keys),
+        owner=raw.get("owner"),
+        options=dict(options),
+        credentials=dict(creds) if creds else None,
+    )
+
+
+def load_yaml_or_json(path: Path, *, what: str) -> Any:
+    """The parsed content of a ``.json`` (JSON) or any other (YAML) file; a missing file or bad
+    syntax is a one-line InputError (``what``: what the file should be, for the fix)."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist", fix=f"give the path of {what}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml.YAMLError / ValueError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path} cannot be parsed ({first})", fix="fix the YAML/JSON syntax") from None
+
+
+def load_definitions(path: Path) -> list[Ingestion]:
+    """Ingestions from a YAML or JSON file: a list, or a mapping with key ``ingestions``."""
+    data = load_yaml_or_json(path, what="a YAML or JSON file of ingestions")
+    if isinstance(data, dict) and "ingestions" in data:
+        data = data["ingestions"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path} holds no ingestions", fix="write a list of ingestions, or a mapping with key 'ingestions'")
+    out = [validate(item, where=f"{path.name} item {i + 1}") for i, item in enumerate(data)]
+    seen: set[str] = set()
+    for ing in out:
+        if ing.id in seen:
+            raise InputError(f"{path}: ingestion id {ing.id!r} appears twice", fix="make ids unique")
+        seen.add(ing.id)
+    return out
+
+
+def _row_to_ingestion(row) -> Ingestion:
+    return Ingestion(
+        id=row.id,
+        name=row.name,
+        source_uri=row.source_uri,
+        pattern=row.pattern,
+        format=row.format,
+        table=row.table_name,
+        schedule=row.schedule,
+        timezone=row.timezone,
+        size_class=row.size_class,
+        priority=row.priority,
+        key_columns=tuple(row.key_columns or ()),
+        owner=row.owner,
+        options=dict(row.options or {}),
+        credentials=dict(row.credentials) if row.credentials else None,
+        batch_paused=bool(row.batch_paused),
+        prefect_deployment_id=row.prefect_deployment_id,
+        prefect_flow_id=row.prefect_flow_id,
+    )
+
+
+def _values(ing: Ingestion) -> dict[str, Any]:
+    return {
+        "name": ing.name,
+        "source_uri": ing.source_uri,
+        "pattern": ing.pattern,
+        "format": ing.format,
+        "table_name": ing.table,
+        "schedule": ing.schedule,
+        "timezone": ing.timezone,
+        "size_class": ing.size_class,
+        "priority": ing.priority,
+        "key_columns": list(ing.key_columns),
+        "owner": ing.owner,
+        "options": ing.options,
+        "credentials": ing.credentials,
+    }
+
+
+class IngestionRepo:
+    """CRUD on the ingestions table of the autoloader DB."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def list(self) -> list[Ingestion]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t_ingestions).order_by(t_ingestions.c.id)).all()
+        return [_row_to_ingestion(r) for r in rows]
+
+    def find(self, iid: str) -> Ingestion | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t_ingestions).where(t_ingestions.c.id == iid)).first()
+        return _row_to_ingestion(row) if row else None
+
+    def get(self, iid: str) -> Ingestion:
+        ing = self.find(iid)
+        if ing is None:
+            known = [i.id for i in self.list()]
+            hint = f"known: {', '.join(known[:10])}" if known else "add one with `cutover ingestion add`"
+            raise NotFound(f"no ingestion {iid!r}", fix=hint)
+        return ing
+
+    def resolve(self, ids: Iterable[str], *, all_: bool = False) -> list[Ingestion]:
+        ids = list(ids)
+        if all_:
+            return self.list()
+        if not ids:
+            raise InputError("no ingestion named", fix="name one or more ingestion ids, or pass --all")
+        return [self.get(i) for i in ids]
+
+    def plan_upsert(self, items: list[Ingestion]) -> list[tuple[str, Ingestion]]:
+        """[(create|update|unchanged, ingestion)] -- what `upsert` would do."""
+        out = []
+        for ing in items:
+            cur = self.find(ing.id)
+            if cur is None:
+                out.append(("create", ing))
+            elif _values(cur) == _values(ing):
+                out.append(("unchanged", ing))
+            else:
+                out.append(("update", ing))
+        return out
+
+    def upsert(self, items: list[Ingestion], *, replace_existing: bool) -> list[tuple[str, Ingestion]]:
+        """Create or update in one transaction: all of them, or none."""
+        actions = self.plan_upsert(items)
+        existing = [i.id for a, i in actions if a == "update"]
+        if existing and not replace_existing:
+            raise InputError(f"ingestion(s) {', '.join(existing)} already exist with another definition",
+                             fix="pass --replace to update them")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for action, ing in actions:
+                if action == "create":
+                    conn.execute(insert(t_ingestions).values(id=ing.id, created_at=now, updated_at=now,
+                                                             batch_paused=False, **_values(ing)))
+                elif action == "update":
+                    conn.execute(update(t_ingestions).where(t_ingestions.c.id == ing.id)
+                                 .values(updated_at=now, **_values(ing)))
+        return actions
+
+    def remove(self, iid: str) -> Ingestion:
+        ing = self.get(iid)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t_ingestions).where(t_ingestions.c.id == iid))
+        return ing
+
+    def set_batch_paused(self, iid: str, paused: bool) -> bool:
+        """Returns whether anything changed."""
+        ing = self.get(iid)
+        if ing.batch_paused == paused:
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(update(t_ingestions).where(t_ingestions.c.id == iid)
+                         .values(batch_paused=paused, updated_at=utcnow()))
+        return True
+
+    def set_prefect_ids(self, iid: str, deployment_id: str | None, flow_id: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t_ingestions).where(t_ingestions.c.id == iid)
+                         .values(prefect_deployment_id=deployment_id, prefect_flow_id=flow_id, updated_at=utcnow()))
+
+
+def with_schedule(ing: Ingestion, spec: dict | None, tz: str) -> Ingestion:
+    return replace(ing, schedule=spec, timezone=tz)

@@ -1,0 +1,255 @@
+"""The processed-file ledger: the fence that makes every file count exactly once.
+
+Key: (ingestion id, namespace ``live``|``shadow``, path), unique. A run claims a
+file before it reads it, by a unique insert (or by taking over a row whose
+state allows it) inside a transaction that serializes claimers:
+
+- PostgreSQL: ``INSERT .. ON CONFLICT DO NOTHING`` and, for an existing row,
+  ``SELECT .. FOR UPDATE SKIP LOCKED`` (a row another claimer is deciding on is
+  skipped, never waited for);
+- SQLite: ``BEGIN IMMEDIATE`` (one writer at a time) and the same unique key.
+
+A claim is held while its run heartbeats; a claim whose ``claimed_at`` is
+older than the claim timeout belongs to a dead run and may be taken over.
+Completion is conditional on still holding the claim, so a run that lost its
+claim cannot mark the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cutover.core.db import write_tx
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.records.tables import processed_files as t_pf
+from cutover.core.records.tables import runs as t_runs
+
+PROCESSING = "PROCESSING"
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+SKIPPED = "SKIPPED"
+STATUSES = (PROCESSING, SUCCESS, FAILED, SKIPPED)
+NAMESPACES = ("live", "shadow")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)  # SQLite drops the offset; we only ever store UTC
+    return dt
+
+
+class ClaimLost(Exception):
+    """The claim was taken over (the run was considered dead); do not mark the file."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    row_id: int
+    file: DiscoveredFile
+    run_id: str
+    previous_status: str | None  # None: new row; PROCESSING: taken over from a dead run
+    previous_run: str | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    ingestion_id: str
+    namespace: str
+    path: str
+    status: str
+    size: int | None
+    etag: str | None
+    run_id: str | None
+    records_ingested: int | None
+    bytes_read: int | None
+    error: str | None
+    snapshot_id: int | None
+    attempts: int
+    claimed_at: datetime | None
+    claimed_by: str | None
+    processed_at: datetime | None
+
+    def as_dict(self) -> dict:
+        d = self.__dict__.copy()
+        for k in ("claimed_at", "processed_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+def _entry(row) -> LedgerEntry:
+    return LedgerEntry(
+        ingestion_id=row.ingestion_id, namespace=row.namespace, path=row.path, status=row.status,
+        size=row.size, etag=row.etag, run_id=row.run_id, records_ingested=row.records_ingested,
+        bytes_read=row.bytes_read, error=row.error, snapshot_id=row.snapshot_id, attempts=row.attempts,
+        claimed_at=_aware(row.claimed_at), claimed_by=row.claimed_by, processed_at=_aware(row.processed_at),
+    )
+
+
+class Ledger:
+    def __init__(self, engine: Engine, ingestion_id: str, namespace: str, *, claim_timeout: float):
+        if namespace not in NAMESPACES:
+            raise ValueError(f"namespace must be one of {NAMESPACES}")
+        self.engine = engine
+        self.ingestion_id = ingestion_id
+        self.namespace = namespace
+        self.claim_timeout = claim_timeout
+        self._pg = engine.dialect.name == "postgresql"
+
+    def _key(self):
+        return and_(t_pf.c.ingestion_id == self.ingestion_id, t_pf.c.namespace == self.namespace)
+
+    # -- reading ---------------------------------------------------------------------
+    def entries(self, *, status: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
+        q = select(t_pf).where(self._key()).order_by(t_pf.c.path)
+        if status:
+            q = q.where(t_pf.c.status == status)
+        if since is not None:
+            q = q.where(t_pf.c.processed_at >= (since.astimezone(timezone.utc) if since.tzinfo else since))
+        with self.engine.connect() as conn:
+            return [_entry(r) for r in conn.execute(q)]
+
+    def counts(self) -> dict[str, int]:
+        q = select(t_pf.c.status, func.count()).where(self._key()).group_by(t_pf.c.status)
+        with self.engine.connect() as conn:
+            return {s: n for s, n in conn.execute(q)}
+
+    def is_stale(self, claimed_at: datetime | None, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        return claimed_at is None or _aware(claimed_at) < now - timedelta(seconds=self.claim_timeout)
+
+    def diff(self, files: Iterable[DiscoveredFile]) -> list[DiscoveredFile]:
+        """The discovered files this ingestion still has to process, in path order.
+
+        New files; FAILED files whose content changed since (size/etag); claims of
+        dead runs. SUCCESS and SKIPPED files are done; a FAILED file that did not
+        change is not retried (fix the file, or `cutover ledger retry`).
+        """
+        with self.engine.connect() as conn:
+            known = {r.path: r for r in conn.execute(
+                select(t_pf.c.path, t_pf.c.status, t_pf.c.size, t_pf.c.etag, t_pf.c.claimed_at).where(self._key()))}
+        now = utcnow()
+        out = []
+        for f in files:
+            row = known.get(f.path)
+            if row is None:
+                out.append(f)
+            elif row.status == FAILED and (row.size, row.etag) != (f.size, f.etag):
+                out.append(f)
+            elif row.status == PROCESSING and self.is_stale(row.claimed_at, now):
+                out.append(f)
+        return out
+
+    def stale_claims(self) -> list[LedgerEntry]:
+        cutoff = utcnow() - timedelta(seconds=self.claim_timeout)
+        q = select(t_pf).where(self._key(), t_pf.c.status == PROCESSING, t_pf.c.claimed_at < cutoff)
+        with self.engine.connect() as conn:
+            return [_entry(r) for r in conn.execute(q)]
+
+    # -- claiming --------------------------------------------------------------------
+    def claim(self, f: DiscoveredFile, run_id: str) -> Claim | None:
+        """Claim one file for ``run_id``; None when someone else holds or finished it."""
+        now = utcnow()
+        with write_tx(self.engine) as conn:
+            values = dict(ingestion_id=self.ingestion_id, namespace=self.namespace, path=f.path, size=f.size,
+                          etag=f.etag, mtime=f.mtime, status=PROCESSING, run_id=run_id, attempts=1,
+                          claimed_at=now, claimed_by=run_id)
+            ins = (postgresql.insert(t_pf) if self._pg else sqlite.insert(t_pf)).values(**values)
+            ins = ins.on_conflict_do_nothing(index_elements=["ingestion_id", "namespace", "path"]).returning(t_pf.c.id)
+            new_id = conn.execute(ins).scalar()
+            if new_id is not None:
+                return Claim(new_id, f, run_id, None, None)
+            q = select(t_pf).where(self._key(), t_pf.c.path == f.path)
+            if self._pg:
+                q = q.with_for_update(skip_locked=True)
+            row = conn.execute(q).first()
+            if row is None:  # locked by a concurrent claimer (PostgreSQL): theirs
+                return None
+            takeover = (
+                (row.status == PROCESSING and self.is_stale(row.claimed_at, now))
+                or (row.status == FAILED and (row.size, row.etag) != (f.size, f.etag))
+            )
+            if not takeover:
+                return None
+            conn.execute(update(t_pf).where(t_pf.c.id == row.id).values(
+                status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size, etag=f.etag,
+                mtime=f.mtime, attempts=row.attempts + 1, error=None))
+            return Claim(row.id, f, run_id, row.status, row.claimed_by)
+
+    def heartbeat(self, run_id: str) -> int:
+        """Refresh every claim ``run_id`` holds; returns how many it still holds."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(update(t_pf).where(t_pf.c.claimed_by == run_id, t_pf.c.status == PROCESSING)
+                               .values(claimed_at=utcnow()))
+            return res.rowcount
+
+    def holds(self, claim: Claim) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t_pf.c.status, t_pf.c.claimed_by).where(t_pf.c.id == claim.row_id)).first()
+        return row is not None and row.status == PROCESSING and row.claimed_by == claim.run_id
+
+    # -- completing ------------------------------------------------------------------
+    def complete(self, claim: Claim, *, records: int, bytes_read: int, snapshot_id: int | None,
+                 run_id_for_metrics: str | None = None) -> None:
+        """Mark SUCCESS (and count it on the run) in one transaction, if the claim is still ours."""
+        self._finish(claim, SUCCESS, records=records, bytes_read=bytes_read, snapshot_id=snapshot_id,
+                     error=None, metrics_run=run_id_for_metrics or claim.run_id)
+
+    def fail(self, claim: Claim, reason: str, *, bytes_read: int | None = None) -> None:
+        self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None, error=reason,
+                     metrics_run=claim.run_id)
+
+    def _finish(self, claim: Claim, status: str, *, records: int, bytes_read: int, snapshot_id, error,
+                metrics_run: str) -> None:
+        now = utcnow()
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(t_pf)
+                .where(t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING)
+                .values(status=status, run_id=metrics_run, records_ingested=records, bytes_read=bytes_read,
+                        snapshot_id=snapshot_id, error=error, processed_at=now, claimed_at=None, claimed_by=None)
+            )
+            if res.rowcount != 1:
+                raise ClaimLost(f"claim on {claim.file.path} was taken over")
+            if status == SUCCESS:
+                vals = dict(files_processed=t_runs.c.files_processed + 1,
+                            records_ingested=t_runs.c.records_ingested + records,
+                            bytes_read=t_runs.c.bytes_read + bytes_read)
+            else:
+                vals = dict(files_failed=t_runs.c.files_failed + 1, bytes_read=t_runs.c.bytes_read + bytes_read)
+            conn.execute(update(t_runs).where(t_runs.c.id == metrics_run).values(heartbeat_at=now, **vals))
+
+    def release(self, run_id: str) -> int:
+        """Drop every claim ``run_id`` still holds: the files become new again."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(delete(t_pf).where(
+                t_pf.c.claimed_by == run_id, t_pf.c.status == PROCESSING, t_pf.c.ingestion_id == self.ingestion_id,
+                t_pf.c.namespace == self.namespace))
+            return res.rowcount
+
+    def mark_vanished(self, entry: LedgerEntry) -> bool:
+        """A dead run's claim on a file that is gone from the source: FAILED, with the reason."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(update(t_pf).where(
+                self._key(), t_pf.c.path == entry.path, t_pf.c.status == PROCESSING,
+                t_pf.c.claimed_by == entry.claimed_by).values(
+                status=FAILED, error="file no longer in the source; it was claimed by a run that died",
+                processed_at=utcnow(), claimed_at=None, claimed_by=None))
+            return res.rowcount == 1
+
+
+# A shadow-ledger row seeded at the shadow fork for a file whose rows were already
+# in the branch when it was forked: the shadow must not ingest it again.
+BASELINE = "baseline: already in the branch at the shadow fork"
+
+
+def is_baseline(entry: LedgerEntry) -> bool:
+    return entry.status == SKIPPED and (entry.error or "").startswith("baseline")

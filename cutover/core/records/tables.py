@@ -1,0 +1,113 @@
+"""Schema of the autoloader DB (managed by the alembic tree in cutover/core/records/migrations).
+
+Plain SQLAlchemy Core: the ledger's hot paths (claims with SKIP LOCKED,
+conditional updates) are clearer as statements than as ORM sessions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ingestions = Table(
+    "ingestions",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("pattern", String(512), nullable=False, server_default="*"),
+    Column("format", String(16), nullable=False),
+    Column("table_name", String(512), nullable=False),
+    Column("schedule", JSON, nullable=True),  # legacy form, see cutover.core.schedule.triggers
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("size_class", String(16), nullable=False, server_default="small"),
+    Column("priority", String(16), nullable=False, server_default="normal"),
+    Column("key_columns", JSON, nullable=False),
+    Column("owner", String(256), nullable=True),
+    Column("options", JSON, nullable=False),  # reader options (csv delimiter, ...)
+    Column("credentials", JSON, nullable=True),  # fsspec storage options; never printed
+    Column("batch_paused", Boolean, nullable=False, server_default="0"),
+    Column("prefect_deployment_id", String(64), nullable=True),
+    Column("prefect_flow_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("ingestion_id", String(128), nullable=False),
+    Column("orchestrator", String(16), nullable=False),  # legacy | prefect
+    Column("mode", String(16), nullable=False),  # live | shadow
+    Column("trigger", String(16), nullable=False),  # scheduled | manual | backfill
+    Column("status", String(16), nullable=False),  # RUNNING SUCCESS PARTIAL FAILED CRASHED
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("files_processed", Integer, nullable=False, server_default="0"),
+    Column("files_failed", Integer, nullable=False, server_default="0"),
+    Column("files_skipped", Integer, nullable=False, server_default="0"),
+    Column("records_ingested", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_read", BigInteger, nullable=False, server_default="0"),
+    Column("duration_s", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("external_id", String(128), nullable=True),  # APScheduler job id / Prefect flow-run id
+    Column("prefect_deployment_id", String(64), nullable=True),
+    Column("host", String(256), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Index("ix_runs_ingestion_started", "ingestion_id", "started_at"),
+    Index("ix_runs_status", "status"),
+)
+
+processed_files = Table(
+    "processed_files",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("ingestion_id", String(128), nullable=False),
+    Column("namespace", String(16), nullable=False),  # live | shadow
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("etag", String(256), nullable=True),
+    Column("mtime", Float, nullable=True),
+    Column("status", String(16), nullable=False),  # PROCESSING SUCCESS FAILED SKIPPED
+    Column("run_id", String(64), nullable=True),
+    Column("records_ingested", BigInteger, nullable=True),
+    Column("bytes_read", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("snapshot_id", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("processed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("ingestion_id", "namespace", "path", name="uq_processed_files_key"),
+    Index("ix_processed_files_status", "ingestion_id", "namespace", "status"),
+    Index("ix_processed_files_claimed_by", "claimed_by"),
+    Index("ix_processed_files_parity", "ingestion_id", "path", "namespace", "status", "records_ingested", "processed_at"),
+)
+
+# APScheduler 3's SQLAlchemyJobStore table, created here so that alembic owns
+# every schema; the job store's own create_all() then finds it in place.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", String(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -1,0 +1,415 @@
+"""The Spark engine: read a file and append it to its table through Spark Connect.
+
+When ``[ingest] engine = "spark"`` the ingestion service delegates to a
+:class:`SparkProcessor` exactly the two steps the arrow engine does with
+pyarrow/pyiceberg — read + fit the file (:meth:`SparkProcessor.prepare`) and
+append it as one commit (:meth:`SparkProcessor.append`) — plus the "already
+committed?" lookup (:meth:`SparkProcessor.find_file_snapshot`). Claims, the
+ledger, run records and heartbeats stay in the service, unchanged.
+
+Two targets, chosen by ``[ingest] spark_catalog``:
+
+* an **Iceberg catalog configured on the Spark cluster** (any name but
+  ``spark_catalog``; default ``cutover``), the real deployment. An append is
+  ``df.writeTo("cat.ns.tbl[.`branch_cutover-shadow`]").options(snapshot-property.cutover.*=...).append()``:
+  one Iceberg snapshot per file whose summary carries the cutover properties, so
+  records and the snapshot id are read back from ``cat.ns.tbl.snapshots`` and the
+  recovery check walks the branch's ancestry from the ``snapshots`` / ``refs``
+  metadata tables — the same rule as the pyiceberg path.
+* ``spark_catalog`` — **local catalog mode**: plain Parquet tables in Spark's
+  built-in session catalog (used by the tests, where no Iceberg runtime jar is
+  available). No snapshots: an append returns snapshot id ``None``, records are
+  the rows counted in the file, there are no branches (shadow runs fail the file
+  with a reason), and the recovery check cannot find an earlier commit — a run
+  killed between the append and the ledger update leaves the file's rows in the
+  table and the next claimer appends them again. Use it for trials, never to
+  migrate production ingestions.
+
+The Spark session is created lazily, once per process, by :func:`get_session`
+(``SparkSession.builder.remote(spark_remote).getOrCreate()``); this module
+imports pyspark only inside functions, so nothing here slows the CLI down.
+
+Files are read by the Spark cluster, not by this process: the ingestion's
+source must be reachable from it (``s3://`` is read as ``s3a://``, a local path
+as ``file://`` — for a remote cluster only if the path is shared). The
+ingestion's fsspec credentials are not sent to Spark; the cluster's own
+configuration grants access.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cutover.core.errors import InputError
+from cutover.core.redact import redact_text
+from cutover.core.spark import LOCAL_CATALOG, is_local_catalog, is_local_remote, redact_remote
+from cutover.core.spark import metadata as M
+from cutover.core.spark import sql as S
+from cutover.core.autoloader.formats import BadFile
+from cutover.core.iceberg import MAIN, P_FILE, P_RUN, SnapshotInfo
+
+log = logging.getLogger("cutover.core.spark")
+
+_sessions: dict[str, Any] = {}
+_session_lock = threading.Lock()
+
+# Spark error classes that mean "this file cannot be ingested" (-> FAILED with the reason).
+# Anything else (server unreachable, executor lost, ...) is not the file's fault: it
+# propagates, the service gives the claim back and a later run retries the file.
+_FILE_ERRORS = (
+    "MALFORMED_RECORD_IN_PARSING", "FAILED_READ_FILE", "PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA",
+    "CANNOT_PARSE", "CAST_INVALID_INPUT", "INVALID_JSON", "CANNOT_READ", "EMPTY_JSON",
+    "MALFORMED_CSV_RECORD", "ROW_VALUE_IS_NULL", "NOT_NULL_ASSERT_VIOLATION", "DUPLICATE_COLUMN",
+    "COLUMN_ALREADY_EXISTS", "INVALID_FORMAT", "CONVERSION_INVALID_INPUT",
+)
+
+
+def local_conf(warehouse_dir: str | None) -> dict[str, str]:
+    """Static configuration of a Spark Connect server started in this process (``spark_remote = "local[N]"``)."""
+    conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+    if warehouse_dir:
+        conf["spark.sql.warehouse.dir"] = warehouse_dir
+    return conf
+
+
+def get_session(remote: str, *, warehouse_dir: str | None = None):
+    """The process's Spark Connect session for ``remote``; created on first use.
+
+    ``local`` / ``local[N]`` starts a Spark Connect server inside this process
+    (pyspark's ``builder.remote("local[N]")``; ~5-15 s) or reuses the one already
+    started (tests start one per session).
+    """
+    with _session_lock:
+        s = _sessions.get(remote)
+        if s is not None and not s.is_stopped:
+            return s
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        t0 = time.monotonic()
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.remote(remote)
+        if is_local_remote(remote):
+            for k, v in local_conf(warehouse_dir).items():
+                builder = builder.config(k, v)
+        with warnings.catch_warnings():
+            # a reused local server refuses static confs with a warning: harmless
+            warnings.simplefilter("ignore")
+            try:
+                s = builder.getOrCreate()
+            except Exception as e:  # noqa: BLE001 - reported as an input error naming the setting
+                raise InputError(f"cannot reach Spark Connect at {redact_remote(remote)} "
+                                 f"({redact_text(str(e)).splitlines()[0] if str(e) else type(e).__name__})",
+                                 fix="check [ingest] spark_remote / CUTOVER_INGEST_SPARK_REMOTE") from None
+        log.info("Spark Connect session on %s ready in %.1f s", redact_remote(remote), time.monotonic() - t0)
+        _sessions[remote] = s
+        return s
+
+
+def error_class(e: BaseException) -> str:
+    for getter in ("getCondition", "getErrorClass"):
+        fn = getattr(e, getter, None)
+        if fn is not None:
+            try:
+                v = fn()
+            except Exception:  # noqa: BLE001
+                v = None
+            if v:
+                return str(v)
+    return ""
+
+
+def is_file_error(e: BaseException) -> bool:
+    """Did Spark fail because of the file's content (not the cluster)?"""
+    cls = error_class(e)
+    if cls:
+        return cls.startswith(_FILE_ERRORS)
+    text = str(e)
+    return any(c in text for c in _FILE_ERRORS)
+
+
+_SQLSTATE = re.compile(r"\s*SQLSTATE: \w+\.?")
+
+
+def reason(e: BaseException) -> str:
+    """One line for the ledger: Spark's message plus its deepest error-class cause
+    (``FAILED_READ_FILE`` alone does not say what is wrong with the file)."""
+    lines = str(e).strip().splitlines()
+    first = _SQLSTATE.sub("", lines[0] if lines else type(e).__name__).strip()
+    causes = ["[" + ln.split(": [", 1)[1] for ln in lines if ln.startswith("Caused by: ") and ": [" in ln]
+    if causes:
+        deepest = _SQLSTATE.sub("", causes[-1]).strip()
+        if deepest not in first:
+            first = f"{first} Cause: {deepest}"
+    return redact_text(first)[:500]
+
+
+def spark_path(path: str) -> str:
+    """The URI the Spark cluster reads a discovered file from."""
+    if "://" not in path:
+        return Path(path).resolve().as_uri()
+    scheme, rest = path.split("://", 1)
+    if scheme in ("s3", "s3n"):
+        return f"s3a://{rest}"
+    if scheme in ("memory", "http", "https", "ftp", "sftp"):
+        raise InputError(f"files on {scheme}:// cannot be read by Spark", fix="use a shared file system or an object store")
+    return path
+
+
+# -- schema fitting (the Spark side of cutover.core.autoloader.formats.fit_to_table) ------------------------------
+
+_INTS = ["byte", "short", "integer", "long"]
+
+
+def widens(src: Any, dst: Any) -> bool:
+    """Lossless widening between Spark types given as ``jsonValue()``; the arrow engine's rules."""
+    if src == dst or src == "void":
+        return True
+    if src in _INTS and dst in _INTS:
+        return _INTS.index(src) <= _INTS.index(dst)
+    if src in _INTS and dst == "double":
+        return True
+    if src == "float" and dst == "double":
+        return True
+    if isinstance(src, str) and isinstance(dst, str) and src.startswith("decimal(") and dst.startswith("decimal("):
+        ps, ss = (int(x) for x in src[8:-1].split(","))
+        pd, sd = (int(x) for x in dst[8:-1].split(","))
+        return ss == sd and ps <= pd
+    return False
+
+
+def _type_text(t: Any) -> str:
+    return t if isinstance(t, str) else t.get("type", str(t))
+
+
+def fit_plan(file_schema: dict, table_schema: dict, *, table_name: str,
+             null_counts: dict[str, int] | None = None) -> list[tuple[str, str, Any]]:
+    """How to turn the file's columns into the table's, or BadFile naming the mismatch.
+
+    Returns, in table order, ``(column, "keep" | "cast" | "null", table type json)``.
+    Pure (schemas as ``StructType.jsonValue()``), so it is unit-tested without Spark.
+    """
+    null_counts = null_counts or {}
+    file_cols = {f["name"]: f for f in file_schema.get("fields", [])}
+    target = table_schema.get("fields", [])
+    names = {f["name"] for f in target}
+    extra = [n for n in file_cols if n not in names]
+    if extra:
+        raise BadFile(f"schema does not fit table {table_name}: column(s) {', '.join(extra)} not in the table")
+    plan = []
+    for tf in target:
+        name, ttype = tf["name"], tf["type"]
+        if name not in file_cols:
+            if not tf.get("nullable", True):
+                raise BadFile(f"schema does not fit table {table_name}: required column {name!r} is missing")
+            plan.append((name, "null", ttype))
+            continue
+        stype = file_cols[name]["type"]
+        if stype != ttype and not widens(stype, ttype):
+            raise BadFile(f"schema does not fit table {table_name}: column {name!r} is {_type_text(stype)} in the file, "
+                          f"{_type_text(ttype)} in the table")
+        if not tf.get("nullable", True) and null_counts.get(name):
+            raise BadFile(f"column {name!r} has {null_counts[name]} null(s) but is required in {table_name}")
+        plan.append((name, "keep" if stype == ttype else "cast", ttype))
+    return plan
+
+
+@dataclass
+class Prepared:
+    """A file read and fitted to its table, not yet written."""
+
+    df: Any
+    records: int
+
+
+class SparkProcessor:
+    """Read + append through Spark Connect for the ingestion service (see the module doc)."""
+
+    def __init__(self, remote: str, catalog: str = "cutover", *, warehouse_dir: str | None = None):
+        self.remote = remote
+        self.catalog = catalog
+        self.warehouse_dir = warehouse_dir
+
+    @classmethod
+    def from_settings(cls, settings) -> "SparkProcessor":
+        wh = None
+        if is_local_remote(settings.spark_remote):
+            wh = (settings.home / "spark-warehouse").resolve().as_uri()
+        return cls(settings.spark_remote, settings.spark_catalog, warehouse_dir=wh)
+
+    @property
+    def spark(self):
+        return get_session(self.remote, warehouse_dir=self.warehouse_dir)
+
+    @property
+    def iceberg(self) -> bool:
+        """True for an Iceberg catalog; False in local catalog mode (``spark_catalog``)."""
+        return not is_local_catalog(self.catalog)
+
+    def describe(self) -> str:
+        mode = "Iceberg catalog" if self.iceberg else "local catalog mode, no snapshots"
+        return f"Spark Connect {redact_remote(self.remote)}, catalog {self.catalog} ({mode})"
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _missing(self, e: BaseException) -> bool:
+        return error_class(e).startswith(("TABLE_OR_VIEW_NOT_FOUND", "NO_SUCH_TABLE")) or "TABLE_OR_VIEW_NOT_FOUND" in str(e)
+
+    def table_schema(self, table: str) -> dict | None:
+        """The table's schema as ``StructType.jsonValue()``, or None when it does not exist."""
+        try:
+            return self.spark.table(S.table_name(self.catalog, table)).schema.jsonValue()
+        except Exception as e:  # noqa: BLE001 - a missing table is an answer, anything else is not
+            if self._missing(e):
+                return None
+            raise
+
+    def iceberg_table(self, table: str) -> M.SparkIcebergTable | None:
+        """Snapshots and refs from the Iceberg metadata tables, or None when the table does not exist."""
+        if not self.iceberg:
+            return None
+        try:
+            snaps = S.select_snapshots(self.catalog, table).run(self.spark).collect()
+            refs = S.select_refs(self.catalog, table).run(self.spark).collect()
+        except Exception as e:  # noqa: BLE001
+            if self._missing(e):
+                return None
+            raise
+        return M.table_from_rows(table, snaps, refs)
+
+    def find_file_snapshot(self, identifier: str, *, branch: str, path: str, mode: str,
+                           ingestion_id: str) -> SnapshotInfo | None:
+        """The commit of ``path`` on ``branch`` by this ingestion and mode, if any (same signature as
+        ``cutover.core.iceberg.Catalog.find_file_snapshot``). Always None in local catalog mode."""
+        if not self.iceberg:
+            return None
+        return M.find_file_snapshot(self.iceberg_table(identifier), branch=branch, path=path, mode=mode,
+                                    ingestion_id=ingestion_id)
+
+    def count(self, table: str, *, branch: str | None = None) -> int | None:
+        """Rows in the table: ``total-records`` of the branch head (Iceberg), a scan count (local catalog)."""
+        if self.iceberg:
+            tbl = self.iceberg_table(table)
+            if tbl is None:
+                return None
+            ref = tbl.metadata.refs.get(branch or MAIN)
+            if ref is None:
+                return 0
+            snap = tbl.metadata.snapshot_by_id(ref.snapshot_id)
+            return int(snap.summary.get("total-records", 0)) if snap else None
+        if self.table_schema(table) is None:
+            return None
+        return int(S.count_rows(self.catalog, table).run(self.spark).collect()[0]["n"])
+
+    def create_branch(self, table: str, branch: str, snapshot_id: int) -> None:
+        if not self.iceberg:
+            raise InputError("the local Spark catalog has no branches", fix="set [ingest] spark_catalog to an Iceberg catalog")
+        S.create_branch(self.catalog, table, branch, snapshot_id).run(self.spark).collect()
+
+    # -- the two steps the service delegates ------------------------------------------------------
+    def read(self, ing, path: str):
+        """A DataFrame over one file (lazy; parse errors surface on the first action)."""
+        reader = self.spark.read.option("mode", "FAILFAST")
+        uri = spark_path(path)
+        opts = ing.options or {}
+        if ing.format == "csv":
+            return (reader.option("header", True).option("inferSchema", True)
+                    .option("sep", opts.get("delimiter", ",")).option("encoding", opts.get("encoding", "utf-8"))
+                    .csv(uri))
+        if ing.format in ("jsonl", "json"):
+            return reader.json(uri)
+        if ing.format == "parquet":
+            return reader.parquet(uri)
+        raise BadFile(f"unsupported format {ing.format!r}")
+
+    def prepare(self, ing, f, *, mode: str, branch: str) -> Prepared:
+        """Read ``f``, count its rows and fit it to the table (creating the table on a live first file).
+
+        Raises BadFile (reason for the ledger) for a file that cannot be ingested.
+        """
+        from pyspark.sql import functions as F
+
+        if f.size == 0:
+            raise BadFile("empty file: 0 bytes")
+        try:
+            df = self.read(ing, f.path)
+            fields = df.schema.fields
+            if not fields:
+                raise BadFile("empty file: no columns")
+            # one pass over the file: row count and nulls per column; touching every column
+            # makes the CSV/JSON parser parse every field, so malformed rows fail here (FAILFAST)
+            aggs = [F.count(F.lit(1)).alias("__rows")]
+            aggs += [F.count_if(F.col(S.quote_column(c.name)).isNull()).alias(f"__n{i}") for i, c in enumerate(fields)]
+            stats = df.agg(*aggs).collect()[0]
+        except BadFile:
+            raise
+        except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
+            if is_file_error(e):
+                raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
+            raise
+        records = int(stats["__rows"])
+        if records == 0:
+            raise BadFile("empty file: no rows")
+        null_counts = {c.name: int(stats[f"__n{i}"]) for i, c in enumerate(fields)}
+        table_schema = self.table_schema(ing.table)
+        if table_schema is None:
+            if mode != "live":
+                raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
+            self._create_table(ing.table, df.schema.jsonValue())
+            table_schema = self.table_schema(ing.table)
+        if branch != MAIN:
+            if not self.iceberg:
+                raise BadFile(f"branch {branch} of {ing.table} cannot exist: the local Spark catalog "
+                              f"({LOCAL_CATALOG}) has no branches; shadow runs need an Iceberg catalog")
+            tbl = self.iceberg_table(ing.table)
+            if tbl is None or branch not in tbl.metadata.refs:
+                raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
+        plan = fit_plan(df.schema.jsonValue(), table_schema, table_name=ing.table, null_counts=null_counts)
+        return Prepared(self._apply(df, plan), records)
+
+    def _apply(self, df, plan):
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import _parse_datatype_json_value
+
+        cols = []
+        for name, how, ttype in plan:
+            dtype = _parse_datatype_json_value(ttype)
+            if how == "null":
+                cols.append(F.lit(None).cast(dtype).alias(name))
+            elif how == "cast":
+                cols.append(F.col(S.quote_column(name)).cast(dtype).alias(name))
+            else:
+                cols.append(F.col(S.quote_column(name)))
+        return df.select(*cols)
+
+    def _create_table(self, table: str, schema: dict) -> None:
+        S.create_namespace(self.catalog, table).run(self.spark).collect()
+        location = None
+        if not self.iceberg:
+            # an explicit location: the built-in catalog is in memory for a local server, and a
+            # table re-registered in the next process must find the files of the previous one
+            wh = self.spark.conf.get("spark.sql.warehouse.dir")
+            parts = S.split_table(table)
+            location = f"{wh.rstrip('/')}/{'/'.join(p + '.db' for p in parts[:-1])}/{parts[-1]}"
+        S.create_table(self.catalog, table, schema, provider="iceberg" if self.iceberg else "parquet",
+                       location=location).run(self.spark).collect()
+        log.info("created table %s.%s", self.catalog, table)
+
+    def append(self, ing, prepared: Prepared, *, branch: str, properties: dict[str, str]) -> tuple[int, int | None]:
+        """Append the prepared file as one commit; returns (records, snapshot id or None)."""
+        if self.iceberg:
+            target = S.writer_target(self.catalog, ing.table, branch)
+            prepared.df.writeTo(target).options(**S.write_options(properties)).append()
+            rows = S.select_file_snapshots(self.catalog, ing.table, file=properties[P_FILE],
+                                           run_id=properties[P_RUN]).run(self.spark).collect()
+            if not rows:
+                raise RuntimeError(f"appended {properties[P_FILE]} to {target} but found no snapshot carrying it")
+            snap = M.snapshot_from_row(rows[0])
+            return int(snap.summary.get("added-records", prepared.records)), snap.snapshot_id
+        prepared.df.write.insertInto(S.table_name(self.catalog, ing.table))
+        return prepared.records, None

@@ -1,0 +1,79 @@
+"""Seeding the shadow ledger at the fork.
+
+The shadow branch starts as a copy of main at the fork snapshot, so the files
+whose rows are already in that snapshot must not be ingested again by the
+shadow: they are entered in the shadow ledger namespace as SKIPPED baseline
+rows. Files the legacy side FAILED before the fork are copied as FAILED (same
+size/etag), so the shadow retries them exactly when legacy would: when they
+change. Files legacy processes after the fork are left for the shadow to
+process -- those are what parity compares.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cutover.core.db import write_tx
+from cutover.core.iceberg import P_FILE, P_INGESTION, P_MODE
+from cutover.core.records.ledger import BASELINE, FAILED, SKIPPED
+from cutover.core.records.tables import processed_files as t_pf
+
+
+def seed_baseline(ws, ingestion, fork_snapshot_id: int | None, *, dry_run: bool = False) -> dict[str, int]:
+    """Idempotent; returns how many rows were (or would be) seeded per status."""
+    tbl = ws.catalog.find(ingestion.table)
+    in_fork: dict[str, int] = {}
+    if tbl is not None and fork_snapshot_id is not None:
+        by_id = {s.snapshot_id: s for s in tbl.metadata.snapshots}
+        sid = fork_snapshot_id
+        from cutover.core.iceberg import snapshot_info
+
+        while sid is not None and sid in by_id:
+            info = snapshot_info(by_id[sid])
+            p = info.properties
+            if p.get(P_FILE) and p.get(P_MODE) == "live" and p.get(P_INGESTION, ingestion.id) == ingestion.id:
+                in_fork.setdefault(p[P_FILE], info.snapshot_id)
+            sid = info.parent_id
+    engine = ws.autoloader_engine
+    with engine.connect() as conn:
+        live = {r.path: r for r in conn.execute(select(t_pf).where(
+            t_pf.c.ingestion_id == ingestion.id, t_pf.c.namespace == "live"))}
+        have = set(conn.execute(select(t_pf.c.path).where(
+            t_pf.c.ingestion_id == ingestion.id, t_pf.c.namespace == "shadow")).scalars())
+    fork_time = None
+    if tbl is not None and fork_snapshot_id is not None:
+        fork_time = datetime.fromtimestamp(tbl.metadata.snapshot_by_id(fork_snapshot_id).timestamp_ms / 1000, timezone.utc)
+    rows = []
+    now = datetime.now(timezone.utc)
+    for path, sid in in_fork.items():
+        if path in have:
+            continue
+        lr = live.get(path)
+        rows.append(dict(ingestion_id=ingestion.id, namespace="shadow", path=path, size=lr.size if lr else None,
+                         etag=lr.etag if lr else None, mtime=lr.mtime if lr else None, status=SKIPPED,
+                         records_ingested=lr.records_ingested if lr else None, snapshot_id=sid, error=BASELINE,
+                         attempts=0, processed_at=now))
+    for path, lr in live.items():
+        if path in have or path in in_fork or lr.status != FAILED:
+            continue
+        processed = lr.processed_at if lr.processed_at is None or lr.processed_at.tzinfo else lr.processed_at.replace(tzinfo=timezone.utc)
+        if fork_time is not None and processed is not None and processed > fork_time:
+            continue
+        rows.append(dict(ingestion_id=ingestion.id, namespace="shadow", path=path, size=lr.size, etag=lr.etag,
+                         mtime=lr.mtime, status=FAILED, records_ingested=0, error=f"baseline: {lr.error}",
+                         attempts=0, processed_at=processed or now))
+    counts = {SKIPPED: sum(1 for r in rows if r["status"] == SKIPPED), FAILED: sum(1 for r in rows if r["status"] == FAILED)}
+    if dry_run or not rows:
+        return counts
+    pg = engine.dialect.name == "postgresql"
+    with write_tx(engine) as conn:
+        for r in rows:
+            stmt = (postgresql.insert(t_pf) if pg else sqlite.insert(t_pf)).values(**r)
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["ingestion_id", "namespace", "path"]))
+    return counts
+
+
+__all__ = ["seed_baseline"]
