@@ -24,8 +24,10 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 # The RQ tests start their own redis-server: scripts/ensure-redis installs Debian's when missing.
+# lint-imports checks the layering contracts in pyproject.toml (README "Architecture").
 test: $(STAMP)
 	sh scripts/ensure-redis
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 

@@ -1,0 +1,1 @@
+"""One function per CLI verb (alembic command.py style): importable, returning result objects."""
