@@ -403,6 +403,9 @@ def steps_for(iid: str, from_state: str, to_state: str, *, handoff_timeout: floa
         return (
             Step("fork_shadow", iid),
             Step("deploy_prefect", iid, _args(mode="shadow")),
+            # deploying never un-pauses: after a rollback (or a pause) the shadow deployment is
+            # there, paused, and a shadow that does not run would never build a parity streak
+            Step("resume_prefect", iid, _args(mode="shadow")),
             Step("set_state", iid, _args(from_state=from_state, to_state=SHADOW)),
         )
     if to_state == CUTOVER:

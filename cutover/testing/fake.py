@@ -93,8 +93,11 @@ class FakeOrchestrator:
 
     def __init__(self, name: str = "fake", *, run_orchestrator: str = "legacy", ingestions: Iterable["Ingestion"] = (),
                  unreachable: bool = False, trigger_status: str = "SUCCESS", hold_runs: bool = False,
-                 mode: str | None = None, delay: float = 0.0):
+                 mode: str | None = None, delay: float = 0.0, missing_job_raises: bool = True):
         self.name = name
+        # pause/resume of a job it does not have: raise FakeNotFound (APScheduler, batch) or answer
+        # False, "nothing changed" (Prefect: PrefectAdapter.pause/resume of an absent deployment)
+        self.missing_job_raises = missing_job_raises
         self.run_orchestrator = run_orchestrator  # the RunRecord.orchestrator of its runs: legacy | prefect
         self.mode = mode  # JobInfo.mode of its jobs (a Prefect side: live | shadow)
         self.unreachable = unreachable
@@ -309,15 +312,19 @@ class FakeOrchestrator:
     def pause(self, ingestion_id: str) -> bool:
         self._enter("pause", ingestion_id)
         with self._lock:
-            job = self._job(ingestion_id)
-            changed, job.paused = not job.paused, True
+            changed = False
+            if ingestion_id in self.jobs or self.missing_job_raises:
+                job = self._job(ingestion_id)
+                changed, job.paused = not job.paused, True
         return self._leave("pause", ingestion_id, changed, changed)
 
     def resume(self, ingestion_id: str) -> bool:
         self._enter("resume", ingestion_id)
         with self._lock:
-            job = self._job(ingestion_id)
-            changed, job.paused = job.paused, False
+            changed = False
+            if ingestion_id in self.jobs or self.missing_job_raises:
+                job = self._job(ingestion_id)
+                changed, job.paused = job.paused, False
         return self._leave("resume", ingestion_id, changed, changed)
 
     def trigger(self, ingestion_id: str) -> str:
@@ -362,7 +369,7 @@ class FakeSides:
         ings = list(ingestions)
         self.legacy_fake = FakeOrchestrator("legacy", ingestions=ings, delay=delay)
         self.prefect_fakes = {mode: FakeOrchestrator(f"prefect-{mode}", run_orchestrator="prefect", mode=mode,
-                                                     delay=delay)
+                                                     delay=delay, missing_job_raises=False)
                               for mode in ("live", "shadow")}
 
     def legacy(self) -> FakeOrchestrator:
