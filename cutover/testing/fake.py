@@ -196,6 +196,17 @@ class FakeOrchestrator:
         return sum(1 for m, _ in self.calls if m == method)
 
     # -- test helpers (not part of the protocol) -----------------------------------------
+    def clone(self) -> "FakeOrchestrator":
+        """A fake with the same settings, jobs, runs and ledger; no calls, effects or armed failures."""
+        c = FakeOrchestrator(self.name, run_orchestrator=self.run_orchestrator, unreachable=self.unreachable,
+                             trigger_status=self.trigger_status, hold_runs=self.hold_runs, mode=self.mode,
+                             delay=self.delay, missing_job_raises=self.missing_job_raises)
+        with self._lock:
+            c.jobs = {k: replace(j) for k, j in self.jobs.items()}
+            c.runs = list(self.runs)
+            c.ledger = {k: list(v) for k, v in self.ledger.items()}
+        return c
+
     def _set_job(self, ing: "Ingestion") -> _Job:
         job = self.jobs.get(ing.id)
         if job is None:
@@ -371,6 +382,13 @@ class FakeSides:
         self.prefect_fakes = {mode: FakeOrchestrator(f"prefect-{mode}", run_orchestrator="prefect", mode=mode,
                                                      delay=delay, missing_job_raises=False)
                               for mode in ("live", "shadow")}
+
+    def clone(self) -> "FakeSides":
+        """The same sides (jobs, runs) as independent fakes with fresh call and effect records."""
+        c = FakeSides.__new__(FakeSides)
+        c.legacy_fake = self.legacy_fake.clone()
+        c.prefect_fakes = {m: f.clone() for m, f in self.prefect_fakes.items()}
+        return c
 
     def legacy(self) -> FakeOrchestrator:
         return self.legacy_fake

@@ -55,22 +55,64 @@ class Env:
 
 
 class Bench:
+    """Fresh workspaces inside one test. ``new(name)`` builds one from scratch under its own
+    directory; ``template(name, then=...)`` builds one, lets ``then(env)`` bring it to a starting
+    point (e.g. a completed execute) and keeps a copy of its files and fake sides; then
+    ``from_template(name)`` restores that copy, in a few milliseconds, at one fixed path (the
+    Iceberg catalog records absolute paths), for the next kill point."""
+
     def __init__(self, root: Path, monkeypatch):
         self.root = root
         self.monkeypatch = monkeypatch
+        self.templates: dict[str, tuple] = {}
 
-    def new(self, name: str, scenario: dict[str, str] = SCENARIO, *, plan: bool = True, waves: str = "rest",
-            gate: str = GATE, handoff_timeout: float = 5.0) -> Env:
+    def _open(self, home: Path):
         import cutover.core.db
         from cutover.core.config import load_settings
         from cutover.core.workspace import Workspace
-        from tests.helpers import add_ingestion, write_csv_files
 
-        home = self.root / name / "home"
         self.monkeypatch.setenv("CUTOVER_HOME", str(home))
         cutover.core.db.dispose_engines()
         cutover.core.db.reset_schema_cache()
-        ws = Workspace(load_settings())
+        return Workspace(load_settings())
+
+    def template(self, name: str, scenario: dict[str, str] = SCENARIO, *, then=None, **kw) -> Env:
+        import shutil
+
+        env = self.new("case", scenario, **kw)
+        if then is not None:
+            then(env)
+        import cutover.core.db
+
+        cutover.core.db.dispose_engines()
+        tpl = self.root / "tpl" / name
+        shutil.copytree(env.home, tpl)
+        self.templates[name] = (tpl, env.plan, env.sides.clone(), env.ids)
+        return self.from_template(name)
+
+    def from_template(self, name: str) -> Env:
+        import shutil
+
+        import cutover.core.db
+
+        tpl, plan, sides, ids = self.templates[name]
+        home = self.root / "case" / "home"
+        cutover.core.db.dispose_engines()
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(tpl, home)
+        env = Env(self._open(home), home, sides.clone(), list(ids), plan)
+        env.bookmark()
+        return env
+
+    def new(self, name: str, scenario: dict[str, str] = SCENARIO, *, plan: bool = True, waves: str = "rest",
+            gate: str = GATE, handoff_timeout: float = 5.0) -> Env:
+        import shutil
+
+        from tests.helpers import add_ingestion, write_csv_files
+
+        home = self.root / name / "home"
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        ws = self._open(home)
         ings = []
         for n, (iid, state) in enumerate(scenario.items()):
             src = self.root / name / "src" / iid
@@ -101,8 +143,23 @@ class Bench:
 
 
 @pytest.fixture
-def bench(workspace_env, tmp_path, monkeypatch) -> Bench:
-    return Bench(tmp_path, monkeypatch)
+def bench(workspace_env, tmp_path, monkeypatch):
+    """A Bench whose workspaces live in memory (/dev/shm) when it can: SQLite commits are most of
+    the time of a kill point on disk."""
+    import os
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    root = Path(tempfile.mkdtemp(prefix="cutover-unit-", dir=shm)) if os.access(shm, os.W_OK) else tmp_path
+    try:
+        yield Bench(root, monkeypatch)
+    finally:
+        import cutover.core.db
+
+        cutover.core.db.dispose_engines()
+        if root != tmp_path:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def make_plan(env: Env, *, waves: str = "rest", gate: str = GATE, handoff_timeout: float = 5.0):
@@ -186,13 +243,14 @@ def crash_after_step(k: int, *, journaled: bool):
 def end_state(env: Env) -> dict:
     """Everything an operation changes, minus what differs between two workspaces by nature
     (random ids, timestamps, snapshot ids): states, the fake sides' jobs, the journal (operation,
-    seq, step, status), shadow forks and baselines, Iceberg branches, audit actions, locks."""
+    seq, step, status; the operation as :func:`_op_kind`), shadow forks and baselines, Iceberg branches, audit actions, locks."""
     from cutover.core.iceberg import SHADOW_BRANCH
     from tests.helpers import ledger_rows
 
     con = sqlite3.connect(env.home / "state.db")
     try:
-        journal = sorted(con.execute("select operation, seq, step, status from journal").fetchall())
+        journal = sorted((_op_kind(op), seq, step, status) for op, seq, step, status in
+                         con.execute("select operation_id, seq, step, status from journal").fetchall())
         forks = sorted(con.execute("select ingestion_id, table_name, branch from shadow_forks").fetchall())
         audit = sorted(r[0] for r in con.execute("select action from audit_log"))
         locks = con.execute("select count(*) from locks").fetchone()[0]
@@ -205,6 +263,14 @@ def end_state(env: Env) -> dict:
     return {"states": states.get_states(env.ws.state_engine), "sides": env.sides.state(), "journal": journal,
             "forks": forks, "baseline": {i: len(ledger_rows(env.ws.autoloader_engine, i, "shadow")) for i in env.ids},
             "branches": branches, "audit": audit, "locks": locks, "shadow_branch": SHADOW_BRANCH}
+
+
+def _op_kind(operation_id: str) -> str:
+    """An operation id without what differs between workspaces: "wave1" for a plan's wave,
+    "rollback" for a rollback ..."""
+    if ":wave" in operation_id:
+        return "wave" + operation_id.rsplit(":wave", 1)[1]
+    return operation_id.rsplit("-", 1)[0]
 
 
 def live_owners(env: Env) -> dict[str, list[str]]:
@@ -229,6 +295,8 @@ def store_dump(home: Path) -> dict:
         tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' order by name")]
         out[db] = {t: sorted(map(repr, con.execute(f'select * from "{t}"').fetchall())) for t in tables}
         con.close()
+    # SQLite's -shm (the WAL index: shared memory, touched by every reader) and -wal (its pages are
+    # in the row dump above) are not content; an in-process test keeps its connections open
     out["files"] = sorted((str(p.relative_to(home)), p.stat().st_size, p.stat().st_mtime_ns)
-                          for p in home.rglob("*") if p.is_file())
+                          for p in home.rglob("*") if p.is_file() and not p.name.endswith(("-shm", "-wal")))
     return out

@@ -18,7 +18,7 @@ N_STEPS = 4 + 6 + 4  # a: LEGACY -> SHADOW, b: SHADOW -> CUTOVER, c: ROLLED_BACK
 
 
 def _reference(bench):
-    ref = bench.new("ref")
+    ref = bench.template("fresh")  # every kill point starts from a copy of this workspace
     res = run_execute(ref)
     assert res.failed is None and not res.deferred and len(res.applied) == N_STEPS
     want = end_state(ref)
@@ -53,7 +53,7 @@ def test_a_kill_after_every_step_converges(bench, journaled):
     ref, want = _reference(bench)
     ref_calls, ref_effects = ref.calls_since(), ref.effects_since()
     for k in range(N_STEPS):
-        env = bench.new(f"k{k}")
+        env = bench.from_template("fresh")
         with crash_after_step(k, journaled=journaled):
             with pytest.raises(SimulatedCrash):
                 run_execute(env)
@@ -89,7 +89,7 @@ def test_a_kill_inside_a_side_call_converges(bench):
     cases = 0
     for side, n in n_calls.items():
         for call in range(1, n + 1):
-            env = bench.new(f"{side}-{call}")
+            env = bench.from_template("fresh")
             env.sides.fakes[side].crash_after(call=call)
             with pytest.raises(SimulatedCrash):
                 run_execute(env)
@@ -132,7 +132,7 @@ def test_a_side_down_stops_the_wave_and_the_same_command_resumes(bench):
 def test_a_failure_at_any_call_then_a_rerun_converges(bench):
     ref, want = _reference(bench)
     for n in range(1, 4):  # the live deployment's calls: ensure_job, pause, resume (all b's)
-        env = bench.new(f"f{n}")
+        env = bench.from_template("fresh")
         env.sides.prefect("live").fail_at(n)
         with pytest.raises(PartialFailure):
             run_execute(env)
