@@ -76,7 +76,7 @@ class Step:
             return None
         kw = self.kw
         if self.action == "set_state":
-            return Step("set_state", self.ingestion_id, _args(from_state=kw["to_state"], to_state=kw["from_state"]))
+            return Step("set_state", self.ingestion_id, step_args(from_state=kw["to_state"], to_state=kw["from_state"]))
         return Step(inv, self.ingestion_id, tuple((k, v) for k, v in self.args if k != "on_failure"))
 
     def as_dict(self) -> dict:
@@ -84,11 +84,15 @@ class Step:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Step":
-        return cls(d["action"], d["ingestion_id"], _args(**d.get("args", {})))
+        return cls(d["action"], d["ingestion_id"], step_args(**d.get("args", {})))
 
 
-def _args(**kw) -> tuple[tuple[str, Any], ...]:
+def step_args(**kw) -> tuple[tuple[str, Any], ...]:
+    """A Step's ``args``: the keyword arguments, sorted (so equal steps compare and hash equal)."""
     return tuple(sorted(kw.items()))
+
+
+_args = step_args  # the former private name, still used by cutover.cli.shadow_cmd and engine.rollback
 
 
 @dataclass(frozen=True)
@@ -402,21 +406,21 @@ def steps_for(iid: str, from_state: str, to_state: str, *, handoff_timeout: floa
     if to_state == SHADOW:
         return (
             Step("fork_shadow", iid),
-            Step("deploy_prefect", iid, _args(mode="shadow")),
+            Step("deploy_prefect", iid, step_args(mode="shadow")),
             # deploying never un-pauses: after a rollback (or a pause) the shadow deployment is
             # there, paused, and a shadow that does not run would never build a parity streak
-            Step("resume_prefect", iid, _args(mode="shadow")),
-            Step("set_state", iid, _args(from_state=from_state, to_state=SHADOW)),
+            Step("resume_prefect", iid, step_args(mode="shadow")),
+            Step("set_state", iid, step_args(from_state=from_state, to_state=SHADOW)),
         )
     if to_state == CUTOVER:
         # DESIGN §4 handoff order: at no instant are both sides live-scheduled.
         return (
             Step("pause_legacy", iid),
-            Step("wait_legacy_idle", iid, _args(timeout=handoff_timeout)),
-            Step("pause_prefect", iid, _args(mode="shadow")),
-            Step("deploy_prefect", iid, _args(mode="live", paused=True)),
-            Step("resume_prefect", iid, _args(mode="live")),
-            Step("set_state", iid, _args(from_state=from_state, to_state=CUTOVER)),
+            Step("wait_legacy_idle", iid, step_args(timeout=handoff_timeout)),
+            Step("pause_prefect", iid, step_args(mode="shadow")),
+            Step("deploy_prefect", iid, step_args(mode="live", paused=True)),
+            Step("resume_prefect", iid, step_args(mode="live")),
+            Step("set_state", iid, step_args(from_state=from_state, to_state=CUTOVER)),
         )
     raise ValueError(f"no plan for {from_state} -> {to_state}")
 

@@ -211,7 +211,7 @@ def _apply(env, *steps):
 
 
 def test_every_step_kind_applies_and_is_idempotent(bench):
-    from cutover.engine.plan import ACTIONS, Step, _args
+    from cutover.engine.plan import ACTIONS, Step, step_args as _args
 
     env = bench.new("kinds", {"a": LEGACY, "b": CUTOVER})
     lf, live, shadow = env.sides.legacy(), env.sides.prefect("live"), env.sides.prefect("shadow")
@@ -251,7 +251,7 @@ def test_every_step_kind_applies_and_is_idempotent(bench):
 def test_cancel_prefect_closes_a_run_record_whose_process_is_gone(bench):
     """A Prefect run record still RUNNING after the cancellation, its flow run final on the side:
     closed CANCELLED by cutover once the timeout passed."""
-    from cutover.engine.plan import Step, _args
+    from cutover.engine.plan import Step, step_args as _args
 
     env = bench.new("cancel", {"b": CUTOVER})
     live = env.sides.prefect("live")
