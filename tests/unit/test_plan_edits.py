@@ -104,3 +104,13 @@ def test_a_journal_that_records_other_steps_is_refused_before_anything_is_writte
                                          r"\(step 1: 'zz: pause the legacy job'\)"):
         check_stale(env.ws, env.plan, w)
     assert store_dump(env.home) == before
+
+
+def test_a_plan_saved_from_json_output_loads_too(bench, tmp_path, capsys):
+    bench.new("json", plan=False)
+    code, out, err = invoke_cli(capsys, "plan", "--waves", "rest", "--gate", "streak>=0", "--json")
+    assert code == 0, err
+    f = tmp_path / "from-json.json"
+    f.write_text(out)
+    code, out, err = invoke_cli(capsys, "execute", str(f), "--dry-run")
+    assert code == 0, err
