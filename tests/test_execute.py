@@ -152,3 +152,40 @@ def test_stale_plan_and_gate_refusal(prefect_server, prefect_env, prefect_cleanu
         "--table", "t.st_b", "--replace", check=0)
     res = cli("execute", str(stale), "--yes")
     assert res.returncode == 1 and "plan is stale: the definition of st-b changed" in res.stderr
+
+
+def test_an_edited_plan_is_refused_and_changes_nothing(prefect_server, prefect_env, prefect_cleanup, tmp_path):
+    """#13: a hand-edited plan was executed (a flipped move ran its fork step; an edited id resumed
+    another plan's journal). Now: exit 2 "plan was edited: <what>", and every store (the three
+    SQLite DBs, every file, the Prefect deployments and work pool) byte-identical."""
+    home = prefect_env
+    _setup(home, tmp_path, prefect_cleanup, ["ed-a", "ed-b"])
+    plan_file = tmp_path / "plan.json"
+    cli("plan", "--waves", "rest", "--gate", "streak>=0,no_open_waiver", "--out", str(plan_file), check=0)
+    saved = json.loads(plan_file.read_text())
+    other = tmp_path / "other.json"  # another plan, half executed: its journal must not be resumed by an edit
+    cli("plan", "--select", "ed-a", "--waves", "rest", "--gate", "streak>=0", "--out", str(other), check=0)
+    res = cli("execute", str(other), "--yes", env_extra={"CUTOVER_TEST_DIE_AFTER_STEP": "1"})
+    assert res.returncode == -9, res.stderr
+    other_id = json.loads(other.read_text())["id"]
+
+    def flip(d):
+        d["waves"][0]["moves"][0]["from_state"] = "LEGACY"
+
+    def other_id_(d):
+        d["id"] = other_id
+
+    def gate(d):
+        d["gate"] = "streak>=0"
+
+    edits = {"a move was flipped (ed-": flip, "the plan id changed": other_id_, "a gate was removed (no_open_waiver)": gate}
+    cli("unlock", json.loads(cli("status", "--json").stdout)["lock"]["id"], check=0)  # the killed process's lock
+    before = dump_stores(home, prefect_server.url)
+    for expected, edit in edits.items():
+        d = json.loads(json.dumps(saved))
+        edit(d)
+        plan_file.write_text(json.dumps(d, indent=2))
+        res = cli("execute", str(plan_file), "--yes")
+        assert res.returncode == 2, (expected, res.stdout, res.stderr)
+        assert "plan was edited: " in res.stderr and expected in res.stderr, res.stderr
+        assert dump_stores(home, prefect_server.url) == before, expected

@@ -44,9 +44,11 @@ class WaveResult:
 
 
 def operation_id(plan: Plan, wave: Wave) -> str:
-    if not plan.created_at:  # a one-wave operation: its id is the plan id
+    """The journal of a wave. It holds the plan's content digest: a plan that says anything else
+    (an edited move, ingestion id, gate ...) never resumes this plan's journal."""
+    if not plan.created_at:  # a one-wave operation: its id is the plan id (derived from its moves)
         return plan.id
-    return f"{plan.id}:wave{wave.number}"
+    return f"{plan.id}-{plan.digest()[:16]}:wave{wave.number}"
 
 
 def choose_wave(ws, plan: Plan, number: int | None) -> Wave:
@@ -65,8 +67,17 @@ def choose_wave(ws, plan: Plan, number: int | None) -> Wave:
 
 
 def check_stale(ws, plan: Plan, wave: Wave) -> None:
-    """Refuse a plan built from definitions or states that changed since."""
-    started = bool(Journal(ws.state_engine, operation_id(plan, wave), "execute").statuses())
+    """Refuse a plan built from definitions or states that changed since, and a journal that
+    records other steps than the wave's (InputError "plan was edited", before anything is written)."""
+    journaled = Journal(ws.state_engine, operation_id(plan, wave), "execute").statuses()
+    started = bool(journaled)
+    steps = [s.describe() for m in wave.moves for s in m.steps]
+    other = [seq for seq, (text, _, _) in journaled.items() if seq >= len(steps) or steps[seq] != text]
+    if other:
+        seq = other[0]
+        raise InputError(f"plan was edited: the journal of operation {operation_id(plan, wave)} records other steps "
+                         f"(step {seq + 1}: {journaled[seq][0]!r})",
+                         fix="do not edit a saved plan: make a new one with `cutover plan --out FILE`")
     cur_states = states.get_states(ws.state_engine)
     problems = []
     for m in wave.moves:

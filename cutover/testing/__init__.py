@@ -1,5 +1,5 @@
-"""Test support that is maintained code: the in-memory fake orchestrator."""
+"""Test support that is maintained code: the in-memory fake orchestrator and fake sides."""
 
-from cutover.testing.fake import FakeOrchestrator, FakeNotFound, FakePaused
+from cutover.testing.fake import FakeNotFound, FakeOrchestrator, FakePaused, FakeSides, SimulatedCrash
 
-__all__ = ["FakeOrchestrator", "FakeNotFound", "FakePaused"]
+__all__ = ["FakeOrchestrator", "FakeNotFound", "FakePaused", "FakeSides", "SimulatedCrash"]

@@ -114,6 +114,13 @@ def make_fake(cw: ContractWorkspace) -> Harness:
     return Harness("fake", FakeOrchestrator(), cw, writes_ledger=False)
 
 
+def make_fake_prefect(cw: ContractWorkspace) -> Harness:
+    """The fake as the engine's unit tests use it for a Prefect side (cutover.testing.FakeSides)."""
+    from cutover.testing import FakeSides
+
+    return Harness("fake-prefect", FakeSides().prefect("live"), cw, writes_ledger=False, run_orchestrator="prefect")
+
+
 def make_batch(cw: ContractWorkspace) -> Harness:
     from legacy.apscheduler.adapters import BatchAdapter
 
@@ -175,6 +182,7 @@ def make_cron(cw: ContractWorkspace) -> Harness:
 
 FACTORIES: dict[str, Callable[[ContractWorkspace], Harness]] = {
     "fake": make_fake,
+    "fake-prefect": make_fake_prefect,
     "batch": make_batch,
     "apscheduler": make_apscheduler,
     "cron": make_cron,
