@@ -63,7 +63,7 @@ def test_crontab_schedule_keeps_vixie_semantics():
     from cutover.core.errors import InputError
     from cutover.core.schedule.translate import translate
     from cutover.core.schedule.verify import verify
-    from legacy.cron.side import VixieCronTrigger, fields, normalize_expr
+    from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, normalize_expr
     from cutover.core.records.ingestions import validate
     from cutover.core.schedule.triggers import build_trigger, describe, parse_schedule_text
 

@@ -26,6 +26,7 @@ side computed by ``cronsim`` (a Debian cron simulator), not by croniter.
 from __future__ import annotations
 
 from cutover.core.errors import InputError
+from cutover.core.schedule.cronexpr import fields
 from cutover.core.schedule.translate import DEFAULT_RRULE_START, Translation, _rrule_dt, cron_field, zone_offsets
 
 _CRON_TO_RRULE_DAY = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # cron numbering: 0 = Sunday
@@ -33,8 +34,6 @@ _CRON_TO_RRULE_DAY = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # cron numberin
 
 def translate_crontab(expr: str, tz: str, *, allow_approx: bool = False) -> Translation:
     """Always exact (``allow_approx`` is accepted for symmetry with ``translate``: nothing is dropped)."""
-    from legacy.cron.side import fields
-
     f = fields(expr)  # InputError when invalid
     notes = [f"crontab '{' '.join(f.texts)}' keeps standard cron semantics (cron runs it): 0 and 7 are Sunday"]
     dom_r, dow_r = not f.dom_full, not f.dow_full
