@@ -48,6 +48,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
+from cutover.core.osutil import atomic_write
+
 FLOW_NAME = "cutover-backfill"
 DEPLOYMENT_NAME = "backfill"
 ENTRYPOINT = "flows/backfill.py:backfill"
@@ -199,13 +201,12 @@ class Progress:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def mark(self, key: str, **values: Any) -> dict[str, Any]:
-        from legacy.cron.side import _atomic_write
 
         with self._locked():
             data = self.read()
             entry = {**data["chunks"].get(key, {}), **values, "updated_at": datetime.now(timezone.utc).isoformat()}
             data["chunks"][key] = entry
-            _atomic_write(self.path, json.dumps(data, indent=2, default=str) + "\n")
+            atomic_write(self.path, json.dumps(data, indent=2, default=str) + "\n")
         return entry
 
 

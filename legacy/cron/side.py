@@ -70,7 +70,6 @@ import re
 import shlex
 import socket
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -80,7 +79,7 @@ from zoneinfo import ZoneInfo
 
 from cutover.core.errors import InputError, NotFound
 from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, fire_times, next_fire_time, normalize_expr
-from cutover.core.osutil import pid_alive as _pid_alive
+from cutover.core.osutil import atomic_write, pid_alive as _pid_alive
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -342,35 +341,14 @@ class CrontabFile:
         while dest.exists():
             n += 1
             dest = self.path.with_name(f"{self.path.name}.bak.{ts}-{n}")
-        _atomic_write(dest, old, mode=self.path.stat().st_mode & 0o777)
+        atomic_write(dest, old, mode=self.path.stat().st_mode & 0o777)
         for extra in self.backups()[:-self.keep_backups] if self.keep_backups > 0 else []:
             with contextlib.suppress(OSError):
                 extra.unlink()
         return dest
 
     def _replace(self, new: str) -> None:
-        _atomic_write(self.path, new, mode=self.path.stat().st_mode & 0o777)
-
-
-def _atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable
-        dfd = os.open(str(path.parent), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(self.path, new, mode=self.path.stat().st_mode & 0o777)
 
 
 def _join(lines: list[str], trailing_newline: bool = True) -> str:
@@ -445,7 +423,7 @@ class CronConfig:
     def save(self, settings) -> Path:
         p = self.path(settings)
         p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, json.dumps(self.as_dict(), indent=2) + "\n")
+        atomic_write(p, json.dumps(self.as_dict(), indent=2) + "\n")
         return p
 
 

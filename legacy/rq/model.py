@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.osutil import atomic_write
 from cutover.core.redact import redact_url
 
 CONFIG_NAME = "rq.json"
@@ -412,11 +413,9 @@ class RQConfig:
         return d
 
     def save(self, settings) -> Path:
-        from legacy.cron.side import _atomic_write
-
         p = self.path(settings)
         p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(p, json.dumps(self.as_dict(), indent=2) + "\n", mode=0o600)  # may hold a password
+        atomic_write(p, json.dumps(self.as_dict(), indent=2) + "\n", mode=0o600)  # may hold a password
         return p
 
     def with_workflows(self, workflows: dict[str, dict]) -> "RQConfig":
