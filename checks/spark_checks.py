@@ -73,9 +73,9 @@ _ctx_source = None
 def _batch_definition(name: str):
     """A whole-DataFrame batch definition on GE's Spark data source (ephemeral context)."""
     global _ctx_source
-    from checks.quality import _context
+    from checks.quality import ge_context
 
-    ctx = _context()
+    ctx = ge_context()
     if _ctx_source is None:
         try:
             _ctx_source = ctx.data_sources.get("cutover-spark")
@@ -97,9 +97,9 @@ def _key(kind: str, col: str = "") -> str:
 
 def ge_outcomes(name: str, sdf, columns: list[str], keys: list[str], row_count: int | None) -> dict[str, dict]:
     """Validate the cutover-parity suite on a Spark (Connect) DataFrame with GE's Spark data source."""
-    from checks.quality import _suite
+    from checks.quality import expectation_suite
 
-    suite = _suite(columns, keys, row_count)
+    suite = expectation_suite(columns, keys, row_count)
     res = _batch_definition(name).get_batch(batch_parameters={"dataframe": sdf}).validate(suite, result_format="SUMMARY")
     out = {}
     for r in res.results:

@@ -220,7 +220,7 @@ class PrefectAdapter:
         want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
                        allow_approx=self.allow_approx)  # validates (schedule translation) before any write
         if self.mode == "shadow":
-            from cutover.engine.shadow import ensure_fork
+            from cutover.core.shadowfork import ensure_fork
 
             ensure_fork(self.ws, ingestion)
         with self.client() as c:

@@ -48,6 +48,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
+from cutover.core.config import job_env
 from cutover.core.osutil import atomic_write
 
 FLOW_NAME = "cutover-backfill"
@@ -234,20 +235,20 @@ def _chunk_outcome(ws, ing, mode: str, files) -> tuple[str, list[dict[str, str]]
 @task(name="backfill-chunk", task_run_name="chunk {key}", cache_policy=NO_CACHE, persist_result=False)
 def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: str | None) -> dict[str, Any]:
     """Ingest the chunk's pending files in one run record; record the chunk's outcome."""
-    from cutover.core.autoloader.service import RunResult, _Heartbeat
+    from cutover.core.autoloader.service import RunResult, Heartbeat
 
     ws = _workspace()
     progress = Progress(ws.settings, ingestion_id, mode)
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.engine.shadow import ensure_fork
+        from cutover.core.shadowfork import ensure_fork
 
         ensure_fork(ws, ing)
     progress.mark(key, status=RUNNING, files=len(files), flow_run_id=flow_run_id)
     run_id = ws.service.start_run(ing, orchestrator="prefect", mode=mode, trigger="backfill",
                                   external_id=flow_run_id, run_id=uuid.uuid4().hex)
     ledger = ws.ledger(ing.id, mode)
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     res = RunResult(run_id=run_id, ingestion_id=ing.id, status="RUNNING")
     error = None
@@ -357,7 +358,7 @@ def status_of_range(progress: Progress, start, end, chunk: str) -> list[dict[str
 
 def ensure_deployment(client, ws) -> str:
     """Create or update the deployment cutover-backfill/backfill (idempotent upsert); returns its id."""
-    from flows.deploy import REPO_ROOT, job_env
+    from flows.deploy import REPO_ROOT
     from prefect.utilities.callables import parameter_schema
 
     from flows.local import ensure_work_pool

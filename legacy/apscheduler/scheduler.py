@@ -36,6 +36,10 @@ from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, dele
 from cutover.core.errors import InputError
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, JobInfo
 from cutover.core.redact import redact_text, redact_url
+from cutover.core.db import sqlite_path
+from cutover.core.records.ingestions import FIELDS
+from cutover.core.state.fence import legacy_fence
+from cutover.core.workflow import managed_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.config import Settings
@@ -208,12 +212,6 @@ def _row(r) -> _Row:
     return _Row(r.id, r.next_run_time, r.job_state, state, err)
 
 
-def _sqlite_path(url: str):
-    from cutover.core.db import _sqlite_path as p
-
-    return p(url)
-
-
 # -- triggers -----------------------------------------------------------------------------
 
 
@@ -291,7 +289,7 @@ class JobSync:
 
     def exists(self) -> bool:
         """Whether the job store table exists (never creates the DB or the table)."""
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         if path is not None and not path.exists():
             return False
         with self.engine.connect() as conn:
@@ -305,7 +303,7 @@ class JobSync:
 
         ensure_schema(self.settings)
         if not self.exists():
-            path = _sqlite_path(self.url)
+            path = sqlite_path(self.url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self.table.create(self.engine, checkfirst=True)
@@ -521,8 +519,6 @@ class JobSync:
         stopping the sync.
         """
         # crontab ingestions are fired by cron (legacy/cron/side.py), RQ workflows by RQ (legacy/rq): never by APScheduler
-        from legacy.rq.model import managed_ids
-
         rq_ids = managed_ids(self.settings)
         scheduled = sorted((i for i in ingestions if i.schedule is not None and "crontab" not in i.schedule
                             and i.id not in rq_ids), key=lambda i: i.id)
@@ -584,22 +580,6 @@ def run_scheduled(ingestion_id: str, trigger: str = "scheduled", job_id: str | N
     log.info("%s run %s of %s: %s, %d file(s), %d record(s)", trigger, res.run_id, ingestion_id, res.status,
              res.files_processed, res.records_ingested)
     return res.run_id
-
-
-def legacy_fence(ws, ingestion_id: str) -> str | None:
-    """Why no legacy run of this ingestion may start now: the incident fence of ``cutover pause``
-    (``cutover.core.state.fence``), checked right before every legacy run starts. None: it may start.
-
-    Fails open: when the state DB cannot be read the run goes ahead (logged), as it did before
-    cutover existed; the durable pause (``next_run_time`` NULL, batch flag) does not depend on it."""
-    try:
-        from cutover.core.state.fence import check
-
-        return check(ws.state_engine, ingestion_id)
-    except Exception as e:  # noqa: BLE001 - see the docstring
-        log.error("could not read the legacy fence (%s); running %s", redact_text(str(e)).splitlines()[0]
-                  if str(e) else type(e).__name__, ingestion_id)
-        return None
 
 
 # -- the scheduler process ------------------------------------------------------------------
@@ -821,7 +801,7 @@ def read_source_jobs(url: str, table: str = "apscheduler_jobs") -> list[tuple[st
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
     shown = redact_url(url)
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     try:
         if path is not None:
             if not path.exists():
@@ -856,12 +836,10 @@ _DEF_KEYS = ("source_uri", "source", "format", "table")
 
 
 def _definition_from_kwargs(job_id: str, state: dict) -> dict | None:
-    from cutover.core.records.ingestions import _FIELDS
-
     kwargs = state.get("kwargs") if isinstance(state.get("kwargs"), dict) else {}
     if not any(k in kwargs for k in _DEF_KEYS):
         return None
-    raw = {k: v for k, v in kwargs.items() if k in _FIELDS and k not in ("schedule", "id")}
+    raw = {k: v for k, v in kwargs.items() if k in FIELDS and k not in ("schedule", "id")}
     raw["id"] = str(kwargs.get("ingestion_id") or kwargs.get("id") or job_id)
     if "name" not in raw:
         func_name = str(state.get("func") or "").rpartition(":")[2].rpartition(".")[2]

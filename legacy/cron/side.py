@@ -53,11 +53,11 @@ hour; hourly-style jobs run in both repeated hours).
 
 The cutover engine
 ------------------
-:class:`CronLegacySide` / :class:`CronLiveSides` are the engine's legacy side with the
-crontab in it: a crontab ingestion's handoff pauses its line (and sets the batch flag the
+:class:`CronLegacySide` is the engine's legacy side with the crontab in it (composed by
+``cutover.registry``, which also has ``CronLiveSides``): a crontab ingestion's handoff pauses its line (and sets the batch flag the
 wrapper honours), its rollback restores the line byte for byte. APScheduler never gets a
-job for a crontab ingestion: ``build_trigger`` returns a :class:`VixieCronTrigger` that
-refuses to be pickled into its job store.
+job for a crontab ingestion: ``build_trigger`` returns a ``VixieCronTrigger``
+(``cutover.core.schedule.cronexpr``) that refuses to be pickled into its job store.
 """
 
 from __future__ import annotations
@@ -77,9 +77,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 from zoneinfo import ZoneInfo
 
-from cutover.core.errors import InputError, NotFound
+from cutover.core.errors import IngestionPaused, InputError, NotFound
 from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, fire_times, next_fire_time, normalize_expr
 from cutover.core.osutil import atomic_write, pid_alive as _pid_alive
+from cutover.core.records.ingestions import values_of
+from cutover.core.records.reader import LegacyReader
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -453,7 +455,7 @@ def infer_from_wrapper(command: str | None) -> dict[str, str]:
 # -- the run log ---------------------------------------------------------------------------
 
 
-def _ts(value) -> datetime | None:
+def parse_ts(value) -> datetime | None:
     if not value:
         return None
     try:
@@ -490,15 +492,15 @@ def read_run_log(path: Path | str | None) -> list[dict[str, Any]]:
         if d.get("status") == "RUNNING" and d.get("host") == host and not _pid_alive(d.get("pid")):
             d = {**d, "status": "CRASHED", "error": d.get("error") or "the wrapper process is gone (killed?)"}
         out.append(d)
-    out.sort(key=lambda d: (_ts(d.get("start")) or datetime.min.replace(tzinfo=UTC)))
+    out.sort(key=lambda d: (parse_ts(d.get("start")) or datetime.min.replace(tzinfo=UTC)))
     return out
 
 
 def run_record(d: dict[str, Any]) -> "RunRecord":
     from cutover.core.records.runs import RunRecord
 
-    start = _ts(d.get("start"))
-    end = _ts(d.get("end"))
+    start = parse_ts(d.get("start"))
+    end = parse_ts(d.get("end"))
     dur = d.get("duration_s")
     if dur is None and start and end:
         dur = (end - start).total_seconds()
@@ -624,9 +626,7 @@ class CronAdapter:
         return out
 
     def read_ledger(self, ingestion_id: str, namespace: str, *, since: datetime | None = None) -> list["LedgerEntry"]:
-        from legacy.apscheduler.adapters import _LegacyReader
-
-        return _LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
+        return LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
 
     def health(self) -> Health:
         try:
@@ -789,8 +789,6 @@ class CronAdapter:
         """Run the line's command now (``sh -c``, with the crontab's variables, like cron);
         returns the run id. Refused while the line is paused. With ``wait`` (default) it
         returns when the wrapper has finished; the run's outcome is in the run log."""
-        from legacy.batch.orchestrator import IngestionPaused
-
         lines = self.file.lines()
         i = self._require_managed(lines, ingestion_id)
         ln = lines[i]
@@ -950,9 +948,7 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
         if cur is None:
             action, changes = "create", []
         else:
-            from cutover.core.records.ingestions import _values
-
-            a, b = _values(cur), _values(want)
+            a, b = values_of(cur), values_of(want)
             changes = sorted(k for k in b if a.get(k) != b.get(k))
             action = "unchanged" if not changes else "update"
             other = [c for c in changes if c not in ("schedule", "timezone")]
@@ -1011,20 +1007,17 @@ def is_crontab(ing) -> bool:
 
 
 class CronLegacySide:
-    """The cutover engine's legacy side (``cutover.registry.LegacySide``) for a workspace whose
+    """The cutover engine's legacy side for a workspace whose
     legacy orchestrator includes a crontab: ingestions with a ``{"crontab": ...}`` schedule are
     paused/resumed by commenting/uncommenting their line in the managed block AND by the batch
     flag (which the wrapper honours, so even a run started by a stale installed crontab is
     skipped); every other ingestion goes to the APScheduler/batch side as before. Never creates
-    an APScheduler job for a crontab ingestion (cron runs it)."""
+    an APScheduler job for a crontab ingestion (cron runs it). ``base`` is the side it wraps
+    (``cutover.registry.LegacySide``: the registry composes them)."""
 
     name = "legacy"
 
-    def __init__(self, ws, cron: CronAdapter | None = None, base=None):
-        if base is None:
-            from cutover.registry import LegacySide
-
-            base = LegacySide(ws)
+    def __init__(self, ws, cron: CronAdapter | None = None, *, base):
         self.ws = ws
         self.base = base
         self.cron = cron or CronAdapter(ws)
@@ -1085,25 +1078,8 @@ class CronLegacySide:
         return out
 
 
-class CronLiveSides:
-    """``cutover.registry.LiveSides`` with :class:`CronLegacySide` as the legacy side."""
-
-    def __init__(self, ws, *, cron: CronAdapter | None = None, **kw):
-        from cutover.registry import LiveSides
-
-        self._sides = LiveSides(ws, **kw)
-        self.ws = ws
-        self._legacy = CronLegacySide(ws, cron)
-
-    def legacy(self) -> CronLegacySide:
-        return self._legacy
-
-    def prefect(self, mode: str):
-        return self._sides.prefect(mode)
-
-
 __all__ = [
-    "BEGIN", "END", "PAUSED", "CronAdapter", "CronConfig", "CronLegacySide", "CronLiveSides", "CrontabFile", "Line",
+    "BEGIN", "END", "PAUSED", "CronAdapter", "CronConfig", "CronLegacySide", "CrontabFile", "Line",
     "VixieCronTrigger", "apply_import", "fields", "fire_times", "next_fire_time", "normalize_expr", "parse_crontab",
     "plan_import", "read_run_log", "to_crontab_expr",
 ]

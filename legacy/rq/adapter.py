@@ -22,10 +22,13 @@ import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cutover.core.errors import NotFound
+from cutover.core.config import job_env
+from cutover.core.errors import IngestionPaused, NotFound
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from cutover.core.redact import redact_text
 from cutover.core.osutil import pid_alive as _pid_alive
+from cutover.core.records.reader import LegacyReader
+from cutover.core.state.fence import legacy_fence
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.workspace import Workspace
@@ -99,7 +102,6 @@ class RQAdapter:
 
     # -- definitions -------------------------------------------------------------------------
     def definition_for(self, ing: "Ingestion") -> "Definition":
-        from flows.deploy import job_env
         from legacy.rq.store import Definition
 
         cfg = self.config
@@ -150,15 +152,11 @@ class RQAdapter:
         return self._call(read)
 
     def read_ledger(self, ingestion_id: str, namespace: str, *, since: datetime | None = None):
-        from legacy.apscheduler.adapters import _LegacyReader
-
-        return _LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
+        return LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
 
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
-        from legacy.apscheduler.adapters import _LegacyReader
-
         since_u = _utc(since)
-        recs = [r for r in _LegacyReader(self.ws).read_runs(since=since_u, ingestion_id=ingestion_id)
+        recs = [r for r in LegacyReader(self.ws).read_runs(since=since_u, ingestion_id=ingestion_id)
                 if (r.external_id or "").startswith("rq:")]
         extra = self._call(self._rq_runs, since_u, ingestion_id, {r.id: r for r in recs})
         out = [extra.get(r.id, r) for r in recs] + [r for rid, r in extra.items() if rid not in {x.id for x in recs}]
@@ -317,10 +315,7 @@ class RQAdapter:
         """Enqueue a workflow run now; returns its run id (= the run record's id). With ``wait``,
         return when it has ended (its outcome: :meth:`run_state`). Refused while the ingestion is
         held, batch-paused or fenced."""
-        from legacy.batch.orchestrator import IngestionPaused
         from legacy.rq.jobs import wait_for
-        from legacy.apscheduler.scheduler import legacy_fence
-
         d = self._require(ingestion_id)
         ing = self.ws.ingestions.get(ingestion_id)
         if self._call(self.store.is_held, ingestion_id):

@@ -33,6 +33,8 @@ import os
 import time
 from datetime import datetime, timezone
 
+from cutover.core.state.fence import legacy_fence
+
 log = logging.getLogger("cutover.rq.jobs")
 UTC = timezone.utc
 _WORKSPACES: dict[str, object] = {}
@@ -115,8 +117,6 @@ def run_step(prefix: str, run_id: str, step: str) -> dict:
 
 
 def _discover(store, job, run, wf, s) -> dict:
-    from legacy.apscheduler.scheduler import legacy_fence
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     ws = workspace(run.get("env"))
 
@@ -174,7 +174,7 @@ def _ingest(store, job, run, wf, s) -> dict:
     from cutover.core.autoloader.discovery import DiscoveredFile
     from cutover.core.records.ledger import ClaimLost
     from legacy.rq.model import partition_of
-    from cutover.core.autoloader.service import RunResult, _Heartbeat
+    from cutover.core.autoloader.service import RunResult, Heartbeat
 
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING":
@@ -189,7 +189,7 @@ def _ingest(store, job, run, wf, s) -> dict:
     ws = workspace(run.get("env"))
     ing = ws.ingestions.get(iid)
     ledger = ws.ledger(iid, "live")
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     counts = {"processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
     res = RunResult(run_id=run_id, ingestion_id=iid, status="RUNNING")

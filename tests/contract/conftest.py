@@ -115,7 +115,7 @@ def make_fake(cw: ContractWorkspace) -> Harness:
 
 
 def make_batch(cw: ContractWorkspace) -> Harness:
-    from legacy.apscheduler.adapters import BatchAdapter
+    from legacy.batch.adapter import BatchAdapter
 
     return Harness("batch", BatchAdapter(cw.ws), cw, removes_jobs=False, has_schedules=False)
 

@@ -63,7 +63,7 @@ def branch_for(mode: str) -> str:
     return MAIN if mode == "live" else SHADOW_BRANCH
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Keeps a run's claims and run record fresh while it works."""
 
     def __init__(self, ledger: L.Ledger, runs: R.RunStore, run_id: str, interval: float):
@@ -211,7 +211,7 @@ class IngestionService:
                                 external_id=external_id, run_id=run_id)
         result = RunResult(run_id=run_id, ingestion_id=ing.id, status=R.RUNNING)
         ledger = self.ledger(ing.id, mode)
-        hb = _Heartbeat(ledger, self.runs, run_id, interval=max(0.5, min(30.0, self.claim_timeout / 3)))
+        hb = Heartbeat(ledger, self.runs, run_id, interval=max(0.5, min(30.0, self.claim_timeout / 3)))
         hb.start()
         error = None
         try:

@@ -23,13 +23,17 @@ overlaps); the fence only stops new ones.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from datetime import datetime, timezone
 
 from sqlalchemy import delete, insert, select
 
+from cutover.core.redact import redact_text
+
 FENCE = "legacy-fence"
+log = logging.getLogger("cutover.scheduler")
 
 
 def read(engine) -> dict | None:
@@ -104,3 +108,17 @@ def lift(engine, snapshot_id: str) -> bool:
     with engine.begin() as conn:
         res = conn.execute(delete(t).where(t.c.name == FENCE, t.c.id == snapshot_id))
     return res.rowcount > 0
+
+
+def legacy_fence(ws, ingestion_id: str) -> str | None:
+    """Why no legacy run of this ingestion may start now: the incident fence of ``cutover pause``
+    (``cutover.core.state.fence``), checked right before every legacy run starts. None: it may start.
+
+    Fails open: when the state DB cannot be read the run goes ahead (logged), as it did before
+    cutover existed; the durable pause (``next_run_time`` NULL, batch flag) does not depend on it."""
+    try:
+        return check(ws.state_engine, ingestion_id)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        log.error("could not read the legacy fence (%s); running %s", redact_text(str(e)).splitlines()[0]
+                  if str(e) else type(e).__name__, ingestion_id)
+        return None
