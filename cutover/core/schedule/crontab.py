@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from cutover.core.errors import InputError
 from cutover.core.schedule.cronexpr import fields
-from cutover.core.schedule.translate import DEFAULT_RRULE_START, Translation, _rrule_dt, cron_field, zone_offsets
+from cutover.core.schedule.translation import DEFAULT_RRULE_START, Translation, cron_field, rrule_dt, zone_offsets
 
 _CRON_TO_RRULE_DAY = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # cron numbering: 0 = Sunday
 
@@ -89,7 +89,7 @@ def _as_rrule(f, tz: str, day_or: bool, notes: list[str]) -> Translation:
         rules = [common + [days] + tail, common + [weekdays] + tail]  # an RRULE set is a union: OR
     if not rules:  # pragma: no cover
         raise InputError(f"crontab {' '.join(f.texts)} never fires", fix="fix the crontab line")
-    text = f"DTSTART:{_rrule_dt(DEFAULT_RRULE_START)}\n" + "\n".join("RRULE:" + ";".join(r) for r in rules)
+    text = f"DTSTART:{rrule_dt(DEFAULT_RRULE_START)}\n" + "\n".join("RRULE:" + ";".join(r) for r in rules)
     notes.append(f"day-of-month '{f.texts[2]}' with February in the months would make Prefect's croniter skip the "
                  f"start of March; the RRULE {'set ' if len(rules) > 1 else ''}says the same as cron")
     return Translation(kind="rrule", rrule=text, timezone=tz, exact=True, notes=notes)
