@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 
 from checks.model import CheckResult, Finding
-from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog, snapshot_info
 
 _ctx = None
 
@@ -129,8 +129,6 @@ def check_quality(tbl, *, key_columns: list[str], sample_rows: int = 0) -> Check
                                 detail="; ".join(diffs)))
     ldf, sdf = _frame(tbl, main_id, sample_rows), _frame(tbl, shadow_id, sample_rows)
     columns = [n for n, _ in ls]
-    from cutover.core.iceberg import snapshot_info
-
     legacy_count = snapshot_info(tbl.metadata.snapshot_by_id(main_id)).total_records
     row_count = legacy_count if not sample_rows else None
     lo = _outcomes("legacy", ldf, expectation_suite(columns, list(key_columns), row_count))

@@ -35,7 +35,13 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 from prefect.utilities.annotations import allow_failure
 
-from flows.ingest import FLOW_NAME, abandon_run, one_line, release_claims, STORAGE_TASK_OPTIONS, create_run_record, workspace
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.records import runs as R
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workflow import default_steps, partition_of, workflow_from_steps
+from flows.ingest import (FLOW_NAME, STORAGE_TASK_OPTIONS, abandon_run, create_run_record, one_line, release_claims,
+                          workspace)
 
 
 @task(name="discover-pending", task_run_name="{step}", **STORAGE_TASK_OPTIONS)
@@ -44,8 +50,6 @@ def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.core.shadowfork import ensure_fork
-
         ensure_fork(ws, ing)
     files = ws.service.discover(ing)
     todo = ws.service.pending(ing, mode, files)
@@ -57,10 +61,6 @@ def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any
 def ingest_step(ingestion_id: str, mode: str, step: str, run_id: str, files: list[dict[str, Any]],
                 partition: list[int]) -> dict[str, Any]:
     """Claim and ingest the pending files of one partition, one after the other."""
-    from cutover.core.autoloader.discovery import DiscoveredFile
-    from cutover.core.workflow import partition_of
-    from cutover.core.autoloader.service import RunResult
-
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     idx, count = int(partition[0]), int(partition[1])
@@ -104,10 +104,6 @@ def run_workflow(ingestion_id: str, mode: str = "live", trigger: str = "schedule
                  steps: list[dict[str, Any]] | None = None):
     """Run an RQ workflow's DAG (live: main branch + live ledger; shadow: cutover-shadow + shadow ledger)."""
     from prefect.runtime import flow_run
-
-    from cutover.core.records import runs as R
-    from cutover.core.workflow import default_steps, workflow_from_steps
-    from cutover.core.autoloader.service import Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")

@@ -36,8 +36,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cutover.core.errors import InputError
 from cutover.core.config import job_env
+from cutover.core.errors import InputError
+from cutover.core.schedule.translate import translate
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workflow import steps_for, workflow_from_steps
+from flows.local import ensure_work_pool
 
 log = logging.getLogger("cutover.prefect")
 
@@ -117,8 +121,6 @@ def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
 
 def workflow_steps(ws, ing) -> list[dict[str, Any]] | None:
     """The RQ workflow DAG of an ingestion whose legacy side is RQ (rq.json), else None."""
-    from cutover.core.workflow import steps_for
-
     return steps_for(ws.settings, ing.id)
 
 
@@ -127,7 +129,7 @@ def translate_schedule(ing, *, allow_approx: bool = False):
     if not ing.schedule:
         return None, None
     try:
-        from cutover.core.schedule.translate import translate
+        pass
     except ImportError as e:  # pragma: no cover - during development only
         raise InputError(f"cannot translate the schedule of {ing.id}: cutover.core.schedule.translate is missing ({e})",
                          fix="install a complete cutover") from None
@@ -171,8 +173,6 @@ def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_a
     entrypoint, what = ENTRYPOINT, f"ingestion {ing.id}"
     steps = workflow_steps(ws, ing)
     if steps is not None:  # the legacy side is an RQ workflow: Prefect runs the same DAG (flows/dag.py)
-        from cutover.core.workflow import workflow_from_steps
-
         params["steps"] = steps
         entrypoint = DAG_ENTRYPOINT
         what = f"RQ workflow {ing.id} ({workflow_from_steps(ing.id, steps).describe()})"
@@ -377,13 +377,9 @@ def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) ->
     if dry_run:
         return items
     if mode == "shadow":
-        from cutover.core.shadowfork import ensure_fork
-
         for ing in ingestions:
             ensure_fork(ws, ing)
     if any(it.action != "unchanged" for it in items):
-        from flows.local import ensure_work_pool
-
         ensure_work_pool(_client_url(client), ws.settings.prefect_work_pool)
     flow_id = None
     for item in items:

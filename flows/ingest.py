@@ -32,6 +32,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.errors import CutoverError
+from cutover.core.records import runs as R
+from cutover.core.records.ledger import ClaimLost
+from cutover.core.redact import redact_text
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workspace import Workspace
 
 FLOW_NAME = "cutover-ingest"
 STORAGE_RETRIES = 3
@@ -44,17 +51,12 @@ def workspace():
     """One Workspace per flow-run process (settings from the environment)."""
     global _workspace
     if _workspace is None:
-        from cutover.core.workspace import Workspace
-
         _workspace = Workspace()
     return _workspace
 
 
 def _retryable(_task, _task_run, state) -> bool:
     """Retry storage errors; never a lost claim (we were fenced) or bad input."""
-    from cutover.core.errors import CutoverError
-    from cutover.core.records.ledger import ClaimLost
-
     exc = getattr(state, "data", None)
     return not isinstance(exc, (ClaimLost, CutoverError))
 
@@ -91,8 +93,6 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.core.shadowfork import ensure_fork
-
         fork = ensure_fork(ws, ing)
         get_run_logger().info("shadow branch of %s forked at snapshot %s", ing.table, fork)
     todo = ws.service.pending(ing, mode, files)
@@ -103,8 +103,6 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
 @task(name="process-file", task_run_name="process {f.path}", **STORAGE_TASK_OPTIONS)
 def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str | None]:
     """Claim and ingest one file: (processed|failed|skipped|recovered, failure reason)."""
-    from cutover.core.autoloader.service import RunResult
-
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
@@ -123,8 +121,6 @@ def complete_run(run_id: str, error: str | None) -> dict[str, Any]:
 
 
 def one_line(e: BaseException) -> str:
-    from cutover.core.redact import redact_text
-
     text = f"{type(e).__name__}: {e}".splitlines()[0]
     return redact_text(text)
 
@@ -140,8 +136,6 @@ def abandon_run(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
     """The flow run is being cancelled or killed: give the files back and close the run record now
     (instead of leaving it RUNNING until the claim timeout reaps it as CRASHED)."""
     from prefect.exceptions import TerminationSignal
-
-    from cutover.core.records import runs as R
 
     status = R.CANCELLED if isinstance(exc, (TerminationSignal, KeyboardInterrupt)) else R.CRASHED
     release_claims(ledger, run_id, logger)
@@ -159,10 +153,6 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
     import time
 
     from prefect.runtime import flow_run
-
-    from cutover.core.records import runs as R
-    from cutover.core.records.ledger import ClaimLost
-    from cutover.core.autoloader.service import Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")

@@ -33,13 +33,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, delete, inspect, insert, select, update
 
+from cutover.core.config import load_settings
+from cutover.core.db import ensure_schema, get_engine, make_engine, sqlite_path, write_tx
 from cutover.core.errors import InputError
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, JobInfo
+from cutover.core.records.ingestions import FIELDS, validate, with_schedule
 from cutover.core.redact import redact_text, redact_url
-from cutover.core.db import sqlite_path
-from cutover.core.records.ingestions import FIELDS
+from cutover.core.schedule import triggers as schedules
+from cutover.core.schedule.triggers import build_trigger, next_fire_times
 from cutover.core.state.fence import legacy_fence
 from cutover.core.workflow import managed_ids
+from cutover.core.workspace import Workspace
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, JobInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.config import Settings
@@ -253,8 +257,6 @@ def _without_jitter(trigger):
 
 def same_firing(a, b, *, count: int = 50, start: datetime | None = None) -> bool:
     """True when two triggers fire at the same instants (next ``count`` times) with the same jitter."""
-    from cutover.core.schedule.triggers import next_fire_times
-
     if a is None or b is None:
         return a is None and b is None
     if (getattr(a, "jitter", None) or None) != (getattr(b, "jitter", None) or None):
@@ -282,8 +284,6 @@ class JobSync:
     @property
     def engine(self):
         if self._engine is None:
-            from cutover.core.db import get_engine
-
             self._engine = get_engine(self.url)
         return self._engine
 
@@ -299,8 +299,6 @@ class JobSync:
         """Make sure the schema is there (alembic for our DBs; the bare table for another store)."""
         if self._prepared:
             return
-        from cutover.core.db import ensure_schema
-
         ensure_schema(self.settings)
         if not self.exists():
             path = sqlite_path(self.url)
@@ -310,8 +308,6 @@ class JobSync:
         self._prepared = True
 
     def _tx(self):
-        from cutover.core.db import write_tx
-
         return write_tx(self.engine)
 
     def _select(self, conn, job_id: str | None = None, *, lock: bool = False) -> list[_Row]:
@@ -353,8 +349,6 @@ class JobSync:
         }
 
     def _trigger(self, ing: "Ingestion"):
-        from cutover.core.schedule.triggers import build_trigger
-
         trig = build_trigger(ing.schedule, ing.timezone)
         if trig is None:
             raise InputError(f"ingestion {ing.id} has no schedule, so it has no APScheduler job",
@@ -555,9 +549,6 @@ def run_scheduled(ingestion_id: str, trigger: str = "scheduled", job_id: str | N
     Skipped when the ingestion is batch-paused or its APScheduler job is paused
     (a pause that raced with the scheduler picking the job up wins).
     """
-    from cutover.core.config import load_settings
-    from cutover.core.workspace import Workspace
-
     settings = _active_settings or load_settings()
     ws = Workspace(settings)
     ing = ws.ingestions.find(ingestion_id)
@@ -676,8 +667,6 @@ def build_scheduler(settings: "Settings", *, engine=None):
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
-    from cutover.core.db import make_engine
-
     store = _make_store(engine or make_engine(settings.jobstore_url), settings.jobstore_table)
     sched = BackgroundScheduler(
         jobstores={"default": store, "internal": MemoryJobStore()},
@@ -703,8 +692,6 @@ def run_foreground(settings: "Settings", *, stop_event: threading.Event | None =
     """
     global _active_settings
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
-
-    from cutover.core.workspace import Workspace
 
     say = echo or (lambda text: log.info("%s", text))
     stop_event = stop_event or threading.Event()
@@ -859,9 +846,6 @@ def plan_import(rows: list[tuple[str, float | None, bytes]], existing: dict[str,
     from apscheduler.triggers.base import BaseTrigger
     from apscheduler.triggers.combining import BaseCombiningTrigger
 
-    from cutover.core.schedule import triggers as sched
-    from cutover.core.records.ingestions import validate
-
     ours_paused = ours_paused or {}
     out: list[ImportItem] = []
     seen: dict[str, str] = {}
@@ -884,7 +868,7 @@ def plan_import(rows: list[tuple[str, float | None, bytes]], existing: dict[str,
                                "cron, interval or date trigger"))
             continue
         try:
-            spec, tz = sched.trigger_to_spec(trig)
+            spec, tz = schedules.trigger_to_spec(trig)
         except InputError as e:
             out.append(problem(e.one_line()))
             continue
@@ -914,11 +898,9 @@ def plan_import(rows: list[tuple[str, float | None, bytes]], existing: dict[str,
                 ing = validate({**raw, "schedule": full, "timezone": base_tz}, where=f"job {job_id}")
             else:
                 full = {**spec, "timezone": tz} if tz != cur.timezone else spec
-                spec_n = sched.normalize_schedule(full)
-                from cutover.core.records.ingestions import with_schedule
-
+                spec_n = schedules.normalize_schedule(full)
                 ing = with_schedule(cur, spec_n, cur.timezone)
-            new_trig = sched.build_trigger(ing.schedule, ing.timezone)
+            new_trig = schedules.build_trigger(ing.schedule, ing.timezone)
         except InputError as e:
             msg = e.one_line()
             out.append(problem(msg[len(f"job {job_id}: "):] if msg.startswith(f"job {job_id}: ") else msg))
@@ -926,26 +908,26 @@ def plan_import(rows: list[tuple[str, float | None, bytes]], existing: dict[str,
         if not same_firing(trig, new_trig):
             out.append(problem(f"its trigger {trig} cannot be reproduced exactly as a schedule"))
             continue
-        shown = f"{sched.describe(ing.schedule)} {ing.schedule_timezone}"
+        shown = f"{schedules.describe(ing.schedule)} {ing.schedule_timezone}"
         if cur is None:
             job_note = f"job {job_id}, " if job_id != iid else ""
             out.append(ImportItem(job_id, "create", iid, f"{iid} ({job_note}{shown}{', paused' if paused else ''})",
                                   ing, paused, pause_ours=paused))
             continue
-        cur_trig = sched.build_trigger(cur.schedule, cur.timezone) if cur.schedule else None
+        cur_trig = schedules.build_trigger(cur.schedule, cur.timezone) if cur.schedule else None
         same = same_firing(cur_trig, trig)
         pause_ours = paused and not ours_paused.get(iid, False)
         kept = " (kept paused on our side)" if not paused and ours_paused.get(iid, False) else ""
         if same and not pause_ours:
-            out.append(ImportItem(job_id, "unchanged", iid, f"{iid} ({sched.describe(cur.schedule)} "
+            out.append(ImportItem(job_id, "unchanged", iid, f"{iid} ({schedules.describe(cur.schedule)} "
                                   f"{cur.schedule_timezone}){kept}", None, paused))
         elif same:
             out.append(ImportItem(job_id, "update", iid, f"{iid}: pause (paused in the source)", None, paused, True))
         elif not replace:
-            out.append(problem(f"ingestion {iid} exists with schedule {sched.describe(cur.schedule)} "
+            out.append(problem(f"ingestion {iid} exists with schedule {schedules.describe(cur.schedule)} "
                                f"{cur.schedule_timezone}, the job fires as {shown}: pass --replace to take the job's schedule"))
         else:
-            out.append(ImportItem(job_id, "update", iid, f"{iid}: schedule {sched.describe(cur.schedule)} "
+            out.append(ImportItem(job_id, "update", iid, f"{iid}: schedule {schedules.describe(cur.schedule)} "
                                   f"{cur.schedule_timezone} -> {shown}{', pause' if pause_ours else ''}{kept}",
                                   ing, paused, pause_ours))
     return out

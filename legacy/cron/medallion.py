@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core.errors import IngestionPaused
+from cutover.core.redact import redact_text
 from cutover.core.state.fence import legacy_fence
+from cutover.core.workspace import Workspace
 
 UTC = timezone.utc
 INGESTION_ID = "medallion-bronze"
@@ -163,8 +165,6 @@ class RunLog:
 
 
 def _workspace():
-    from cutover.core.workspace import Workspace
-
     return Workspace()
 
 
@@ -265,7 +265,6 @@ def run_step(config: dict[str, Any], step: str, args: list[str], *, run_id: str,
         if out["status"] == "FAILED":
             code = EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - recorded in the run log: that is what the log is for
-        from cutover.core.redact import redact_text
         if isinstance(e, IngestionPaused):
             out, code = {"status": "SKIPPED", "error": e.message}, EXIT_SKIPPED
         else:

@@ -78,17 +78,19 @@ from typing import TYPE_CHECKING, Any, Iterable
 from zoneinfo import ZoneInfo
 
 from cutover.core.errors import IngestionPaused, InputError, NotFound
-from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, fire_times, next_fire_time, normalize_expr
 from cutover.core.osutil import atomic_write, pid_alive as _pid_alive
-from cutover.core.records.ingestions import values_of
+from cutover.core.records.ingestions import validate, values_of
 from cutover.core.records.reader import LegacyReader
+from cutover.core.records.runs import RunRecord
+from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, fire_times, next_fire_time, normalize_expr
+from cutover.core.schedule.translate import translate, zone_offsets
+from cutover.core.schedule.triggers import check_timezone, describe, schedule_timezone
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.workspace import Workspace
     from cutover.core.records.ingestions import Ingestion
     from cutover.core.records.ledger import LedgerEntry
-    from cutover.core.records.runs import RunRecord
 
 UTC = timezone.utc
 BEGIN = "# BEGIN cutover managed"
@@ -110,16 +112,12 @@ def to_crontab_expr(spec: dict | None, tz: str) -> str:
     """
     if spec is None:
         raise InputError("a manual ingestion has no crontab line", fix="give it a schedule")
-    from cutover.core.schedule.triggers import schedule_timezone
-
     spec_tz = schedule_timezone(spec, tz)
     if "crontab" in spec:
         if _same_zone(spec_tz, tz):
             return normalize_expr(spec["crontab"])
         raise InputError(f"the schedule runs in {spec_tz} but the crontab runs in {tz}",
                          fix="import the ingestion with the crontab's timezone, or run it from a crontab in that zone")
-    from cutover.core.schedule.translate import translate
-
     tr = translate(spec, spec_tz)
     if tr.kind != "cron" or not _same_zone(tr.timezone, tz):
         raise InputError(f"schedule {tr.describe()} cannot be written as a crontab line running in {tz}",
@@ -138,8 +136,6 @@ def to_crontab_expr(spec: dict | None, tz: str) -> str:
 def _same_zone(a: str, b: str) -> bool:
     if a == b:
         return True
-    from cutover.core.schedule.translate import zone_offsets
-
     utcish = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
     if a in utcish and b in utcish:
         return True
@@ -497,8 +493,6 @@ def read_run_log(path: Path | str | None) -> list[dict[str, Any]]:
 
 
 def run_record(d: dict[str, Any]) -> "RunRecord":
-    from cutover.core.records.runs import RunRecord
-
     start = parse_ts(d.get("start"))
     end = parse_ts(d.get("end"))
     dur = d.get("duration_s")
@@ -890,14 +884,10 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
     timezone: an ingestion already in the inventory keeps its definition (only schedule and
     timezone follow the crontab); a new one needs its definition -- from ``definitions`` or
     from the generated wrapper's pipeline.json."""
-    from cutover.core.records.ingestions import validate
-
     cf = CrontabFile(crontab)
     lines = cf.lines()
     env = env_of(lines)
     tz = env.get("CRON_TZ") or timezone or local_timezone()
-    from cutover.core.schedule.triggers import check_timezone
-
     check_timezone(tz)
     mapping = dict(mapping or {})
     defs = {d.id: d for d in definitions}
@@ -980,8 +970,6 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
 
 
 def _describe(spec) -> str:
-    from cutover.core.schedule.triggers import describe
-
     return describe(spec)
 
 

@@ -33,7 +33,16 @@ import os
 import time
 from datetime import datetime, timezone
 
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.config import load_settings
+from cutover.core.records import runs as R
+from cutover.core.records.ledger import ClaimLost
+from cutover.core.redact import redact_text
 from cutover.core.state.fence import legacy_fence
+from cutover.core.workspace import Workspace
+from legacy.rq.model import partition_of, workflow_from_steps
+from legacy.rq.store import Store
 
 log = logging.getLogger("cutover.rq.jobs")
 UTC = timezone.utc
@@ -43,8 +52,6 @@ _WORKSPACES: dict[str, object] = {}
 def _store(prefix: str):
     from rq import get_current_job
 
-    from legacy.rq.store import Store
-
     job = get_current_job()
     if job is None:  # pragma: no cover - only ever run by a worker
         raise RuntimeError("this function runs inside an RQ job")
@@ -53,9 +60,6 @@ def _store(prefix: str):
 
 def workspace(env: dict[str, str] | None):
     """The cutover workspace of a job: the definition's env over the worker's environment."""
-    from cutover.core.config import load_settings
-    from cutover.core.workspace import Workspace
-
     merged = {**os.environ, **(env or {})}
     key = repr(sorted((k, v) for k, v in merged.items() if k.startswith("CUTOVER_")))
     ws = _WORKSPACES.get(key)
@@ -66,8 +70,6 @@ def workspace(env: dict[str, str] | None):
 
 
 def _one_line(e: BaseException) -> str:
-    from cutover.core.redact import redact_text
-
     return redact_text(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
 
 
@@ -108,8 +110,6 @@ def run_step(prefix: str, run_id: str, step: str) -> dict:
     run = store.read_run(run_id)
     if run is None:
         raise RuntimeError(f"workflow run {run_id} has no state in Redis (expired after run_ttl?)")
-    from legacy.rq.model import workflow_from_steps
-
     wf = workflow_from_steps(run["ingestion_id"], run["workflow"], where=f"run {run_id}")
     s = wf.step(step)
     fn = {"discover": _discover, "ingest": _ingest, "publish": _publish}[s.kind]
@@ -171,11 +171,6 @@ def _upstream_failed(store, run, wf, s) -> str | None:
 
 
 def _ingest(store, job, run, wf, s) -> dict:
-    from cutover.core.autoloader.discovery import DiscoveredFile
-    from cutover.core.records.ledger import ClaimLost
-    from legacy.rq.model import partition_of
-    from cutover.core.autoloader.service import RunResult, Heartbeat
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING":
         store.mark_step(run_id, s.name, "skipped")
@@ -216,8 +211,6 @@ def _ingest(store, job, run, wf, s) -> dict:
 
 
 def _publish(store, job, run, wf, s) -> dict:
-    from cutover.core.records import runs as R
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING" or not run.get("record"):
         store.mark_step(run_id, s.name, "skipped")

@@ -39,6 +39,7 @@ from cutover.core.schedule.crontab import translate_crontab
 from cutover.core.schedule.translation import (  # noqa: F401 - Translation and the zone facts are used from here too
     DAYS, DEFAULT_RRULE_START, RRULE_DAYS, UTC, Translation, cron_field, dst_transitions, dst_windows, rrule_dt,
     zone_offsets)
+from cutover.core.schedule.triggers import build_trigger, check_timezone, describe, schedule_timezone
 
 
 # -- value sets from compiled APScheduler fields ---------------------------------------------
@@ -114,8 +115,6 @@ class _Issues:
 
 def translate(spec: dict | None, timezone: str, *, allow_approx: bool = False) -> Translation:
     """The Prefect 3 schedule for a normalized legacy schedule (see cutover.core.schedule.triggers)."""
-    from cutover.core.schedule.triggers import build_trigger, check_timezone, describe, schedule_timezone
-
     tz = schedule_timezone(spec, timezone)
     check_timezone(tz)
     if spec is None:

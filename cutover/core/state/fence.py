@@ -30,7 +30,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, insert, select
 
+from cutover.core.db import ensure_schema, get_engine
 from cutover.core.redact import redact_text
+from cutover.core.state.audit import who
+from cutover.core.state.models import locks as t
 
 FENCE = "legacy-fence"
 log = logging.getLogger("cutover.scheduler")
@@ -38,8 +41,6 @@ log = logging.getLogger("cutover.scheduler")
 
 def read(engine) -> dict | None:
     """The fence as a dict (snapshot, reason, ids, since, holder), or None when no fence is up."""
-    from cutover.core.state.models import locks as t
-
     with engine.connect() as conn:
         r = conn.execute(select(t.c.id, t.c.holder, t.c.acquired_at, t.c.reason).where(t.c.name == FENCE)).first()
     if r is None:
@@ -68,8 +69,6 @@ def check(engine, ingestion_id: str) -> str | None:
 
 def check_settings(settings, ingestion_id: str) -> str | None:
     """:func:`check` for code that has settings but no workspace engine at hand."""
-    from cutover.core.db import ensure_schema, get_engine
-
     ensure_schema(settings)
     return check(get_engine(settings.state_url), ingestion_id)
 
@@ -79,9 +78,6 @@ def raise_fence(engine, snapshot_id: str, *, reason: str | None, ids: list[str] 
 
     Raises ValueError if another snapshot holds the fence (one pause at a time)."""
     from sqlalchemy.exc import IntegrityError
-
-    from cutover.core.state.audit import who
-    from cutover.core.state.models import locks as t
 
     cur = read(engine)
     if cur is not None:
@@ -103,8 +99,6 @@ def raise_fence(engine, snapshot_id: str, *, reason: str | None, ids: list[str] 
 
 def lift(engine, snapshot_id: str) -> bool:
     """Take the fence of ``snapshot_id`` down; True if it was up."""
-    from cutover.core.state.models import locks as t
-
     with engine.begin() as conn:
         res = conn.execute(delete(t).where(t.c.name == FENCE, t.c.id == snapshot_id))
     return res.rowcount > 0
