@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cutover.core.workflow import RQ_CONFIG_NAME
 from cutover.protocol import JobInfo, run_legacy_now
+from flows.adapter import PrefectAdapter
 from legacy.apscheduler.adapters import APSchedulerAdapter
 from legacy.apscheduler.scheduler import JobSync
 from legacy.batch.adapter import BatchAdapter
@@ -99,8 +100,6 @@ class LiveSides:
 
     def prefect(self, mode: str):
         if mode not in self._prefect:
-            from flows.adapter import PrefectAdapter
-
             self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect)
         return self._prefect[mode]
 
