@@ -410,7 +410,8 @@ def test_cron_shadow_parity_cutover_and_rollback(prefect_server, prefect_env, pr
     from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
     from legacy.batch.orchestrator import IngestionPaused
-    from legacy.cron.side import PAUSED, CronAdapter, CronLiveSides
+    from cutover.registry import CronLiveSides
+    from legacy.cron.side import PAUSED, CronAdapter
     from legacy.cron.medallion import INGESTION_ID, write_events, write_pipeline
 
     iid = INGESTION_ID
