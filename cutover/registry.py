@@ -15,12 +15,14 @@ from legacy.apscheduler.adapters import APSchedulerAdapter
 from legacy.apscheduler.scheduler import JobSync
 from legacy.batch.adapter import BatchAdapter
 from legacy.batch.orchestrator import BatchOrchestrator
-from legacy.cron.side import CONFIG_NAME as CRON_CONFIG_NAME, CronLegacySide
+from legacy.cron.config import CONFIG_NAME as CRON_CONFIG_NAME
+from legacy.cron.side import CronLegacySide
 from legacy.rq import setup as rq_setup
 from legacy.rq.side import RQLegacySide
 
-__all__ = ["CronLiveSides", "LegacySide", "LiveSides", "RQLiveSides", "apply_rq_import", "legacy_side", "plan_rq_import",
-           "run_legacy_now"]
+__all__ = ["CronLiveSides", "LegacySide", "LiveSides", "RQLiveSides", "apply_rq_import", "legacy_side",
+           "plan_rq_import", "run_legacy_now"]
+
 
 class LegacySide:
     """The legacy side of one workspace: the APScheduler job (when the ingestion has a

@@ -162,7 +162,7 @@ def test_managed_block_never_touches_foreign_lines_and_keeps_backups(cron_ws):
 
 
 def test_write_is_atomic(cron_ws, monkeypatch):
-    import legacy.cron.side as C
+    import cutover.core.osutil as C
 
     ws, a, paths = cron_ws
     a.ensure_job(ws.ingestions.get("orders"))
