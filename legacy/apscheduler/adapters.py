@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cutover.core.errors import IngestionPaused, NotFound
 from cutover.core.records.reader import LegacyReader, unreachable
 from cutover.protocol import UNCHANGED, UPDATED, Health, JobInfo
-from legacy.apscheduler.scheduler import JobSync, utcnow
+from legacy.apscheduler.jobstore import utcnow
+from legacy.apscheduler.scheduler import JobSync
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.workspace import Workspace

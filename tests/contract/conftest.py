@@ -122,7 +122,7 @@ def make_batch(cw: ContractWorkspace) -> Harness:
 
 def make_apscheduler(cw: ContractWorkspace) -> Harness:
     from legacy.apscheduler.adapters import APSchedulerAdapter
-    from legacy.apscheduler.scheduler import run_foreground
+    from legacy.apscheduler.process import run_foreground
 
     h = Harness("apscheduler", APSchedulerAdapter(cw.ws), cw)
     stop = threading.Event()
