@@ -38,7 +38,8 @@ from cutover.core.shadowfork import ensure_fork
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
                           ingestion_of, mode_of, plan_one, record_ids)
-from flows.local import RetryCounter, api_url, check_health, ensure_work_pool
+from flows.http import RetryCounter, check_health, open_client
+from flows.local import api_url, ensure_work_pool
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -82,14 +83,7 @@ class PrefectAdapter:
 
     def _open(self):
         if self._client is None:
-            from prefect.client.orchestration import get_client
-            from prefect.settings import PREFECT_API_URL, temporary_settings
-
-            url = self.api_url
-            with temporary_settings(updates={PREFECT_API_URL: url}):
-                c = get_client(sync_client=True)
-            c.__enter__()
-            self._client = c
+            self._client = open_client(self.api_url)
             if self._retries is None:
                 self._retries = RetryCounter()
         return self._client
