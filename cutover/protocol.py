@@ -2,9 +2,12 @@
 
 The read side is separate from the write side: checks and planners get only an
 ``OrchestratorReader``. Implementations: the batch orchestrator and APScheduler
-(``legacy/apscheduler/adapters.py``), Prefect (``flows/adapter.py``) and an in-memory fake
+(``legacy/batch/adapter.py``, ``legacy/apscheduler/adapters.py``), the crontab and RQ sides
+(``legacy/cron``, ``legacy/rq``), Prefect (``flows/adapter.py``) and an in-memory fake
 with failure injection (``cutover/testing/fake.py``). All pass one contract
 suite (``tests/contract``).
+
+Sides import only ``cutover.core`` and this module; ``cutover.registry`` composes them.
 """
 
 from __future__ import annotations
