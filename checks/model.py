@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cutover.core.state.waivers import CHECKS  # noqa: F401 - defined with the waiver store that checks names
+
 PASS, FAIL, ERROR = "pass", "fail", "error"
 
 FINDING_KINDS = (
@@ -20,7 +22,6 @@ FINDING_KINDS = (
     "quality_failed",
     "schema_mismatch",
 )
-CHECKS = ("runs", "ledger", "counts", "quality")
 
 
 @dataclass(frozen=True)

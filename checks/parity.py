@@ -10,13 +10,17 @@ from typing import Iterable
 
 from sqlalchemy import insert, select
 
+from checks import spark_checks
 from checks.counts import check_counts
 from checks.ledger import check_ledger
 from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
+from checks.quality import check_quality
 from checks.runs import check_runs
+from checks.spark_checks import has_shadow, processor_for
 from cutover.core.redact import redact_text
-from cutover.core.state.models import parity_results as t_results
-from cutover.core.state.models import shadow_forks as t_forks
+from cutover.core.state import states
+from cutover.core.state.models import parity_results as t_results, shadow_forks as t_forks
+from cutover.core.state.waivers import WaiverStore
 
 log = logging.getLogger("cutover.parity")
 
@@ -88,16 +92,12 @@ def _guard(name: str, fn) -> CheckResult:
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
                store: bool = True, now: datetime | None = None) -> ParityReport:
-    from cutover.core.state.waivers import WaiverStore
-
     checks = [c for c in CHECKS if c in set(checks)]
     until = now or utcnow()
     report = ParityReport(uuid.uuid4().hex, until, since, until)
     thresholds = ws.settings.parity
     waivers = WaiverStore(ws.state_engine)
     spark = _spark(ws)  # [ingest] engine = "spark": counts and quality through Spark Connect
-    from cutover.core.state import states
-
     current = states.get_states(ws.state_engine)
     for ing in ingestions:
         state = current.get(ing.id, states.LEGACY)
@@ -130,14 +130,10 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(tbl, fork_snapshot_id=fork, ingestion_id=ing.id))
                 elif spark:
-                    from checks import spark_checks
-
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),
                         sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 else:
-                    from checks.quality import check_quality
-
                     res = _guard(name, lambda: check_quality(tbl, key_columns=list(ing.key_columns),
                                                              sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 results.append(res)
@@ -159,14 +155,10 @@ def _spark(ws):
     """The Spark processor when the workspace runs on Spark, else None (no pyspark import)."""
     if getattr(ws.settings, "engine", "arrow") != "spark":
         return None
-    from checks.spark_checks import processor_for
-
     return processor_for(ws)
 
 
 def _spark_has_shadow(proc, ing) -> bool:
-    from checks.spark_checks import has_shadow
-
     try:
         return has_shadow(proc, ing.table)
     except Exception:  # noqa: BLE001 - the checks report why (unreachable cluster, ...)

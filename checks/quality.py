@@ -16,12 +16,12 @@ from __future__ import annotations
 import warnings
 
 from checks.model import CheckResult, Finding
-from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog, snapshot_info
 
 _ctx = None
 
 
-def _context():
+def ge_context():
     global _ctx
     if _ctx is None:
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
@@ -35,7 +35,7 @@ def _context():
 
 
 def _batch_definition(name: str):
-    ctx = _context()
+    ctx = ge_context()
     try:
         ds = ctx.data_sources.get("cutover")
     except Exception:  # noqa: BLE001 - GE raises its own not-found types across versions
@@ -50,8 +50,8 @@ def _batch_definition(name: str):
         return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def _suite(columns: list[str], keys: list[str], row_count: int | None):
-    _context()  # suites need an active context
+def expectation_suite(columns: list[str], keys: list[str], row_count: int | None):
+    ge_context()  # suites need an active context
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -129,12 +129,10 @@ def check_quality(tbl, *, key_columns: list[str], sample_rows: int = 0) -> Check
                                 detail="; ".join(diffs)))
     ldf, sdf = _frame(tbl, main_id, sample_rows), _frame(tbl, shadow_id, sample_rows)
     columns = [n for n, _ in ls]
-    from cutover.core.iceberg import snapshot_info
-
     legacy_count = snapshot_info(tbl.metadata.snapshot_by_id(main_id)).total_records
     row_count = legacy_count if not sample_rows else None
-    lo = _outcomes("legacy", ldf, _suite(columns, list(key_columns), row_count))
-    so = _outcomes("shadow", sdf, _suite(columns, list(key_columns), row_count))
+    lo = _outcomes("legacy", ldf, expectation_suite(columns, list(key_columns), row_count))
+    so = _outcomes("shadow", sdf, expectation_suite(columns, list(key_columns), row_count))
     more, shared_issues = compare(lo, so)
     findings += more
     metrics = {"legacy_rows_checked": len(ldf), "shadow_rows_checked": len(sdf), "expectations": len(so),

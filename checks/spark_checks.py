@@ -28,10 +28,12 @@ import logging
 import uuid
 
 from checks.counts import check_counts as _check_counts
-from checks.quality import compare  # the one comparison rule for both engines
 from checks.model import CheckResult, Finding
-from cutover.core.spark import sql as S
+from checks.quality import expectation_suite, ge_context
+from checks.quality import compare  # the one comparison rule for both engines
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH
+from cutover.core.spark import sql as S
+from cutover.core.spark.engine import SparkProcessor
 
 log = logging.getLogger("cutover.checks.spark")
 
@@ -43,8 +45,6 @@ def processor_for(ws):
     """The workspace's Spark processor (one Spark session per process)."""
     proc = getattr(getattr(ws, "service", None), "processor", None)
     if proc is None:
-        from cutover.core.spark.engine import SparkProcessor
-
         proc = SparkProcessor.from_settings(ws.settings)
     return proc
 
@@ -73,9 +73,7 @@ _ctx_source = None
 def _batch_definition(name: str):
     """A whole-DataFrame batch definition on GE's Spark data source (ephemeral context)."""
     global _ctx_source
-    from checks.quality import _context
-
-    ctx = _context()
+    ctx = ge_context()
     if _ctx_source is None:
         try:
             _ctx_source = ctx.data_sources.get("cutover-spark")
@@ -97,9 +95,7 @@ def _key(kind: str, col: str = "") -> str:
 
 def ge_outcomes(name: str, sdf, columns: list[str], keys: list[str], row_count: int | None) -> dict[str, dict]:
     """Validate the cutover-parity suite on a Spark (Connect) DataFrame with GE's Spark data source."""
-    from checks.quality import _suite
-
-    suite = _suite(columns, keys, row_count)
+    suite = expectation_suite(columns, keys, row_count)
     res = _batch_definition(name).get_batch(batch_parameters={"dataframe": sdf}).validate(suite, result_format="SUMMARY")
     out = {}
     for r in res.results:

@@ -2,9 +2,12 @@
 
 The read side is separate from the write side: checks and planners get only an
 ``OrchestratorReader``. Implementations: the batch orchestrator and APScheduler
-(``legacy/apscheduler/adapters.py``), Prefect (``flows/adapter.py``) and an in-memory fake
+(``legacy/batch/adapter.py``, ``legacy/apscheduler/adapters.py``), the crontab and RQ sides
+(``legacy/cron``, ``legacy/rq``), Prefect (``flows/adapter.py``) and an in-memory fake
 with failure injection (``cutover/testing/fake.py``). All pass one contract
 suite (``tests/contract``).
+
+Sides import only ``cutover.core`` and this module; ``cutover.registry`` composes them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from cutover.core.errors import OrchestratorError  # noqa: F401 - part of the protocol (defined in core)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.records.ingestions import Ingestion
@@ -43,10 +48,6 @@ class JobInfo:
 class Health:
     ok: bool
     detail: str
-
-
-class OrchestratorError(Exception):
-    """The orchestrator could not be reached or refused the call (retryable)."""
 
 
 @runtime_checkable
@@ -84,3 +85,16 @@ class OrchestratorWriter(OrchestratorReader, Protocol):
     def cancel_running(self, ingestion_id: str) -> int:
         """Cancel in-flight runs; returns how many."""
         ...
+
+
+def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
+    """Run ``iid`` now on the legacy ``side`` as its orchestrator runs it (``side.run_now``: the
+    batch orchestrator, a crontab line's wrapper ...) and wait; returns the run id. A wrapping
+    side without ``run_now`` hands the run to the side it wraps (``base``), down to the batch
+    orchestrator of ``cutover.registry.LegacySide``."""
+    s = side
+    while not hasattr(s, "run_now"):
+        s = getattr(s, "base", None)
+        if s is None:
+            raise TypeError(f"the legacy side {type(side).__name__} cannot run an ingestion now (no run_now)")
+    return s.run_now(iid, trigger=trigger)

@@ -1,8 +1,27 @@
-"""The two sides as the engine sees them: one legacy writer, one Prefect writer per mode."""
+"""The two sides as the engine sees them: one legacy writer, one Prefect writer per mode.
+
+The registry composes the sides; no side imports it. The legacy side is the APScheduler jobs
+plus the batch flags (:class:`LegacySide`), wrapped by the crontab side when the workspace has
+a crontab (``cron.json``) and by the RQ side when it has RQ workflows (``rq.json``): each
+wrapper receives the side it wraps in its constructor.
+"""
 
 from __future__ import annotations
 
-from cutover.protocol import JobInfo
+from cutover.core.workflow import RQ_CONFIG_NAME
+from cutover.protocol import JobInfo, run_legacy_now
+from flows.adapter import PrefectAdapter
+from legacy.apscheduler.adapters import APSchedulerAdapter
+from legacy.apscheduler.scheduler import JobSync
+from legacy.batch.adapter import BatchAdapter
+from legacy.batch.orchestrator import BatchOrchestrator
+from legacy.cron.config import CONFIG_NAME as CRON_CONFIG_NAME
+from legacy.cron.side import CronLegacySide
+from legacy.rq import setup as rq_setup
+from legacy.rq.side import RQLegacySide
+
+__all__ = ["CronLiveSides", "LegacySide", "LiveSides", "RQLiveSides", "apply_rq_import", "legacy_side",
+           "plan_rq_import", "run_legacy_now"]
 
 
 class LegacySide:
@@ -13,8 +32,6 @@ class LegacySide:
     name = "legacy"
 
     def __init__(self, ws):
-        from legacy.apscheduler.adapters import APSchedulerAdapter, BatchAdapter
-
         self.ws = ws
         self.aps = APSchedulerAdapter(ws)
         self.batch = BatchAdapter(ws)
@@ -44,8 +61,6 @@ class LegacySide:
     def run_now(self, iid: str, *, trigger: str = "manual") -> str:
         """Run the ingestion on the legacy side now and wait for it; returns the run id (the run
         record's). Raises IngestionPaused when the legacy side is paused or fenced."""
-        from legacy.batch.orchestrator import BatchOrchestrator
-
         return BatchOrchestrator(self.ws).run_ingestion(iid, trigger=trigger).run_id
 
     def list_jobs(self) -> list[JobInfo]:
@@ -72,19 +87,6 @@ class LegacySide:
         return out
 
 
-def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
-    """Run ``iid`` now on the legacy ``side`` as its orchestrator runs it (``side.run_now``: the
-    batch orchestrator, a crontab line's wrapper ...) and wait; returns the run id. A wrapping
-    side without ``run_now`` hands the run to the side it wraps (``base``), down to the batch
-    orchestrator of :class:`LegacySide`."""
-    s = side
-    while not hasattr(s, "run_now"):
-        s = getattr(s, "base", None)
-        if s is None:
-            raise TypeError(f"the legacy side {type(side).__name__} cannot run an ingestion now (no run_now)")
-    return s.run_now(iid, trigger=trigger)
-
-
 class LiveSides:
     def __init__(self, ws, *, prefect_api_url: str | None = None, start_prefect: bool = True):
         self.ws = ws
@@ -95,26 +97,80 @@ class LiveSides:
 
     def legacy(self):
         if self._legacy is None:
-            from legacy.cron.side import CONFIG_NAME
-            from legacy.rq.model import CONFIG_NAME as RQ_CONFIG_NAME
-
-            side = LegacySide(self.ws)
-            if (self.ws.settings.home / CONFIG_NAME).exists():
-                # a crontab is part of the legacy side: its ingestions pause/resume by their cron line
-                from legacy.cron.side import CronLegacySide
-
-                side = CronLegacySide(self.ws, base=side)
-            if (self.ws.settings.home / RQ_CONFIG_NAME).exists():
-                # RQ workflows are part of the legacy side: their ingestions pause/resume by the RQ hold
-                from legacy.rq.side import RQLegacySide
-
-                side = RQLegacySide(self.ws, base=side)
-            self._legacy = side
+            self._legacy = legacy_side(self.ws)
         return self._legacy
 
     def prefect(self, mode: str):
         if mode not in self._prefect:
-            from flows.adapter import PrefectAdapter
-
             self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect)
         return self._prefect[mode]
+
+
+def legacy_side(ws, *, cron=None, rq=None, with_cron: bool | None = None, with_rq: bool | None = None):
+    """The workspace's legacy side: :class:`LegacySide`, wrapped by the crontab side when a crontab
+    is configured (its ingestions pause/resume by their cron line) and by the RQ side when RQ
+    workflows are (theirs by the RQ hold). ``with_cron``/``with_rq`` force a wrapper in or out;
+    ``cron``/``rq`` are the adapters to use (default: the workspace's)."""
+    home = ws.settings.home
+    side = LegacySide(ws)
+    if with_cron if with_cron is not None else (home / CRON_CONFIG_NAME).exists():
+        side = CronLegacySide(ws, cron, base=side)
+    if with_rq if with_rq is not None else (home / RQ_CONFIG_NAME).exists():
+        side = RQLegacySide(ws, rq, base=side)
+    return side
+
+
+class _WithLegacy:
+    """LiveSides whose legacy side is given."""
+
+    def __init__(self, ws, legacy, **kw):
+        self._sides = LiveSides(ws, **kw)
+        self.ws = ws
+        self._legacy = legacy
+
+    def legacy(self):
+        return self._legacy
+
+    def prefect(self, mode: str):
+        return self._sides.prefect(mode)
+
+
+class CronLiveSides(_WithLegacy):
+    """:class:`LiveSides` with the crontab side (over APScheduler/batch) as the legacy side."""
+
+    def __init__(self, ws, *, cron=None, **kw):
+        super().__init__(ws, legacy_side(ws, cron=cron, with_cron=True, with_rq=False), **kw)
+
+
+class RQLiveSides(_WithLegacy):
+    """:class:`LiveSides` with the RQ side as the legacy side (over the crontab side when a crontab
+    is configured, else over APScheduler/batch)."""
+
+    def __init__(self, ws, *, rq=None, **kw):
+        super().__init__(ws, legacy_side(ws, rq=rq, with_rq=True), **kw)
+
+
+# -- `cutover rq import`: the RQ setup takes over ingestions from APScheduler -------------------
+
+
+def plan_rq_import(ws, path, *, read_inventory: bool = True, **kw):
+    """``legacy.rq.setup.plan_import`` with the APScheduler jobs of the workspace read here (the RQ
+    side does not read the APScheduler job store): an ingestion RQ takes over loses its job."""
+    aps_jobs: set[str] = set()
+    if read_inventory:
+        js = JobSync(ws.settings)
+        if js.exists():
+            aps_jobs = {j.ingestion_id for j in js.jobs()}
+    return rq_setup.plan_import(ws, path, read_inventory=read_inventory, apscheduler_jobs=aps_jobs, **kw)
+
+
+def apply_rq_import(ws, plan) -> None:
+    """``legacy.rq.setup.apply_import``, removing the APScheduler jobs of the ingestions RQ now runs."""
+    js = None
+
+    def remove(iid: str) -> None:
+        nonlocal js
+        js = js or JobSync(ws.settings)
+        js.remove(iid)
+
+    rq_setup.apply_import(ws, plan, remove_apscheduler_job=remove)

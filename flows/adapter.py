@@ -33,8 +33,13 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from cutover.core.errors import CutoverError, GateFailed, NotFound
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from cutover.core.redact import redact_text, redact_url
+from cutover.core.shadowfork import ensure_fork
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
+                          ingestion_of, mode_of, plan_one, record_ids)
+from flows.http import RetryCounter, check_health, open_client
+from flows.local import api_url, ensure_work_pool
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -50,8 +55,6 @@ class PrefectAdapter:
 
     def __init__(self, workspace, api_url: str | None = None, *, mode: str = "shadow",
                  paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True):
-        from flows.deploy import check_mode
-
         self.ws = workspace
         self.mode = check_mode(mode)
         self.paused_on_create = paused_on_create
@@ -68,8 +71,6 @@ class PrefectAdapter:
     @property
     def api_url(self) -> str:
         if self._api_url is None:
-            from flows.local import api_url
-
             try:
                 self._api_url = api_url(self.ws.settings, start=self.start)
             except CutoverError as e:
@@ -82,16 +83,7 @@ class PrefectAdapter:
 
     def _open(self):
         if self._client is None:
-            from prefect.client.orchestration import get_client
-            from prefect.settings import PREFECT_API_URL, temporary_settings
-
-            from flows.local import RetryCounter
-
-            url = self.api_url
-            with temporary_settings(updates={PREFECT_API_URL: url}):
-                c = get_client(sync_client=True)
-            c.__enter__()
-            self._client = c
+            self._client = open_client(self.api_url)
             if self._retries is None:
                 self._retries = RetryCounter()
         return self._client
@@ -141,8 +133,6 @@ class PrefectAdapter:
         """
         from prefect.exceptions import PrefectHTTPStatusError
 
-        from flows.deploy import FLOW_NAME, deployment_name
-
         try:
             r = c.request("GET", "/deployments/name/{flow_name}/{deployment_name}",
                           path_params={"flow_name": FLOW_NAME, "deployment_name": deployment_name(ingestion_id, self.mode)})
@@ -156,8 +146,6 @@ class PrefectAdapter:
     def list_jobs(self) -> list[JobInfo]:
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
         from prefect.client.schemas.sorting import DeploymentSort
-
-        from flows.deploy import TAG, describe_schedule, ingestion_of, mode_of
 
         out: list[JobInfo] = []
         flt = DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])).model_dump(mode="json")
@@ -190,13 +178,9 @@ class PrefectAdapter:
         return self.ws.ledger(ingestion_id, namespace).entries(since=since)
 
     def health(self) -> Health:
-        from flows.local import check_health
-
         try:
             url = self.api_url if self._api_url or not self.start else None
             if url is None:
-                from flows.local import api_url
-
                 url = api_url(self.ws.settings, start=False)
         except (OrchestratorError, CutoverError) as e:
             msg = e.one_line() if isinstance(e, CutoverError) else str(e)
@@ -207,32 +191,22 @@ class PrefectAdapter:
     # -- writer --------------------------------------------------------------------------
     def plan_job(self, ingestion):
         """What ensure_job would do (read calls only): a flows.deploy.PlanItem."""
-        from flows.deploy import desired, plan_one
-
         want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
                        allow_approx=self.allow_approx)
         with self.client() as c:
             return plan_one(c, want)
 
     def ensure_job(self, ingestion) -> str:
-        from flows.deploy import apply, desired, plan_one, record_ids
-
         want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
                        allow_approx=self.allow_approx)  # validates (schedule translation) before any write
         if self.mode == "shadow":
-            from cutover.engine.shadow import ensure_fork
-
             ensure_fork(self.ws, ingestion)
         with self.client() as c:
             item = plan_one(c, want)
             if item.action != "unchanged" and not self._pool_checked:
-                from flows.local import ensure_work_pool
-
                 ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
                 self._pool_checked = True
             if item.action == "create":
-                from flows.deploy import FLOW_NAME
-
                 cached = self._flow_id is not None
                 if not cached:
                     self._flow_id = c.create_flow_from_name(FLOW_NAME)
@@ -288,8 +262,6 @@ class PrefectAdapter:
     def trigger(self, ingestion_id: str, *, force: bool = False) -> str:
         """A manual flow run now. A paused deployment is honoured like the batch side's pause flag
         (an operator paused it, maybe mid-incident): refused unless ``force``."""
-        from flows.deploy import full_name
-
         with self.client() as c:
             dep = self._deployment(c, ingestion_id)
             if dep is None:
@@ -356,8 +328,6 @@ class PrefectAdapter:
         """Recent flow runs of cutover deployments (newest first)."""
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
         from prefect.client.schemas.sorting import FlowRunSort
-
-        from flows.deploy import TAG
 
         tags = [TAG] + ([f"ingestion:{ingestion_id}"] if ingestion_id else [])
         with self.client() as c:

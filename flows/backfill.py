@@ -48,6 +48,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
+from cutover.core.autoloader.discovery import filesystem
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.config import job_env
+from cutover.core.errors import InputError
+from cutover.core.osutil import atomic_write
+from cutover.core.records import runs as R
+from cutover.core.redact import redact_text
+from cutover.core.shadowfork import ensure_fork
+from flows.deploy import REPO_ROOT
+from flows.ingest import workspace
+from flows.local import ensure_work_pool
+
 FLOW_NAME = "cutover-backfill"
 DEPLOYMENT_NAME = "backfill"
 ENTRYPOINT = "flows/backfill.py:backfill"
@@ -61,8 +73,6 @@ _DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_/.]?(0[1-9]|1[0-2])[-_/.]?(0[1-9]
 
 
 def parse_date(value: str | date, what: str = "date") -> date:
-    from cutover.core.errors import InputError
-
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -75,8 +85,6 @@ def parse_date(value: str | date, what: str = "date") -> date:
 
 def chunk_ranges(start: date, end: date, chunk: str) -> list[tuple[date, date]]:
     """Calendar chunks [first, last] (both included) covering start..end, clipped to it."""
-    from cutover.core.errors import InputError
-
     if chunk not in CHUNKS:
         raise InputError(f"chunk {chunk!r} is not one of {', '.join(CHUNKS)}", fix="pass --chunk daily|weekly|monthly")
     if end < start:
@@ -152,8 +160,6 @@ def assign(files, chunks: list[Chunk], *, root: str | None, tz: str) -> tuple[li
 
 def plan(ws, ingestion_id: str, start, end, chunk: str = "daily") -> tuple[Any, list[Chunk], list[str]]:
     """(ingestion, chunks with their files, undated paths): discovery only, nothing written."""
-    from cutover.core.autoloader.discovery import filesystem
-
     ing = ws.ingestions.get(ingestion_id)
     s, e = parse_date(start, "--start"), parse_date(end, "--end")
     chunks = [Chunk(a, b) for a, b in chunk_ranges(s, e, chunk)]
@@ -178,8 +184,6 @@ class Progress:
         except FileNotFoundError:
             return {"ingestion_id": self.ingestion_id, "mode": self.mode, "chunks": {}}
         except ValueError:
-            from cutover.core.errors import InputError
-
             raise InputError(f"backfill progress {self.path} is not valid JSON",
                              fix="move it away to start the backfill over (the ledger still prevents duplicates)") from None
         data.setdefault("chunks", {})
@@ -199,13 +203,12 @@ class Progress:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def mark(self, key: str, **values: Any) -> dict[str, Any]:
-        from legacy.cron.side import _atomic_write
 
         with self._locked():
             data = self.read()
             entry = {**data["chunks"].get(key, {}), **values, "updated_at": datetime.now(timezone.utc).isoformat()}
             data["chunks"][key] = entry
-            _atomic_write(self.path, json.dumps(data, indent=2, default=str) + "\n")
+            atomic_write(self.path, json.dumps(data, indent=2, default=str) + "\n")
         return entry
 
 
@@ -213,8 +216,6 @@ class Progress:
 
 
 def _workspace():
-    from flows.ingest import workspace
-
     return workspace()
 
 
@@ -233,20 +234,16 @@ def _chunk_outcome(ws, ing, mode: str, files) -> tuple[str, list[dict[str, str]]
 @task(name="backfill-chunk", task_run_name="chunk {key}", cache_policy=NO_CACHE, persist_result=False)
 def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: str | None) -> dict[str, Any]:
     """Ingest the chunk's pending files in one run record; record the chunk's outcome."""
-    from cutover.core.autoloader.service import RunResult, _Heartbeat
-
     ws = _workspace()
     progress = Progress(ws.settings, ingestion_id, mode)
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.engine.shadow import ensure_fork
-
         ensure_fork(ws, ing)
     progress.mark(key, status=RUNNING, files=len(files), flow_run_id=flow_run_id)
     run_id = ws.service.start_run(ing, orchestrator="prefect", mode=mode, trigger="backfill",
                                   external_id=flow_run_id, run_id=uuid.uuid4().hex)
     ledger = ws.ledger(ing.id, mode)
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     res = RunResult(run_id=run_id, ingestion_id=ing.id, status="RUNNING")
     error = None
@@ -257,8 +254,6 @@ def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: 
                                        result=res) == "skipped":
                 skipped += 1
     except Exception as e:  # noqa: BLE001 - recorded on the run and the chunk; the flow goes on
-        from cutover.core.redact import redact_text
-
         error = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])
         with contextlib.suppress(Exception):
             ledger.release(run_id)
@@ -279,8 +274,6 @@ def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: 
 def backfill(ingestion_id: str, start: str, end: str, chunk: str = "daily", mode: str = "live"):
     """Backfill start..end (dates, both included) chunk by chunk; skips chunks already done."""
     from prefect.runtime import flow_run
-
-    from cutover.core.records import runs as R
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")
@@ -356,10 +349,7 @@ def status_of_range(progress: Progress, start, end, chunk: str) -> list[dict[str
 
 def ensure_deployment(client, ws) -> str:
     """Create or update the deployment cutover-backfill/backfill (idempotent upsert); returns its id."""
-    from flows.deploy import REPO_ROOT, job_env
     from prefect.utilities.callables import parameter_schema
-
-    from flows.local import ensure_work_pool
 
     ensure_work_pool(str(client.api_url).rstrip("/"), ws.settings.prefect_work_pool)
     flow_id = client.create_flow_from_name(FLOW_NAME)

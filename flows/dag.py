@@ -2,7 +2,7 @@
 
 ``run_workflow(ingestion_id, mode, trigger, steps)`` is the Prefect side of an ingestion whose
 legacy side is an RQ workflow (``legacy/rq``). ``steps`` is the workflow's DAG in its parameter
-form (``legacy.rq.model.Workflow.steps_dicts()``: name, kind, depends_on, partition), set by
+form (``cutover.core.workflow.Workflow.steps_dicts()``: name, kind, depends_on, partition), set by
 the deployment builder (``flows/deploy.py``) from rq.json, so the flow needs no Redis and the
 DAG is visible (and diffed) on the deployment.
 
@@ -35,17 +35,21 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import wait
 from prefect.utilities.annotations import allow_failure
 
-from flows.ingest import FLOW_NAME, _abandon, _one_line, _release, _storage, create_run_record, workspace
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.records import runs as R
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workflow import default_steps, partition_of, workflow_from_steps
+from flows.ingest import (FLOW_NAME, STORAGE_TASK_OPTIONS, abandon_run, create_run_record, one_line, release_claims,
+                          workspace)
 
 
-@task(name="discover-pending", task_run_name="{step}", **_storage)
+@task(name="discover-pending", task_run_name="{step}", **STORAGE_TASK_OPTIONS)
 def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any]]:
     """The files still to process in the mode's namespace (shadow: the branch is forked first)."""
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.engine.shadow import ensure_fork
-
         ensure_fork(ws, ing)
     files = ws.service.discover(ing)
     todo = ws.service.pending(ing, mode, files)
@@ -53,14 +57,10 @@ def discover_step(ingestion_id: str, mode: str, step: str) -> list[dict[str, Any
     return [{"path": f.path, "size": f.size, "etag": f.etag, "mtime": f.mtime} for f in todo]
 
 
-@task(name="ingest-partition", task_run_name="{step}", cache_policy=_storage["cache_policy"], persist_result=False)
+@task(name="ingest-partition", task_run_name="{step}", cache_policy=STORAGE_TASK_OPTIONS["cache_policy"], persist_result=False)
 def ingest_step(ingestion_id: str, mode: str, step: str, run_id: str, files: list[dict[str, Any]],
                 partition: list[int]) -> dict[str, Any]:
     """Claim and ingest the pending files of one partition, one after the other."""
-    from cutover.core.autoloader.discovery import DiscoveredFile
-    from legacy.rq.model import partition_of
-    from cutover.core.autoloader.service import RunResult
-
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     idx, count = int(partition[0]), int(partition[1])
@@ -75,7 +75,7 @@ def ingest_step(ingestion_id: str, mode: str, step: str, run_id: str, files: lis
     return counts
 
 
-@task(name="publish-run", task_run_name="{step}", cache_policy=_storage["cache_policy"], persist_result=False)
+@task(name="publish-run", task_run_name="{step}", cache_policy=STORAGE_TASK_OPTIONS["cache_policy"], persist_result=False)
 def publish_step(ingestion_id: str, mode: str, step: str, run_id: str, error: str | None, skipped: int) -> dict:
     ws = workspace()
     if skipped:
@@ -94,7 +94,7 @@ def _outcome(fut) -> tuple[Any, str | None]:
     try:
         fut.result(raise_on_failure=True)
     except BaseException as e:  # noqa: BLE001 - the task's own exception
-        return None, _one_line(e)
+        return None, one_line(e)
     return None, f"task ended {state.type.value}"
 
 
@@ -104,10 +104,6 @@ def run_workflow(ingestion_id: str, mode: str = "live", trigger: str = "schedule
                  steps: list[dict[str, Any]] | None = None):
     """Run an RQ workflow's DAG (live: main branch + live ledger; shadow: cutover-shadow + shadow ledger)."""
     from prefect.runtime import flow_run
-
-    from cutover.core.records import runs as R
-    from legacy.rq.model import default_steps, workflow_from_steps
-    from cutover.core.autoloader.service import _Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")
@@ -123,7 +119,7 @@ def run_workflow(ingestion_id: str, mode: str = "live", trigger: str = "schedule
     logger.info("run record %s (orchestrator prefect, mode %s, flow run %s): %s", run_id, mode, external_id,
                 wf.describe())
     ledger = ws.ledger(ingestion_id, mode)
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     futures: dict[str, Any] = {}
     try:
@@ -153,10 +149,10 @@ def run_workflow(ingestion_id: str, mode: str = "live", trigger: str = "schedule
         rec = futures[next(s.name for s in wf.steps if s.kind == "publish")].result()
     except BaseException as e:  # cancelled (TerminationSignal), interrupted, or the publish task itself failed
         if isinstance(e, Exception):
-            _release(ledger, run_id, logger)
-            ws.runs.finish(run_id, R.FAILED, error=_one_line(e))
+            release_claims(ledger, run_id, logger)
+            ws.runs.finish(run_id, R.FAILED, error=one_line(e))
             raise
-        _abandon(ws, ledger, run_id, e, logger)
+        abandon_run(ws, ledger, run_id, e, logger)
         raise
     finally:
         hb.stop()

@@ -31,14 +31,17 @@ and active in shadow mode, unless ``paused_on_create`` says otherwise.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cutover.core.config import job_env
 from cutover.core.errors import InputError
-from cutover.core.redact import redact_text
+from cutover.core.schedule.translate import translate
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workflow import steps_for, workflow_from_steps
+from flows.local import ensure_work_pool
 
 log = logging.getLogger("cutover.prefect")
 
@@ -50,7 +53,6 @@ SCHEDULE_SLUG = "cutover"
 TAG = "cutover"
 MODES = ("live", "shadow")
 # settings sections whose CUTOVER_* overrides the flow run needs (prefect/scheduler ones it does not)
-_ENV_PREFIXES = ("CUTOVER_DATABASE_", "CUTOVER_INGEST_", "CUTOVER_CATALOG_")
 
 
 def deployment_name(ingestion_id: str, mode: str) -> str:
@@ -107,24 +109,6 @@ class Desired:
     warnings: list[str] = field(default_factory=list)
 
 
-def job_env(settings, environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """The env a flow run needs to open the same workspace; secrets are never copied."""
-    environ = dict(os.environ if environ is None else environ)
-    env = {"CUTOVER_HOME": str(settings.home)}
-    warnings = []
-    for k in sorted(environ):
-        if not k.startswith(_ENV_PREFIXES) or environ[k] == "":
-            continue
-        v = environ[k]
-        secret_name = any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "_KEY"))
-        if secret_name or redact_text(v) != v:
-            warnings.append(f"{k} carries a credential and is not copied into the deployment: put it in "
-                            f"{settings.config_file} or in the worker's environment")
-            continue
-        env[k] = v
-    return env, warnings
-
-
 def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
     from prefect.utilities.callables import parameter_schema
 
@@ -137,8 +121,6 @@ def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
 
 def workflow_steps(ws, ing) -> list[dict[str, Any]] | None:
     """The RQ workflow DAG of an ingestion whose legacy side is RQ (rq.json), else None."""
-    from legacy.rq.model import steps_for
-
     return steps_for(ws.settings, ing.id)
 
 
@@ -147,7 +129,7 @@ def translate_schedule(ing, *, allow_approx: bool = False):
     if not ing.schedule:
         return None, None
     try:
-        from cutover.core.schedule.translate import translate
+        pass
     except ImportError as e:  # pragma: no cover - during development only
         raise InputError(f"cannot translate the schedule of {ing.id}: cutover.core.schedule.translate is missing ({e})",
                          fix="install a complete cutover") from None
@@ -191,8 +173,6 @@ def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_a
     entrypoint, what = ENTRYPOINT, f"ingestion {ing.id}"
     steps = workflow_steps(ws, ing)
     if steps is not None:  # the legacy side is an RQ workflow: Prefect runs the same DAG (flows/dag.py)
-        from legacy.rq.model import workflow_from_steps
-
         params["steps"] = steps
         entrypoint = DAG_ENTRYPOINT
         what = f"RQ workflow {ing.id} ({workflow_from_steps(ing.id, steps).describe()})"
@@ -397,13 +377,9 @@ def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) ->
     if dry_run:
         return items
     if mode == "shadow":
-        from cutover.engine.shadow import ensure_fork
-
         for ing in ingestions:
             ensure_fork(ws, ing)
     if any(it.action != "unchanged" for it in items):
-        from flows.local import ensure_work_pool
-
         ensure_work_pool(_client_url(client), ws.settings.prefect_work_pool)
     flow_id = None
     for item in items:

@@ -38,7 +38,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flows.deploy import ENTRYPOINT, FLOW_NAME, REPO_ROOT, SCHEDULE_SLUG, TAG
+from cutover.core.redact import redact_text
+from flows.deploy import ENTRYPOINT, FLOW_NAME, REPO_ROOT, SCHEDULE_SLUG, TAG, desired
+from flows.local import WORK_QUEUES
 
 HEADER = """\
 # prefect.yaml exported by `cutover prefect export` ({source}) on {at}
@@ -138,8 +140,6 @@ def from_server(client) -> list[dict[str, Any]]:
 
 def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = False) -> list[dict[str, Any]]:
     """prefect.yaml entries built with ``flows.deploy.desired()`` (what `cutover prefect deploy` creates)."""
-    from flows.deploy import desired
-
     out = []
     for ing in ingestions:
         for mode in modes:
@@ -153,8 +153,6 @@ def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = Fal
 
 
 def work_pools(deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from flows.local import WORK_QUEUES
-
     pools: dict[str, set[str]] = {}
     for d in deployments:
         wp = d["work_pool"]
@@ -178,8 +176,6 @@ def document(deployments: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(doc: dict[str, Any], *, source: str, filename: str = "prefect.yaml") -> str:
     import yaml
-
-    from cutover.core.redact import redact_text
 
     class _Dumper(yaml.SafeDumper):
         def ignore_aliases(self, data):  # plain YAML: no &id001 anchors for shared lists

@@ -1,4 +1,13 @@
-"""A small REST client for the Prefect 3 server, for the incident controls' mass operations.
+"""The connection to the Prefect 3 API: every cutover module that talks to the server goes through here.
+
+- :func:`check_health`: ``GET <api>/health`` with urllib (no httpx, no prefect: ``cutover prefect
+  status`` and the server start-up poll stay light);
+- :func:`client` / :func:`open_client`: the Prefect client (sync) bound to one API URL, for the
+  deployment, flow-run and work-pool calls (its retries are counted by :class:`RetryCounter`);
+- :class:`PrefectHTTP`: a small REST client for the incident controls' mass operations.
+
+The REST client
+---------------
 
 Why not the Prefect client: ``import prefect`` costs ~0.9 s and 80 MB (FACTS.md), and the
 on-call engineer's ``cutover pause`` must have the fence up in well under 2 s including
@@ -22,8 +31,12 @@ answers concurrent writes with 503.
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
 import os
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Iterator
 
 from cutover.protocol import OrchestratorError
@@ -31,13 +44,102 @@ from cutover.core.redact import redact_text, redact_url
 
 PAGE = 200
 RETRY_CODES = (408, 429, 502, 503, 504)
+TIMEOUT = 30.0  # seconds per REST request
+CONNECT_TIMEOUT = 5.0
+RETRIES = 5  # REST retries of a timeout or a 408/429/5xx answer (the Prefect client has its own)
+HEALTH_TIMEOUT = 2.0
+
+
+# -- the API: health, the Prefect client ------------------------------------------------------
+
+
+def check_health(url: str, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
+    """GET <api>/health: (ok, detail). Never raises."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310 - http(s) URL from config
+            body = resp.read(200).decode(errors="replace").strip()
+            return (resp.status == 200 and body == "true"), f"HTTP {resp.status} {body}"
+    except urllib.error.HTTPError as e:
+        return False, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        return False, f"unreachable ({reason})"
+
+
+@contextlib.contextmanager
+def client(url: str) -> Iterator[Any]:
+    """A sync Prefect client bound to ``url`` (PREFECT_API_URL set via temporary_settings)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        with get_client(sync_client=True) as c:
+            yield c
+
+
+class RetryCounter:
+    """Counts the Prefect client's retried requests (503 from a busy SQLite server, ...).
+
+    The client retries at most PREFECT_CLIENT_MAX_RETRIES times per request; it logs
+    each retry at DEBUG on ``prefect.client``. We count those records without
+    letting them through when DEBUG is not enabled.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.codes: dict[str, int] = {}
+
+    def filter(self, record) -> bool:
+        msg = record.getMessage() if hasattr(record, "getMessage") else str(record)
+        if "retryable" in msg:
+            self.count += 1
+            code = "exception"
+            if "status code" in msg:
+                code = msg.split("status code", 1)[1].split(".", 1)[0].strip()
+            self.codes[code] = self.codes.get(code, 0) + 1
+        return record.levelno >= self._level_before if hasattr(self, "_level_before") else True
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator["RetryCounter"]:
+        lg = logging.getLogger("prefect.client")
+        self._level_before = lg.getEffectiveLevel()
+        old_level = lg.level
+        lg.setLevel(logging.DEBUG)
+        lg.addFilter(self)
+        try:
+            yield self
+        finally:
+            lg.removeFilter(self)
+            lg.setLevel(old_level)
+
+    def summary(self) -> str:
+        if not self.count:
+            return ""
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items()))
+        return f"{self.count} Prefect API request(s) were retried ({codes})"
+
+
+def open_client(url: str):
+    """A sync Prefect client bound to ``url``, already entered (the caller closes it with
+    ``__exit__``): for an adapter that keeps one client across calls."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        c = get_client(sync_client=True)
+    c.__enter__()
+    return c
+
+
+# -- the REST client --------------------------------------------------------------------------
 
 
 class NotFoundHTTP(OrchestratorError):
     pass
 
 
-def _headers() -> dict[str, str]:
+def auth_headers() -> dict[str, str]:
+    """The request headers, with the credentials the Prefect client would send."""
     h = {"Content-Type": "application/json"}
     key = os.environ.get("PREFECT_API_KEY")
     auth = os.environ.get("PREFECT_API_AUTH_STRING")
@@ -49,13 +151,14 @@ def _headers() -> dict[str, str]:
 
 
 class PrefectHTTP:
-    def __init__(self, api_url: str, *, timeout: float = 30.0, connect_timeout: float = 5.0, retries: int = 5):
+    def __init__(self, api_url: str, *, timeout: float = TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 retries: int = RETRIES):
         import httpx
 
         self.api_url = api_url.rstrip("/")
         self.retries = retries
         self.retried = 0
-        self._http = httpx.Client(base_url=self.api_url + "/", headers=_headers(),
+        self._http = httpx.Client(base_url=self.api_url + "/", headers=auth_headers(),
                                   timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ differences are orchestration differences and never re-implementation bugs:
   ``external_id`` = the Prefect flow-run id (dual tracking).
 - ``mode="shadow"`` writes to the Iceberg branch ``cutover-shadow`` and the
   ledger namespace ``shadow`` (the service picks both from the mode). The branch
-  is forked first if missing (``cutover.engine.shadow.ensure_fork``); when the table
+  is forked first if missing (``cutover.core.shadowfork.ensure_fork``); when the table
   does not exist yet the run fails without touching any file.
 - Tasks that touch storage (source files, ledger, catalog) retry 3 times with
   2/5/10 s back-off; a lost claim or an input error is not retried.
@@ -32,6 +32,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.errors import CutoverError
+from cutover.core.records import runs as R
+from cutover.core.records.ledger import ClaimLost
+from cutover.core.redact import redact_text
+from cutover.core.shadowfork import ensure_fork
+from cutover.core.workspace import Workspace
 
 FLOW_NAME = "cutover-ingest"
 STORAGE_RETRIES = 3
@@ -44,26 +51,21 @@ def workspace():
     """One Workspace per flow-run process (settings from the environment)."""
     global _workspace
     if _workspace is None:
-        from cutover.core.workspace import Workspace
-
         _workspace = Workspace()
     return _workspace
 
 
 def _retryable(_task, _task_run, state) -> bool:
     """Retry storage errors; never a lost claim (we were fenced) or bad input."""
-    from cutover.core.errors import CutoverError
-    from cutover.core.records.ledger import ClaimLost
-
     exc = getattr(state, "data", None)
     return not isinstance(exc, (ClaimLost, CutoverError))
 
 
-_storage = dict(retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS, retry_condition_fn=_retryable,
-                cache_policy=NO_CACHE, persist_result=False)
+STORAGE_TASK_OPTIONS = dict(retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS,
+                            retry_condition_fn=_retryable, cache_policy=NO_CACHE, persist_result=False)
 
 
-@task(name="create-run-record", **_storage)
+@task(name="create-run-record", **STORAGE_TASK_OPTIONS)
 def create_run_record(ingestion_id: str, mode: str, trigger: str, run_id: str, external_id: str | None) -> str:
     ws = workspace()
     if ws.runs.find(run_id) is not None:  # a retry after a commit whose answer was lost
@@ -77,7 +79,7 @@ def create_run_record(ingestion_id: str, mode: str, trigger: str, run_id: str, e
                                 run_id=run_id)
 
 
-@task(name="discover", **_storage)
+@task(name="discover", **STORAGE_TASK_OPTIONS)
 def discover(ingestion_id: str) -> list:
     ws = workspace()
     files = ws.service.discover(ws.ingestions.get(ingestion_id))
@@ -85,14 +87,12 @@ def discover(ingestion_id: str) -> list:
     return files
 
 
-@task(name="check-state", **_storage)
+@task(name="check-state", **STORAGE_TASK_OPTIONS)
 def check_state(ingestion_id: str, mode: str, files: list) -> list:
     """The ledger diff: files still to process in this namespace (shadow: fork the branch first)."""
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     if mode == "shadow":
-        from cutover.engine.shadow import ensure_fork
-
         fork = ensure_fork(ws, ing)
         get_run_logger().info("shadow branch of %s forked at snapshot %s", ing.table, fork)
     todo = ws.service.pending(ing, mode, files)
@@ -100,11 +100,9 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
     return todo
 
 
-@task(name="process-file", task_run_name="process {f.path}", **_storage)
+@task(name="process-file", task_run_name="process {f.path}", **STORAGE_TASK_OPTIONS)
 def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str | None]:
     """Claim and ingest one file: (processed|failed|skipped|recovered, failure reason)."""
-    from cutover.core.autoloader.service import RunResult
-
     ws = workspace()
     ing = ws.ingestions.get(ingestion_id)
     res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
@@ -115,41 +113,37 @@ def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str
     return outcome, reason
 
 
-@task(name="complete-run", **_storage)
+@task(name="complete-run", **STORAGE_TASK_OPTIONS)
 def complete_run(run_id: str, error: str | None) -> dict[str, Any]:
     """Close the run record: SUCCESS, PARTIAL or FAILED from its counters (or the error)."""
     rec = workspace().service.finish_run(run_id, error=error)
     return rec.as_dict()
 
 
-def _one_line(e: BaseException) -> str:
-    from cutover.core.redact import redact_text
-
+def one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".splitlines()[0]
     return redact_text(text)
 
 
-def _release(ledger, run_id: str, logger) -> None:
+def release_claims(ledger, run_id: str, logger) -> None:
     try:
         ledger.release(run_id)
     except Exception as e:  # noqa: BLE001 - the claims expire after the claim timeout anyway
-        logger.warning("could not release the claims of run %s: %s", run_id, _one_line(e))
+        logger.warning("could not release the claims of run %s: %s", run_id, one_line(e))
 
 
-def _abandon(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
+def abandon_run(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
     """The flow run is being cancelled or killed: give the files back and close the run record now
     (instead of leaving it RUNNING until the claim timeout reaps it as CRASHED)."""
     from prefect.exceptions import TerminationSignal
 
-    from cutover.core.records import runs as R
-
     status = R.CANCELLED if isinstance(exc, (TerminationSignal, KeyboardInterrupt)) else R.CRASHED
-    _release(ledger, run_id, logger)
+    release_claims(ledger, run_id, logger)
     try:
         ws.runs.finish(run_id, status, error=f"flow run {'cancelled' if status == R.CANCELLED else 'crashed'} "
                                              f"in Prefect ({type(exc).__name__})")
     except Exception as e:  # noqa: BLE001
-        logger.warning("could not close run record %s: %s", run_id, _one_line(e))
+        logger.warning("could not close run record %s: %s", run_id, one_line(e))
 
 
 @flow(name=FLOW_NAME, flow_run_name="{ingestion_id}-{mode}-{trigger}", log_prints=False, persist_result=False,
@@ -159,10 +153,6 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
     import time
 
     from prefect.runtime import flow_run
-
-    from cutover.core.records import runs as R
-    from cutover.core.records.ledger import ClaimLost
-    from cutover.core.autoloader.service import _Heartbeat
 
     if mode not in R.MODES:
         raise ValueError(f"mode must be one of {R.MODES}, got {mode!r}")
@@ -176,7 +166,7 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
     logger.info("run record %s (orchestrator prefect, mode %s, flow run %s)", run_id, mode, external_id)
 
     ledger = ws.ledger(ingestion_id, mode)
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     error: str | None = None
     counts = {"discovered": 0, "processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
@@ -193,10 +183,10 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
     except ClaimLost as e:
         error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
     except Exception as e:  # noqa: BLE001 - recorded on the run record; the flow run fails below
-        error = _one_line(e)
-        _release(ledger, run_id, logger)
+        error = one_line(e)
+        release_claims(ledger, run_id, logger)
     except BaseException as e:  # cancelled (SIGTERM from the worker: TerminationSignal), interrupted
-        _abandon(ws, ledger, run_id, e, logger)
+        abandon_run(ws, ledger, run_id, e, logger)
         raise
     finally:
         hb.stop()

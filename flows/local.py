@@ -11,7 +11,8 @@ after a grace period) and is idempotent. ``status`` reports URL, pids and health
 server, started on demand with a notice on stderr.
 
 Nothing here imports prefect at module level: the CLI must start fast. Only the
-pool/queue creation imports the client, and only when a server is up.
+pool/queue creation imports the client, and only when a server is up. The connection to the
+API (health check, the Prefect client bound to a URL, the REST client) is ``flows.http``'s.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Callable, Iterator
 from cutover.core.errors import CutoverError, InputError
 from cutover.core.redact import redact_url
 from cutover.core.osutil import pid_alive
+from flows.http import RetryCounter, check_health, client  # noqa: F401 - the connection lives in flows.http
 
 STATE_FILE = "cutover-local.json"
 WORK_QUEUES = ("default", "high-memory", "priority")  # cutover.core.records.ingestions.WORK_QUEUES
@@ -85,19 +85,6 @@ def _is_ours(pid: int | None, marker: str) -> bool:
         return False
     cmd = _cmdline(pid)
     return not cmd or ("prefect" in cmd and marker in cmd)
-
-
-def check_health(url: str, timeout: float = 2.0) -> tuple[bool, str]:
-    """GET <api>/health: (ok, detail). Never raises."""
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as resp:  # noqa: S310 - http(s) URL from config
-            body = resp.read(200).decode(errors="replace").strip()
-            return (resp.status == 200 and body == "true"), f"HTTP {resp.status} {body}"
-    except urllib.error.HTTPError as e:
-        return False, f"HTTP {e.code}"
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        return False, f"unreachable ({reason})"
 
 
 def prefect_executable() -> list[str]:
@@ -408,63 +395,6 @@ def api_url(settings, *, start: bool = True, echo: Echo | None = _stderr) -> str
         echo(f"PREFECT_API_URL is not set: starting the local Prefect server in {Path(settings.prefect_home).absolute()} ...")
     res = up(settings, echo=echo)
     return res.state.url
-
-
-# -- client helpers ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def client(url: str) -> Iterator[Any]:
-    """A sync Prefect client bound to ``url`` (PREFECT_API_URL set via temporary_settings)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        with get_client(sync_client=True) as c:
-            yield c
-
-
-class RetryCounter:
-    """Counts the Prefect client's retried requests (503 from a busy SQLite server, ...).
-
-    The client retries at most PREFECT_CLIENT_MAX_RETRIES times per request; it logs
-    each retry at DEBUG on ``prefect.client``. We count those records without
-    letting them through when DEBUG is not enabled.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.codes: dict[str, int] = {}
-
-    def filter(self, record) -> bool:
-        msg = record.getMessage() if hasattr(record, "getMessage") else str(record)
-        if "retryable" in msg:
-            self.count += 1
-            code = "exception"
-            if "status code" in msg:
-                code = msg.split("status code", 1)[1].split(".", 1)[0].strip()
-            self.codes[code] = self.codes.get(code, 0) + 1
-        return record.levelno >= self._level_before if hasattr(self, "_level_before") else True
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator["RetryCounter"]:
-        import logging
-
-        lg = logging.getLogger("prefect.client")
-        self._level_before = lg.getEffectiveLevel()
-        old_level = lg.level
-        lg.setLevel(logging.DEBUG)
-        lg.addFilter(self)
-        try:
-            yield self
-        finally:
-            lg.removeFilter(self)
-            lg.setLevel(old_level)
-
-    def summary(self) -> str:
-        if not self.count:
-            return ""
-        codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.codes.items()))
-        return f"{self.count} Prefect API request(s) were retried ({codes})"
 
 
 def ensure_work_pool(url: str, pool: str, queues: tuple[str, ...] = WORK_QUEUES) -> list[str]:

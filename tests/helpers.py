@@ -315,7 +315,7 @@ def dump_stores(home: Path, url: str) -> dict:
                           for p in home.rglob("*") if p.is_file() and "prefect" not in p.parts)
     from prefect.client.schemas.sorting import DeploymentSort
 
-    from flows.local import client
+    from flows.http import client
 
     with client(url) as c:
         deps = c.read_deployments(limit=200, sort=DeploymentSort.NAME_ASC)

@@ -59,7 +59,7 @@ class PrefectServer:
     started_in_s: float
 
     def client(self):
-        from flows.local import client
+        from flows.http import client
 
         return client(self.url)
 

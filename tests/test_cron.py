@@ -63,7 +63,7 @@ def test_crontab_schedule_keeps_vixie_semantics():
     from cutover.core.errors import InputError
     from cutover.core.schedule.translate import translate
     from cutover.core.schedule.verify import verify
-    from legacy.cron.side import VixieCronTrigger, fields, normalize_expr
+    from cutover.core.schedule.cronexpr import VixieCronTrigger, fields, normalize_expr
     from cutover.core.records.ingestions import validate
     from cutover.core.schedule.triggers import build_trigger, describe, parse_schedule_text
 
@@ -162,7 +162,7 @@ def test_managed_block_never_touches_foreign_lines_and_keeps_backups(cron_ws):
 
 
 def test_write_is_atomic(cron_ws, monkeypatch):
-    import legacy.cron.side as C
+    import cutover.core.osutil as C
 
     ws, a, paths = cron_ws
     a.ensure_job(ws.ingestions.get("orders"))
@@ -410,7 +410,8 @@ def test_cron_shadow_parity_cutover_and_rollback(prefect_server, prefect_env, pr
     from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
     from legacy.batch.orchestrator import IngestionPaused
-    from legacy.cron.side import PAUSED, CronAdapter, CronLiveSides
+    from cutover.registry import CronLiveSides
+    from legacy.cron.side import PAUSED, CronAdapter
     from legacy.cron.medallion import INGESTION_ID, write_events, write_pipeline
 
     iid = INGESTION_ID

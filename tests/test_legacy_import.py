@@ -18,7 +18,8 @@ from cutover.core.config import load_settings
 from cutover.core.workspace import Workspace
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.ingestions import validate
-from legacy.apscheduler.scheduler import JobSync, load_job_state
+from legacy.apscheduler.jobstore import load_job_state
+from legacy.apscheduler.scheduler import JobSync
 
 UTC = timezone.utc
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

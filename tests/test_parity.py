@@ -29,7 +29,7 @@ def _csv(path: Path, rows: int, start: int = 0) -> None:
 def shadowed(workspace_env, tmp_path):
     """An ingestion with pre-fork history, a shadow fork, and one clean post-fork round on both sides."""
     from cutover.engine.baseline import seed_baseline
-    from cutover.engine.shadow import ensure_fork
+    from cutover.core.shadowfork import ensure_fork
     from cutover.core.workspace import Workspace
     from cutover.core.records.ingestions import IngestionRepo, validate
 
@@ -280,7 +280,7 @@ def test_ledger_and_counts_checks_on_postgres(workspace_env, tmp_path, pg_url_fa
     monkeypatch.setenv("CUTOVER_DATABASE_STATE_URL", pg_url_factory("state"))
     assert run_main(cli, ["db", "upgrade"]) == 0
     from cutover.engine.baseline import seed_baseline
-    from cutover.engine.shadow import ensure_fork
+    from cutover.core.shadowfork import ensure_fork
     from cutover.core.workspace import Workspace
     from cutover.core.records.ingestions import IngestionRepo, validate
     from cutover.core.records.tables import processed_files as t

@@ -76,7 +76,7 @@ def states_now(url: str, ids: list[str]) -> dict:
     """Every schedule state this test cares about, on both sides."""
     from prefect.client.schemas.sorting import DeploymentSort
 
-    from flows.local import client
+    from flows.http import client
     from cutover.core.workspace import Workspace
     from legacy.apscheduler.scheduler import JobSync
 

@@ -22,7 +22,8 @@ from cutover.core.db import make_engine
 from cutover.core.workspace import Workspace
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.ingestions import validate
-from legacy.apscheduler.scheduler import FUNC_REF, JobSync, run_foreground, run_scheduled
+from legacy.apscheduler.process import run_foreground
+from legacy.apscheduler.scheduler import FUNC_REF, JobSync, run_scheduled
 
 UTC = timezone.utc
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -134,7 +135,7 @@ def test_concurrent_pause_is_not_overwritten_by_the_scheduler(home, tmp_path):
     wrote the job's next run time: the pause must win, and the run is skipped."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from legacy.apscheduler.scheduler import _make_store
+    from legacy.apscheduler.process import make_store as _make_store
 
     settings = load_settings()
     ws = Workspace(settings)
@@ -366,7 +367,7 @@ def test_scheduler_process_stops_gracefully_on_sigterm(home, tmp_path):
 def test_job_store_on_postgres(home, tmp_path, monkeypatch, pg_url):
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from legacy.apscheduler.scheduler import _make_store
+    from legacy.apscheduler.process import make_store as _make_store
 
     monkeypatch.setenv("CUTOVER_SCHEDULER_JOBSTORE_URL", pg_url)
     settings = load_settings()

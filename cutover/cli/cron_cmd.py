@@ -236,7 +236,7 @@ def runs_cmd(app: App, ingestion_id, since, crontab, as_json) -> None:
     from datetime import datetime, timedelta, timezone
 
     from cutover.core.config import parse_duration
-    from legacy.cron.side import _ts
+    from legacy.cron.side import parse_ts as _ts
 
     a = _adapter(app, crontab)
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))

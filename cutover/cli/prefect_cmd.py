@@ -291,7 +291,7 @@ def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
     else:
         text, doc = export(ws, source="inventory", modes=list(modes) or None, filename=name)
     if out:
-        from legacy.cron.side import _atomic_write
+        from cutover.core.osutil import atomic_write as _atomic_write
 
         _atomic_write(Path(out).absolute(), text)
         app.info(f"wrote {len(doc['deployments'])} deployment(s) and {len(doc['definitions']['work_pools'])} "

@@ -62,7 +62,8 @@ def import_cmd(app: App, config_file, redis_url, definitions, replace_existing, 
     """Bring an RQ setup into cutover: the workflows' ingestions, rq.json, and (unless --no-sync)
     their definitions and scheduled kickoffs in Redis."""
     from cutover.core.records.ingestions import load_definitions
-    from legacy.rq.setup import apply_import, apply_sync, plan_import, plan_sync
+    from cutover.registry import apply_rq_import as apply_import, plan_rq_import as plan_import
+    from legacy.rq.setup import apply_sync, plan_sync
 
     ws = Workspace(app.settings)
     defs = load_definitions(Path(definitions)) if definitions else []
@@ -150,7 +151,7 @@ def jobs_cmd(app: App, as_json) -> None:
 def run_cmd(app: App, ingestion_id, wait, timeout, dry_run, as_json) -> None:
     """Enqueue a workflow run now (refused while held or paused). Exit 3 if the run did not succeed."""
     from cutover.core.config import parse_duration
-    from legacy.batch.orchestrator import IngestionPaused
+    from cutover.core.errors import IngestionPaused
 
     limit = parse_duration(timeout, what="--timeout")
     with _adapter(app) as a:

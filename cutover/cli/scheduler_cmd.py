@@ -66,7 +66,7 @@ def scheduler(app: App, once_for: float | None) -> None:
     paused), then fires them. Pause/resume done from another terminal take
     effect within [scheduler] poll_interval. On stop it waits for running jobs.
     """
-    from legacy.apscheduler.scheduler import run_foreground
+    from legacy.apscheduler.process import run_foreground
 
     if once_for is not None and once_for < 0:
         raise InputError("--once-for must not be negative", fix="give a number of seconds")
@@ -254,7 +254,8 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: 
     ingestion of the same id. Paused jobs are imported paused. All jobs are
     validated first: any problem exits 2 with nothing written.
     """
-    from legacy.apscheduler.scheduler import JobSync, apply_import, plan_import, read_source_jobs
+    from legacy.apscheduler.importer import apply_import, plan_import, read_source_jobs
+    from legacy.apscheduler.scheduler import JobSync
 
     rows = read_source_jobs(jobstore_url, table)
     ws = Workspace(app.settings)

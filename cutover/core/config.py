@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cutover.core.errors import InputError
-from cutover.core.redact import redact_mapping, redact_url
+from cutover.core.redact import redact_mapping, redact_text, redact_url
 from cutover.core.spark import check_catalog_name, check_remote, redact_remote
 
 CONFIG_FILE = "cutover.toml"
@@ -329,3 +329,25 @@ DEFAULT_TOML = """\
 # Any pyiceberg catalog: type = "rest", uri = "https://...", warehouse = "..."
 # name = "cutover"
 """
+
+
+# the settings a flow run or an RQ job needs to open the same workspace (secrets never copied)
+JOB_ENV_PREFIXES = ("CUTOVER_DATABASE_", "CUTOVER_INGEST_", "CUTOVER_CATALOG_")
+
+
+def job_env(settings, environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The env a flow run needs to open the same workspace; secrets are never copied."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {"CUTOVER_HOME": str(settings.home)}
+    warnings = []
+    for k in sorted(environ):
+        if not k.startswith(JOB_ENV_PREFIXES) or environ[k] == "":
+            continue
+        v = environ[k]
+        secret_name = any(w in k for w in ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "_KEY"))
+        if secret_name or redact_text(v) != v:
+            warnings.append(f"{k} carries a credential and is not copied into the deployment: put it in "
+                            f"{settings.config_file} or in the worker's environment")
+            continue
+        env[k] = v
+    return env, warnings

@@ -35,7 +35,7 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url[len("sqlite:///"):].split("?", 1)[0])
     return None
@@ -124,7 +124,7 @@ def head_revision(tree: str) -> str:
 
 def current_revision(url: str, tree: str) -> str | None:
     """The revision the DB is at, or None for an empty DB. Never creates anything."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None and not path.exists():
         return None
     from alembic.migration import MigrationContext
@@ -166,7 +166,7 @@ def _run(url: str, tree: str, direction: str, revision: str, *, sql: bool) -> st
         except CommandError as e:
             raise InputError(f"alembic: {e}", fix="name a revision from `cutover db history`") from None
         return buf.getvalue()
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = get_engine(url)

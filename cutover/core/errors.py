@@ -44,5 +44,14 @@ class GateFailed(CutoverError):
     exit_code = EXIT_FAIL
 
 
+class IngestionPaused(GateFailed):
+    """A legacy run was refused: the ingestion is paused, held or fenced on the legacy side."""
+
+
 class PartialFailure(CutoverError):
     exit_code = EXIT_PARTIAL
+
+
+class OrchestratorError(Exception):
+    """The orchestrator could not be reached or refused the call (retryable). Re-exported by
+    ``cutover.protocol``, where the sides and the engine meet."""

@@ -3,7 +3,9 @@ sides' run logs and the tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -31,3 +33,26 @@ def pid_alive(pid: int | str | None) -> bool:
     except (OSError, IndexError):
         pass
     return True
+
+
+def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temp file in the same directory, fsync,
+    ``os.replace``, then fsync the directory so the rename survives a crash."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable
+        dfd = os.open(str(path.parent), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

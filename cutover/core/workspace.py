@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from cutover.core.autoloader.service import IngestionService, processor_for
 from cutover.core.config import Settings, load_settings
+from cutover.core.db import ensure_schema, get_engine
+from cutover.core.iceberg import Catalog
+from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.records.ledger import Ledger
+from cutover.core.records.runs import RunStore
 
 
 class Workspace:
@@ -13,44 +19,30 @@ class Workspace:
 
     @cached_property
     def autoloader_engine(self):
-        from cutover.core.db import ensure_schema, get_engine
-
         ensure_schema(self.settings)
         return get_engine(self.settings.autoloader_url)
 
     @cached_property
     def state_engine(self):
-        from cutover.core.db import ensure_schema, get_engine
-
         ensure_schema(self.settings)
         return get_engine(self.settings.state_url)
 
     @cached_property
     def ingestions(self):
-        from cutover.core.records.ingestions import IngestionRepo
-
         return IngestionRepo(self.autoloader_engine)
 
     @cached_property
     def catalog(self):
-        from cutover.core.iceberg import Catalog
-
         return Catalog.from_settings(self.settings)
 
     @cached_property
     def service(self):
-        from cutover.core.autoloader.service import IngestionService, processor_for
-
         return IngestionService(self.autoloader_engine, self.catalog, claim_timeout=self.settings.claim_timeout,
                                 processor=processor_for(self.settings))
 
     @cached_property
     def runs(self):
-        from cutover.core.records.runs import RunStore
-
         return RunStore(self.autoloader_engine)
 
     def ledger(self, ingestion_id: str, namespace: str = "live"):
-        from cutover.core.records.ledger import Ledger
-
         return Ledger(self.autoloader_engine, ingestion_id, namespace, claim_timeout=self.settings.claim_timeout)

@@ -219,7 +219,7 @@ class Apply:
         iid = step.ingestion_id
         if step.action == "fork_shadow":
             from cutover.engine.baseline import seed_baseline
-            from cutover.engine.shadow import ensure_fork
+            from cutover.core.shadowfork import ensure_fork
 
             ing = ws.ingestions.get(iid)
             fork = ensure_fork(ws, ing)

@@ -3,11 +3,10 @@ trigger path honours (persisted on the ingestion row)."""
 
 from __future__ import annotations
 
-from cutover.core.errors import GateFailed
+from cutover.core.errors import IngestionPaused
+from cutover.core.state.fence import legacy_fence
 
-
-class IngestionPaused(GateFailed):
-    pass
+__all__ = ["BatchOrchestrator", "IngestionPaused"]
 
 
 class BatchOrchestrator:
@@ -21,8 +20,6 @@ class BatchOrchestrator:
         if ing.batch_paused:
             raise IngestionPaused(f"ingestion {ing.id} is paused on the legacy side",
                                   fix=f"resume it with `cutover legacy resume {ing.id}`")
-        from legacy.apscheduler.scheduler import legacy_fence
-
         fenced = legacy_fence(self.ws, ing.id)
         if fenced:
             raise IngestionPaused(f"ingestion {ing.id} is not run: {fenced}",

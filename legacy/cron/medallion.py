@@ -46,6 +46,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cutover.core.errors import IngestionPaused
+from cutover.core.redact import redact_text
+from cutover.core.state.fence import legacy_fence
+from cutover.core.workspace import Workspace
+
 UTC = timezone.utc
 INGESTION_ID = "medallion-bronze"
 STEPS = ("bronze", "silver", "gold")
@@ -160,16 +165,11 @@ class RunLog:
 
 
 def _workspace():
-    from cutover.core.workspace import Workspace
-
     return Workspace()
 
 
 def _ingest(ws, ingestion_id: str, *, run_id: str, trigger: str, job: str) -> dict[str, Any]:
     """One live legacy run of the ingestion, refused while paused/fenced (like the batch orchestrator)."""
-    from legacy.batch.orchestrator import IngestionPaused
-    from legacy.apscheduler.scheduler import legacy_fence
-
     ing = ws.ingestions.get(ingestion_id)
     if ing.batch_paused:
         raise IngestionPaused(f"ingestion {ing.id} is paused on the legacy side")
@@ -265,9 +265,6 @@ def run_step(config: dict[str, Any], step: str, args: list[str], *, run_id: str,
         if out["status"] == "FAILED":
             code = EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - recorded in the run log: that is what the log is for
-        from cutover.core.redact import redact_text
-        from legacy.batch.orchestrator import IngestionPaused
-
         if isinstance(e, IngestionPaused):
             out, code = {"status": "SKIPPED", "error": e.message}, EXIT_SKIPPED
         else:

@@ -22,16 +22,22 @@ import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cutover.core.errors import NotFound
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
-from cutover.core.redact import redact_text
+from cutover.core.config import job_env
+from cutover.core.errors import IngestionPaused, NotFound
 from cutover.core.osutil import pid_alive as _pid_alive
+from cutover.core.records import runs as R
+from cutover.core.records.reader import LegacyReader
+from cutover.core.redact import redact_text
+from cutover.core.state.audit import who
+from cutover.core.state.fence import legacy_fence
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from legacy.rq.jobs import wait_for
+from legacy.rq.model import RQConfig
+from legacy.rq.store import ACTIVE_JOB, PENDING, SKIPPED, Definition, Store, connect, parse_iso, redis_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.workspace import Workspace
     from cutover.core.records.ingestions import Ingestion
-    from legacy.rq.model import RQConfig
-    from legacy.rq.store import Definition, Store
 
 UTC = timezone.utc
 
@@ -48,8 +54,6 @@ class RQAdapter:
 
     def __init__(self, workspace: "Workspace", config: "RQConfig | None" = None, *, conn=None,
                  trigger_timeout: float = 3600.0):
-        from legacy.rq.model import RQConfig
-
         self.ws = workspace
         self.config = config or RQConfig.require(workspace.settings)
         self._conn = conn
@@ -60,16 +64,12 @@ class RQAdapter:
     @property
     def conn(self):
         if self._conn is None:
-            from legacy.rq.store import connect
-
             self._conn = connect(self.config.url)
         return self._conn
 
     @property
     def store(self) -> "Store":
         if self._store is None:
-            from legacy.rq.store import Store
-
             self._store = Store(self.conn, self.config.key_prefix)
         return self._store
 
@@ -79,8 +79,6 @@ class RQAdapter:
         try:
             return fn(*args, **kwargs)
         except redis.RedisError as e:
-            from legacy.rq.store import redis_error
-
             raise redis_error(f"Redis at {self.config.public_url}", e) from None
 
     def close(self) -> None:
@@ -99,9 +97,6 @@ class RQAdapter:
 
     # -- definitions -------------------------------------------------------------------------
     def definition_for(self, ing: "Ingestion") -> "Definition":
-        from flows.deploy import job_env
-        from legacy.rq.store import Definition
-
         cfg = self.config
         wf = cfg.workflow(ing.id)
         env, _warnings = job_env(self.ws.settings)
@@ -150,15 +145,11 @@ class RQAdapter:
         return self._call(read)
 
     def read_ledger(self, ingestion_id: str, namespace: str, *, since: datetime | None = None):
-        from legacy.apscheduler.adapters import _LegacyReader
-
-        return _LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
+        return LegacyReader(self.ws).read_ledger(ingestion_id, namespace, since=since)
 
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
-        from legacy.apscheduler.adapters import _LegacyReader
-
         since_u = _utc(since)
-        recs = [r for r in _LegacyReader(self.ws).read_runs(since=since_u, ingestion_id=ingestion_id)
+        recs = [r for r in LegacyReader(self.ws).read_runs(since=since_u, ingestion_id=ingestion_id)
                 if (r.external_id or "").startswith("rq:")]
         extra = self._call(self._rq_runs, since_u, ingestion_id, {r.id: r for r in recs})
         out = [extra.get(r.id, r) for r in recs] + [r for rid, r in extra.items() if rid not in {x.id for x in recs}]
@@ -168,9 +159,6 @@ class RQAdapter:
     def _rq_runs(self, since: datetime | None, ingestion_id: str | None, records: dict) -> dict:
         """{run id: RunRecord} for runs RQ knows of that have no record (or a RUNNING one that RQ
         says is over): synthesized from the run state and the job registries."""
-        from cutover.core.records import runs as R
-        from legacy.rq.store import ACTIVE_JOB, PENDING, SKIPPED, parse_iso
-
         st = self.store
         ids = [ingestion_id] if ingestion_id else sorted(set(st.def_ids()) | set(self.config.workflows))
         out = {}
@@ -303,8 +291,6 @@ class RQAdapter:
         return self._call(run)
 
     def pause(self, ingestion_id: str, *, reason: str | None = None) -> bool:
-        from cutover.core.state.audit import who
-
         self._require(ingestion_id)
         return self._call(self.store.hold, ingestion_id, by=who(), reason=reason)
 
@@ -317,10 +303,6 @@ class RQAdapter:
         """Enqueue a workflow run now; returns its run id (= the run record's id). With ``wait``,
         return when it has ended (its outcome: :meth:`run_state`). Refused while the ingestion is
         held, batch-paused or fenced."""
-        from legacy.batch.orchestrator import IngestionPaused
-        from legacy.rq.jobs import wait_for
-        from legacy.apscheduler.scheduler import legacy_fence
-
         d = self._require(ingestion_id)
         ing = self.ws.ingestions.get(ingestion_id)
         if self._call(self.store.is_held, ingestion_id):
@@ -347,8 +329,6 @@ class RQAdapter:
 
     def cancel_running(self, ingestion_id: str) -> int:
         """Flag every in-flight workflow run of the ingestion; returns how many."""
-        from legacy.rq.store import ACTIVE_JOB
-
         def run() -> int:
             st = self.store
             n = 0

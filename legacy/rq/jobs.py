@@ -33,6 +33,17 @@ import os
 import time
 from datetime import datetime, timezone
 
+from cutover.core.autoloader.discovery import DiscoveredFile
+from cutover.core.autoloader.service import Heartbeat, RunResult
+from cutover.core.config import load_settings
+from cutover.core.records import runs as R
+from cutover.core.records.ledger import ClaimLost
+from cutover.core.redact import redact_text
+from cutover.core.state.fence import legacy_fence
+from cutover.core.workspace import Workspace
+from legacy.rq.model import partition_of, workflow_from_steps
+from legacy.rq.store import Store
+
 log = logging.getLogger("cutover.rq.jobs")
 UTC = timezone.utc
 _WORKSPACES: dict[str, object] = {}
@@ -40,8 +51,6 @@ _WORKSPACES: dict[str, object] = {}
 
 def _store(prefix: str):
     from rq import get_current_job
-
-    from legacy.rq.store import Store
 
     job = get_current_job()
     if job is None:  # pragma: no cover - only ever run by a worker
@@ -51,9 +60,6 @@ def _store(prefix: str):
 
 def workspace(env: dict[str, str] | None):
     """The cutover workspace of a job: the definition's env over the worker's environment."""
-    from cutover.core.config import load_settings
-    from cutover.core.workspace import Workspace
-
     merged = {**os.environ, **(env or {})}
     key = repr(sorted((k, v) for k, v in merged.items() if k.startswith("CUTOVER_")))
     ws = _WORKSPACES.get(key)
@@ -64,8 +70,6 @@ def workspace(env: dict[str, str] | None):
 
 
 def _one_line(e: BaseException) -> str:
-    from cutover.core.redact import redact_text
-
     return redact_text(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
 
 
@@ -106,8 +110,6 @@ def run_step(prefix: str, run_id: str, step: str) -> dict:
     run = store.read_run(run_id)
     if run is None:
         raise RuntimeError(f"workflow run {run_id} has no state in Redis (expired after run_ttl?)")
-    from legacy.rq.model import workflow_from_steps
-
     wf = workflow_from_steps(run["ingestion_id"], run["workflow"], where=f"run {run_id}")
     s = wf.step(step)
     fn = {"discover": _discover, "ingest": _ingest, "publish": _publish}[s.kind]
@@ -115,8 +117,6 @@ def run_step(prefix: str, run_id: str, step: str) -> dict:
 
 
 def _discover(store, job, run, wf, s) -> dict:
-    from legacy.apscheduler.scheduler import legacy_fence
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     ws = workspace(run.get("env"))
 
@@ -171,11 +171,6 @@ def _upstream_failed(store, run, wf, s) -> str | None:
 
 
 def _ingest(store, job, run, wf, s) -> dict:
-    from cutover.core.autoloader.discovery import DiscoveredFile
-    from cutover.core.records.ledger import ClaimLost
-    from legacy.rq.model import partition_of
-    from cutover.core.autoloader.service import RunResult, _Heartbeat
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING":
         store.mark_step(run_id, s.name, "skipped")
@@ -189,7 +184,7 @@ def _ingest(store, job, run, wf, s) -> dict:
     ws = workspace(run.get("env"))
     ing = ws.ingestions.get(iid)
     ledger = ws.ledger(iid, "live")
-    hb = _Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
+    hb = Heartbeat(ledger, ws.runs, run_id, interval=max(0.5, min(30.0, ws.settings.claim_timeout / 3)))
     hb.start()
     counts = {"processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
     res = RunResult(run_id=run_id, ingestion_id=iid, status="RUNNING")
@@ -216,8 +211,6 @@ def _ingest(store, job, run, wf, s) -> dict:
 
 
 def _publish(store, job, run, wf, s) -> dict:
-    from cutover.core.records import runs as R
-
     run_id, iid = run["run_id"], run["ingestion_id"]
     if run.get("status") != "RUNNING" or not run.get("record"):
         store.mark_step(run_id, s.name, "skipped")

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.records.ingestions import load_yaml_or_json, values_of
+from cutover.core.schedule.triggers import describe
 from cutover.protocol import CREATED, UNCHANGED, UPDATED
+from legacy.rq.model import RQConfig
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    from cutover.core.records.ingestions import load_yaml_or_json
-
     data = load_yaml_or_json(path, what="a YAML or JSON RQ setup (see docs/rq.md)")
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a mapping (redis_url, queue, workflows ...)", fix="see docs/rq.md")
@@ -59,11 +60,10 @@ class ImportPlan:
 
 
 def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: Iterable[Any] = (),
-                replace_existing: bool = False, read_inventory: bool = True) -> ImportPlan:
-    from cutover.core.records.ingestions import _values
-    from legacy.rq.model import RQConfig
-    from cutover.core.schedule.triggers import describe
-
+                replace_existing: bool = False, read_inventory: bool = True,
+                apscheduler_jobs: Iterable[str] = ()) -> ImportPlan:
+    """``apscheduler_jobs``: the ingestions that have an APScheduler job (read by the caller,
+    ``cutover.registry.plan_rq_import``: this side does not read the APScheduler job store)."""
     data = load_file(path)
     cur = RQConfig.load(ws.settings)
     merged = cur.as_dict() if cur is not None else {}
@@ -77,13 +77,7 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
     if not data.get("workflows"):
         raise InputError(f"{path} names no workflow", fix="add workflows: {<ingestion id>: {partitions: 2}}")
     defs = {d.id: d for d in definitions}
-    aps_jobs: set[str] = set()
-    if read_inventory:
-        from legacy.apscheduler.scheduler import JobSync
-
-        js = JobSync(ws.settings)
-        if js.exists():
-            aps_jobs = {j.ingestion_id for j in js.jobs()}
+    aps_jobs = set(apscheduler_jobs)
     items, todo, warnings = [], [], []
     for iid in sorted(data["workflows"]):
         have = ws.ingestions.find(iid) if read_inventory else None
@@ -98,7 +92,7 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
         if have is None:
             action, changes = "create", []
         else:
-            a, b = _values(have), _values(want)
+            a, b = values_of(have), values_of(want)
             changes = sorted(k for k in b if a.get(k) != b.get(k))
             action = "update" if changes else "unchanged"
             if changes and not replace_existing:
@@ -117,19 +111,17 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
     return ImportPlan(cfg, items, todo, warnings)
 
 
-def apply_import(ws, plan: ImportPlan) -> None:
-    """Write the plan: ingestions (one transaction), rq.json, APScheduler jobs of RQ ingestions removed.
+def apply_import(ws, plan: ImportPlan, *, remove_apscheduler_job: Callable[[str], Any] | None = None) -> None:
+    """Write the plan: ingestions (one transaction), rq.json, APScheduler jobs of RQ ingestions removed
+    (by ``remove_apscheduler_job``, given by ``cutover.registry.apply_rq_import``).
     (The sync into Redis is the caller's next step.)"""
     if plan.ingestions:
         ws.ingestions.upsert(plan.ingestions, replace_existing=True)
     plan.config.save(ws.settings)
     gone = [it.ingestion_id for it in plan.items if it.apscheduler_job]
-    if gone:
-        from legacy.apscheduler.scheduler import JobSync
-
-        js = JobSync(ws.settings)
+    if gone and remove_apscheduler_job is not None:
         for iid in gone:
-            js.remove(iid)
+            remove_apscheduler_job(iid)
 
 
 @dataclass

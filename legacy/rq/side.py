@@ -24,29 +24,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from cutover.protocol import UNCHANGED, Health, JobInfo, OrchestratorError
+from cutover.core.errors import IngestionPaused
+from cutover.core.state.audit import who
+from cutover.core.workflow import managed_ids
+
+from cutover.protocol import UNCHANGED, Health, JobInfo, OrchestratorError, run_legacy_now
+from legacy.rq.adapter import RQAdapter
+from legacy.rq.model import RQConfig
 
 
 def configured(settings) -> bool:
-    from legacy.rq.model import RQConfig
-
     return RQConfig.exists(settings)
 
 
 def managed(ws) -> set[str]:
-    from legacy.rq.model import managed_ids
-
     return managed_ids(ws.settings)
 
 
 class RQLegacySide:
     name = "legacy"
 
-    def __init__(self, ws, rq=None, base=None):
-        if base is None:
-            from cutover.registry import LegacySide
-
-            base = LegacySide(ws)
+    def __init__(self, ws, rq=None, *, base):
+        """``base``: the legacy side this one wraps (the registry composes them)."""
         self.ws = ws
         self.base = base
         self._rq = rq
@@ -56,8 +55,6 @@ class RQLegacySide:
     @property
     def rq(self):
         if self._rq is None:
-            from legacy.rq.adapter import RQAdapter
-
             self._rq = RQAdapter(self.ws)
         return self._rq
 
@@ -89,11 +86,7 @@ class RQLegacySide:
         run id. An RQ workflow is enqueued on RQ (its workers run it); any other ingestion goes to the
         side this one wraps. Raises IngestionPaused when the legacy side is held, paused or fenced."""
         if not self._mine(iid):
-            from cutover.registry import run_legacy_now
-
             return run_legacy_now(self.base, iid, trigger=trigger)
-        from legacy.batch.orchestrator import IngestionPaused
-
         run_id = self.rq.trigger(iid, wait=True, trigger=trigger)
         state = self.rq.run_state(run_id) or {}
         if state.get("status") in ("SKIPPED", "CANCELLED"):
@@ -137,39 +130,9 @@ class RQLegacySide:
         return out
 
 
-class RQLiveSides:
-    """``cutover.registry.LiveSides`` with :class:`RQLegacySide` as the legacy side."""
-
-    def __init__(self, ws, *, rq=None, **kw):
-        from cutover.registry import LiveSides
-
-        self._sides = LiveSides(ws, **kw)
-        self.ws = ws
-        self._legacy = RQLegacySide(ws, rq, base=self._base_side())
-
-    def _base_side(self):
-        from cutover.registry import LegacySide
-
-        from legacy.cron.side import CONFIG_NAME
-
-        if (self.ws.settings.home / CONFIG_NAME).exists():
-            from legacy.cron.side import CronLegacySide
-
-            return CronLegacySide(self.ws, base=LegacySide(self.ws))
-        return LegacySide(self.ws)
-
-    def legacy(self) -> RQLegacySide:
-        return self._legacy
-
-    def prefect(self, mode: str):
-        return self._sides.prefect(mode)
-
-
 # -- the incident pause's RQ part (cutover/engine/pause.py) ---------------------------------------
 
 def _adapter(ws):
-    from legacy.rq.adapter import RQAdapter
-
     return RQAdapter(ws)
 
 
@@ -216,8 +179,6 @@ def unsuspend_workers(ws) -> bool:
 
 def set_holds(ws, holds: dict[str, bool], *, reason: str | None = None) -> int:
     """Each ingestion's hold to the given value (True: held); returns how many changed."""
-    from cutover.core.state.audit import who
-
     a = _adapter(ws)
     n = 0
     try:

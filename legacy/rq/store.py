@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from cutover.protocol import OrchestratorError
 from cutover.core.redact import redact_text, redact_url
+from cutover.core.schedule.triggers import build_trigger, describe, schedule_timezone
+from cutover.protocol import OrchestratorError
+from legacy.rq.model import workflow_from_steps
 
 log = logging.getLogger("cutover.rq")
 UTC = timezone.utc
@@ -132,23 +134,17 @@ class Definition:
         return int(self.opts.get(name, default))
 
     def workflow(self):
-        from legacy.rq.model import workflow_from_steps
-
         return workflow_from_steps(self.ingestion_id, self.steps, where=f"RQ definition of {self.ingestion_id}")
 
     def trigger(self):
         """The APScheduler 3 trigger of the schedule (None: manual)."""
         if self.schedule is None:
             return None
-        from cutover.core.schedule.triggers import build_trigger
-
         return build_trigger(self.schedule, self.timezone)
 
     def describe(self) -> str | None:
         if self.schedule is None:
             return None
-        from cutover.core.schedule.triggers import describe, schedule_timezone
-
         return f"{describe(self.schedule)} ({schedule_timezone(self.schedule, self.timezone)})"
 
 

@@ -21,18 +21,22 @@ import sys
 
 from rq import Worker
 
+import cutover.core.autoloader.service  # noqa: F401 - preloaded: every job imports these
+import cutover.core.schedule.triggers  # noqa: F401
+import cutover.core.state.fence  # noqa: F401
+import cutover.core.workspace  # noqa: F401
+import legacy.rq.jobs  # noqa: F401
+from cutover.core.config import load_settings
+from legacy.rq.model import RQConfig
+from legacy.rq.store import connect
+
 
 def preload() -> None:
-    """Import what every job imports (no connection is opened: the horses fork after this)."""
+    """Import what every job imports (no connection is opened: the horses fork after this); the
+    first-party modules are imported at the top of this module."""
     import pyarrow  # noqa: F401
     import pyiceberg.catalog.sql  # noqa: F401
     import sqlalchemy  # noqa: F401
-
-    import cutover.core.workspace  # noqa: F401
-    import legacy.rq.jobs  # noqa: F401
-    import cutover.core.schedule.triggers  # noqa: F401
-    import legacy.apscheduler.scheduler  # noqa: F401
-    import cutover.core.autoloader.service  # noqa: F401
 
 
 class CutoverWorker(Worker):
@@ -44,8 +48,6 @@ preload()
 
 def run_worker(url: str, queues: list[str], *, with_scheduler: bool = True, burst: bool = False,
                name: str | None = None, logging_level: str = "INFO") -> bool:
-    from legacy.rq.store import connect
-
     conn = connect(url)
     w = CutoverWorker(queues, connection=conn, name=name)
     return w.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level)
@@ -62,9 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     url, queues = ns.url or os.environ.get("CUTOVER_RQ_REDIS_URL"), ns.queues
     if not url or not queues:
-        from cutover.core.config import load_settings
-        from legacy.rq.model import RQConfig
-
         cfg = RQConfig.require(load_settings())
         url, queues = url or cfg.url, queues or cfg.queues()
     logging.basicConfig(level=ns.log_level.upper(), stream=sys.stderr)

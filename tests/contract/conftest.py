@@ -122,14 +122,14 @@ def make_fake_prefect(cw: ContractWorkspace) -> Harness:
 
 
 def make_batch(cw: ContractWorkspace) -> Harness:
-    from legacy.apscheduler.adapters import BatchAdapter
+    from legacy.batch.adapter import BatchAdapter
 
     return Harness("batch", BatchAdapter(cw.ws), cw, removes_jobs=False, has_schedules=False)
 
 
 def make_apscheduler(cw: ContractWorkspace) -> Harness:
     from legacy.apscheduler.adapters import APSchedulerAdapter
-    from legacy.apscheduler.scheduler import run_foreground
+    from legacy.apscheduler.process import run_foreground
 
     h = Harness("apscheduler", APSchedulerAdapter(cw.ws), cw)
     stop = threading.Event()

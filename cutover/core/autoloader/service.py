@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from cutover.core.redact import redact_text
-from cutover.core.records import ledger as L
-from cutover.core.records import runs as R
 from cutover.core.autoloader.discovery import DiscoveredFile, discover, filesystem
 from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
+from cutover.core.db import ensure_schema, get_engine
 from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH, Catalog
+from cutover.core.records import ledger as L, runs as R
 from cutover.core.records.ingestions import Ingestion
+from cutover.core.redact import redact_text
+from cutover.core.spark.engine import SparkProcessor
 
 log = logging.getLogger("cutover.ingest")
 
@@ -63,7 +64,7 @@ def branch_for(mode: str) -> str:
     return MAIN if mode == "live" else SHADOW_BRANCH
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Keeps a run's claims and run record fresh while it works."""
 
     def __init__(self, ledger: L.Ledger, runs: R.RunStore, run_id: str, interval: float):
@@ -88,8 +89,6 @@ def processor_for(settings):
     a ``cutover.core.spark.engine.SparkProcessor`` for spark (read + append through Spark Connect)."""
     if getattr(settings, "engine", "arrow") != "spark":
         return None
-    from cutover.core.spark.engine import SparkProcessor
-
     return SparkProcessor.from_settings(settings)
 
 
@@ -105,8 +104,6 @@ class IngestionService:
 
     @classmethod
     def from_settings(cls, settings) -> "IngestionService":
-        from cutover.core.db import ensure_schema, get_engine
-
         ensure_schema(settings)
         return cls(get_engine(settings.autoloader_url), Catalog.from_settings(settings),
                    claim_timeout=settings.claim_timeout, processor=processor_for(settings))
@@ -211,7 +208,7 @@ class IngestionService:
                                 external_id=external_id, run_id=run_id)
         result = RunResult(run_id=run_id, ingestion_id=ing.id, status=R.RUNNING)
         ledger = self.ledger(ing.id, mode)
-        hb = _Heartbeat(ledger, self.runs, run_id, interval=max(0.5, min(30.0, self.claim_timeout / 3)))
+        hb = Heartbeat(ledger, self.runs, run_id, interval=max(0.5, min(30.0, self.claim_timeout / 3)))
         hb.start()
         error = None
         try:

@@ -27,7 +27,7 @@ PRIORITIES = ("normal", "high")
 WORK_QUEUES = ("default", "high-memory", "priority")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,127}$")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_FIELDS = {
+FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
 }
@@ -96,9 +96,9 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     """Build an Ingestion from user input, or raise one clear InputError."""
     if not isinstance(raw, dict):
         raise InputError(f"{where}: an ingestion must be a mapping", fix="write it as key: value pairs")
-    unknown = set(raw) - _FIELDS
+    unknown = set(raw) - FIELDS
     if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", fix=f"valid fields are {', '.join(sorted(_FIELDS))}")
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", fix=f"valid fields are {', '.join(sorted(FIELDS))}")
     iid = str(raw.get("id") or "").strip()
     if not _ID.match(iid):
         raise InputError(f"{where}: id {iid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
@@ -216,7 +216,7 @@ def _row_to_ingestion(row) -> Ingestion:
     )
 
 
-def _values(ing: Ingestion) -> dict[str, Any]:
+def values_of(ing: Ingestion) -> dict[str, Any]:
     return {
         "name": ing.name,
         "source_uri": ing.source_uri,
@@ -273,7 +273,7 @@ class IngestionRepo:
             cur = self.find(ing.id)
             if cur is None:
                 out.append(("create", ing))
-            elif _values(cur) == _values(ing):
+            elif values_of(cur) == values_of(ing):
                 out.append(("unchanged", ing))
             else:
                 out.append(("update", ing))
@@ -291,10 +291,10 @@ class IngestionRepo:
             for action, ing in actions:
                 if action == "create":
                     conn.execute(insert(t_ingestions).values(id=ing.id, created_at=now, updated_at=now,
-                                                             batch_paused=False, **_values(ing)))
+                                                             batch_paused=False, **values_of(ing)))
                 elif action == "update":
                     conn.execute(update(t_ingestions).where(t_ingestions.c.id == ing.id)
-                                 .values(updated_at=now, **_values(ing)))
+                                 .values(updated_at=now, **values_of(ing)))
         return actions
 
     def remove(self, iid: str) -> Ingestion:

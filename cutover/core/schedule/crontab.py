@@ -26,15 +26,14 @@ side computed by ``cronsim`` (a Debian cron simulator), not by croniter.
 from __future__ import annotations
 
 from cutover.core.errors import InputError
-from cutover.core.schedule.translate import DEFAULT_RRULE_START, Translation, _rrule_dt, cron_field, zone_offsets
+from cutover.core.schedule.cronexpr import fields
+from cutover.core.schedule.translation import DEFAULT_RRULE_START, Translation, cron_field, rrule_dt, zone_offsets
 
 _CRON_TO_RRULE_DAY = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # cron numbering: 0 = Sunday
 
 
 def translate_crontab(expr: str, tz: str, *, allow_approx: bool = False) -> Translation:
     """Always exact (``allow_approx`` is accepted for symmetry with ``translate``: nothing is dropped)."""
-    from legacy.cron.side import fields
-
     f = fields(expr)  # InputError when invalid
     notes = [f"crontab '{' '.join(f.texts)}' keeps standard cron semantics (cron runs it): 0 and 7 are Sunday"]
     dom_r, dow_r = not f.dom_full, not f.dow_full
@@ -90,7 +89,7 @@ def _as_rrule(f, tz: str, day_or: bool, notes: list[str]) -> Translation:
         rules = [common + [days] + tail, common + [weekdays] + tail]  # an RRULE set is a union: OR
     if not rules:  # pragma: no cover
         raise InputError(f"crontab {' '.join(f.texts)} never fires", fix="fix the crontab line")
-    text = f"DTSTART:{_rrule_dt(DEFAULT_RRULE_START)}\n" + "\n".join("RRULE:" + ";".join(r) for r in rules)
+    text = f"DTSTART:{rrule_dt(DEFAULT_RRULE_START)}\n" + "\n".join("RRULE:" + ";".join(r) for r in rules)
     notes.append(f"day-of-month '{f.texts[2]}' with February in the months would make Prefect's croniter skip the "
                  f"start of March; the RRULE {'set ' if len(rules) > 1 else ''}says the same as cron")
     return Translation(kind="rrule", rrule=text, timezone=tz, exact=True, notes=notes)

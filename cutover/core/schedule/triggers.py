@@ -15,8 +15,8 @@ APScheduler 3 trigger each becomes.
 4. a line of a real crontab: ``{"crontab": "15 * * * *"}`` -- standard (Vixie/Debian)
    cron semantics, as cron itself runs it (0 and 7 = Sunday; day-of-month OR
    day-of-week when both are restricted). Cron runs these jobs, never APScheduler:
-   ``build_trigger`` gives a ``legacy.cron.side.VixieCronTrigger`` that computes fire times
-   but refuses to be stored in an APScheduler job store (see ``legacy/cron/side.py``).
+   ``build_trigger`` gives a ``cutover.core.schedule.cronexpr.VixieCronTrigger`` that computes fire times
+   but refuses to be stored in an APScheduler job store (see ``legacy/cron``).
 
 No schedule (``None``) means manual only. Every schedule has a timezone: the
 ingestion's, or a ``timezone`` key in the spec.
@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cutover.core.errors import InputError
+from cutover.core.schedule.cronexpr import VixieCronTrigger, normalize_expr
 
 FREQUENCIES = ("hourly", "daily", "weekly")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -137,8 +138,6 @@ def normalize_schedule(spec: Any) -> dict | None:
         build_trigger(out, "UTC")
         return out
     if "crontab" in spec:
-        from legacy.cron.side import normalize_expr
-
         extra = set(spec) - {"crontab", "timezone"}
         if extra:
             raise InputError(f"unknown schedule key(s) {', '.join(sorted(extra))} for a crontab schedule",
@@ -194,8 +193,6 @@ def build_trigger(spec: dict | None, default_tz: str):
 
     tz = check_timezone(schedule_timezone(spec, default_tz))
     if "crontab" in spec:  # run by cron (Vixie semantics), never by APScheduler: see legacy/cron/side.py
-        from legacy.cron.side import VixieCronTrigger
-
         return VixieCronTrigger(spec["crontab"], str(tz))
     try:
         if "frequency" in spec:

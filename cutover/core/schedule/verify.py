@@ -25,7 +25,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cutover.core.errors import InputError
+from cutover.core.schedule.cronexpr import fire_times
 from cutover.core.schedule.translate import Translation, dst_transitions, translate
+from cutover.core.schedule.triggers import build_trigger, check_timezone, schedule_timezone
 
 UTC = dt_timezone.utc
 MAX_FIRES = 200_000
@@ -124,15 +126,11 @@ def _utc(dt: datetime) -> datetime:
 def legacy_fire_times(spec: dict | None, timezone: str, start: datetime, end: datetime,
                       *, max_fires: int = MAX_FIRES) -> tuple[list[datetime], bool]:
     """APScheduler 3's fire times in [start, end] (UTC), jitter left out; (times, capped).
-    A crontab schedule is run by cron: its fire times are Debian cron's (``legacy.cron.side.fire_times``,
+    A crontab schedule is run by cron: its fire times are Debian cron's (``cutover.core.schedule.cronexpr.fire_times``,
     computed by cronsim, not by Prefect's croniter)."""
-    from cutover.core.schedule.triggers import build_trigger, schedule_timezone
-
     if spec is None:
         return [], False
     if "crontab" in spec:
-        from legacy.cron.side import fire_times
-
         return fire_times(spec["crontab"], schedule_timezone(spec, timezone), start, end, max_fires=max_fires)
     trigger = copy.copy(build_trigger(spec, timezone))
     if getattr(trigger, "jitter", None):
@@ -215,8 +213,6 @@ def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timede
            max_fires: int = MAX_FIRES) -> VerifyResult:
     """Translate ``spec`` (unless ``translation`` is given) and compare both sides' fire times
     over ``[start, start + horizon]``."""
-    from cutover.core.schedule.triggers import build_trigger, check_timezone, schedule_timezone
-
     if not isinstance(horizon, timedelta):
         horizon = timedelta(seconds=float(horizon))
     if horizon <= timedelta(0):
@@ -273,8 +269,6 @@ def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timede
 
 def _explain(diff: Difference, tz: str, spec: dict | None, default_tz: str, translation: Translation) -> list[str]:
     """Plain-language hints for the first difference (DST, APScheduler's path dependence, start_date)."""
-    from cutover.core.schedule.triggers import build_trigger
-
     out = []
     prevs = [d for d in (diff.legacy_before, diff.prefect_before) if d is not None]
     since = min(prevs) if prevs else diff.at - timedelta(hours=26)

@@ -23,19 +23,24 @@ overlaps); the fence only stops new ones.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from datetime import datetime, timezone
 
 from sqlalchemy import delete, insert, select
 
+from cutover.core.db import ensure_schema, get_engine
+from cutover.core.redact import redact_text
+from cutover.core.state.audit import who
+from cutover.core.state.models import locks as t
+
 FENCE = "legacy-fence"
+log = logging.getLogger("cutover.scheduler")
 
 
 def read(engine) -> dict | None:
     """The fence as a dict (snapshot, reason, ids, since, holder), or None when no fence is up."""
-    from cutover.core.state.models import locks as t
-
     with engine.connect() as conn:
         r = conn.execute(select(t.c.id, t.c.holder, t.c.acquired_at, t.c.reason).where(t.c.name == FENCE)).first()
     if r is None:
@@ -64,8 +69,6 @@ def check(engine, ingestion_id: str) -> str | None:
 
 def check_settings(settings, ingestion_id: str) -> str | None:
     """:func:`check` for code that has settings but no workspace engine at hand."""
-    from cutover.core.db import ensure_schema, get_engine
-
     ensure_schema(settings)
     return check(get_engine(settings.state_url), ingestion_id)
 
@@ -75,9 +78,6 @@ def raise_fence(engine, snapshot_id: str, *, reason: str | None, ids: list[str] 
 
     Raises ValueError if another snapshot holds the fence (one pause at a time)."""
     from sqlalchemy.exc import IntegrityError
-
-    from cutover.core.state.audit import who
-    from cutover.core.state.models import locks as t
 
     cur = read(engine)
     if cur is not None:
@@ -99,8 +99,20 @@ def raise_fence(engine, snapshot_id: str, *, reason: str | None, ids: list[str] 
 
 def lift(engine, snapshot_id: str) -> bool:
     """Take the fence of ``snapshot_id`` down; True if it was up."""
-    from cutover.core.state.models import locks as t
-
     with engine.begin() as conn:
         res = conn.execute(delete(t).where(t.c.name == FENCE, t.c.id == snapshot_id))
     return res.rowcount > 0
+
+
+def legacy_fence(ws, ingestion_id: str) -> str | None:
+    """Why no legacy run of this ingestion may start now: the incident fence of ``cutover pause``
+    (``cutover.core.state.fence``), checked right before every legacy run starts. None: it may start.
+
+    Fails open: when the state DB cannot be read the run goes ahead (logged), as it did before
+    cutover existed; the durable pause (``next_run_time`` NULL, batch flag) does not depend on it."""
+    try:
+        return check(ws.state_engine, ingestion_id)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        log.error("could not read the legacy fence (%s); running %s", redact_text(str(e)).splitlines()[0]
+                  if str(e) else type(e).__name__, ingestion_id)
+        return None

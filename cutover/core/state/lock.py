@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from cutover.core.state.audit import who
 from cutover.core.errors import CutoverError, NotFound
-from cutover.core.state.models import locks as t_locks
 from cutover.core.osutil import pid_alive as _pid_alive
+from cutover.core.state.audit import record, who
+from cutover.core.state.models import locks as t_locks
 
 NAME = "cutover"
 
@@ -50,8 +50,6 @@ def acquire(engine, reason: str, name: str = NAME) -> str:
             # over is what lets a re-run resume after a crash. Other hosts need `cutover unlock`.
             with engine.begin() as conn:
                 conn.execute(delete(t_locks).where(t_locks.c.name == name, t_locks.c.id == h["id"]))
-            from cutover.core.state.audit import record
-
             record(engine, "lock-takeover", target=h["id"], reason="holder process is gone", detail=h)
             return acquire(engine, reason, name)
         hint = " (that process is gone: the lock is stale)" if h["stale"] else ""
