@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -10,9 +9,9 @@ from datetime import datetime, timezone
 
 import click
 
-from cutover.cli.app import App, _default, pass_app
+from cutover.cli.app import App, pass_app
 from cutover.core.errors import EXIT_OK
-from cutover.core.redact import redact_text
+from cutover.core.output import to_json
 from cutover.core.workspace import Workspace
 
 log = logging.getLogger("cutover.engine.watch")
@@ -95,7 +94,7 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
             if once:
                 app.json(ev.as_dict())
             else:
-                click.echo(redact_text(json.dumps(ev.as_dict(), default=_default)))
+                click.echo(to_json(ev.as_dict(), indent=None))
         elif once:
             _show(app, ev)
         fired = sum(bool(i.fired) for i in ev.ingestions)
