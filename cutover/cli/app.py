@@ -45,3 +45,18 @@ def run_main(cli: click.Group, argv: list[str] | None) -> int:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+class DefaultGroup(click.Group):
+    """A group that runs its ``default`` sub-command when the first argument names no other one:
+    `cutover parity ID...` is `cutover parity check ID...`, next to `cutover parity history`."""
+
+    def __init__(self, *args, default: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        help_only = bool(args) and args[0] in ctx.help_option_names
+        if not help_only and (not args or args[0] not in self.commands):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)

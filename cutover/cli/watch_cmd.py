@@ -1,4 +1,4 @@
-"""watch [--once] [--interval 60] [--json]"""
+"""watch [--once] [--interval 60] [--json] (the work: cutover.commands.incident)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from datetime import datetime, timezone
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_OK
-from cutover.core.output import to_json
+from cutover.cli.app import App, exit_with, pass_app
+from cutover.commands import incident as C
+from cutover.core.output import human_duration, to_json
 from cutover.core.workspace import Workspace
 
 log = logging.getLogger("cutover.engine.watch")
 
 
 def _cell(t) -> str:
-    from cutover.engine.watch import _human
-
     if t.fired:
         mark = "FIRED"
     elif not t.judged:
@@ -31,7 +29,7 @@ def _cell(t) -> str:
     if t.name == "duration_regression" and t.value is not None:
         return f"{mark} {'+' if t.value >= 0 else ''}{t.value * 100:.0f}%"
     if t.name == "prefect_unreachable" and t.value is not None:
-        return f"{'FIRED, ' if t.fired else ''}down {_human(t.value)}"
+        return f"{'FIRED, ' if t.fired else ''}down {human_duration(t.value)}"
     return mark
 
 
@@ -77,19 +75,11 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
     Exit (with --once): 0 nothing fired, 1 a trigger fired (alerted or rolled
     back), 3 an auto-rollback failed. Without --once: loops until SIGINT/SIGTERM.
     """
-    from cutover.core.config import parse_duration
-    from cutover.engine.watch import Thresholds, watch_once
-
-    every = parse_duration(interval, what="--interval")
-    if every <= 0 and not once:
-        from cutover.core.errors import InputError
-
-        raise InputError("--interval must be positive", fix="e.g. --interval 60")
+    every = C.watch_interval(app.settings, interval, once=once)  # bad settings: exit 2 before anything runs
     ws = Workspace(app.settings)
-    Thresholds.from_settings(app.settings)  # bad thresholds: exit 2 before anything runs
 
     def round_() -> int:
-        ev = watch_once(ws, auto_rollback=False if no_auto_rollback else None)
+        ev = C.watch(ws, auto_rollback=False if no_auto_rollback else None)
         if as_json:
             if once:
                 app.json(ev.as_dict())
@@ -104,9 +94,7 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
         return ev.exit_code
 
     if once:
-        code = round_()
-        if code != EXIT_OK:
-            raise click.exceptions.Exit(code)
+        exit_with(round_())
         return
 
     stop = {"sig": None}

@@ -162,3 +162,16 @@ def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def human_duration(seconds: float) -> str:
+    """90 -> '1m30s', 3600 -> '1h', 5400 -> '1h30m', 42 -> '42s'."""
+    s = int(round(seconds))
+    for unit, n in (("h", 3600), ("m", 60)):
+        if s >= n and s % n == 0:
+            return f"{s // n}{unit}"
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
