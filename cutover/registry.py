@@ -204,6 +204,6 @@ def load_side_command(name: str):
     target = side_commands()[name][0]
     cmd = _load_target(target)
     for (group, verb), sub in SIDE_SUBCOMMANDS.items():
-        if group == name and verb not in getattr(cmd, "commands", {verb: None}):
+        if group == name and hasattr(cmd, "add_command") and verb not in cmd.commands:
             cmd.add_command(_load_target(sub), verb)
     return cmd

@@ -8,12 +8,10 @@ command reaches the running output object with ``@pass_output``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -150,6 +148,9 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
 
 def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Write a command's output file whole or not at all (temporary file, fsync, rename)."""
+    import contextlib
+    import tempfile  # (stdlib, imported on use: `cutover --help` stays fast)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "w") as fh:
