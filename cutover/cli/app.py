@@ -14,7 +14,7 @@ import click
 
 from cutover.core.output import Output, exit_with, run_click
 
-__all__ = ["App", "command_started_at", "exit_with", "pass_app", "run_main"]
+__all__ = ["App", "DefaultGroup", "command_started_at", "exit_with", "pass_app", "process_started_at", "run_main"]
 
 
 class App(Output):
