@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
 import signal
+import sys
 import time
 from datetime import datetime, timezone
 
 import click
 
-from cutover.cli.app import App, exit_with, pass_app
+from cutover.cli.app import App, exit_with, pass_app, run_main
 from cutover.commands import incident as C
 from cutover.core.output import human_duration, to_json
 from cutover.core.workspace import Workspace
@@ -54,6 +57,18 @@ def _show(app: App, ev) -> None:
                 app.echo(f"  {ie.id} {t.name}: {t.detail}")
 
 
+def in_process_rollback(root: click.Command):
+    """The auto-rollback of `watch`: `cutover rollback ID --reason R` run in this process, its
+    output on stderr (stdout stays watch's own, for --json); returns (exit code, the command)."""
+    def rollback(iid: str, reason: str) -> tuple[int, str]:
+        argv = ["rollback", iid, "--reason", reason]
+        with contextlib.redirect_stdout(sys.stderr):
+            rc = run_main(root, argv)
+        return rc, "cutover " + shlex.join(argv)
+
+    return rollback
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="Evaluate one round and exit (for cron).")
 @click.option("--interval", default="60", show_default=True,
@@ -61,8 +76,9 @@ def _show(app: App, ev) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The evaluation per ingestion as JSON (one line per round in a loop).")
 @click.option("--no-auto-rollback", is_flag=True,
               help="Only alert, even when [watch] auto_rollback = true (for a look mid-incident).")
+@click.pass_context
 @pass_app
-def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: bool) -> None:
+def watch(app: App, ctx: click.Context, once: bool, interval: str, as_json: bool, no_auto_rollback: bool) -> None:
     """Evaluate the rollback triggers of every ingestion in CUTOVER.
 
     Triggers ([watch] in cutover.toml): failure rate of the Prefect live runs in
@@ -77,9 +93,10 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
     """
     every = C.watch_interval(app.settings, interval, once=once)  # bad settings: exit 2 before anything runs
     ws = Workspace(app.settings)
+    rollback = in_process_rollback(ctx.find_root().command)
 
     def round_() -> int:
-        ev = C.watch(ws, auto_rollback=False if no_auto_rollback else None)
+        ev = C.watch(ws, auto_rollback=False if no_auto_rollback else None, rollback=rollback)
         if as_json:
             if once:
                 app.json(ev.as_dict())

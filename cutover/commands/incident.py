@@ -104,8 +104,11 @@ def watch_interval(settings: Settings, interval: str, *, once: bool) -> float:
     return every
 
 
-def watch(ws: Workspace, *, auto_rollback: bool | None = None) -> Evaluation:
+def watch(ws: Workspace, *, auto_rollback: bool | None = None,
+          rollback: Callable[[str, str], tuple[int, str]] | None = None) -> Evaluation:
     """One round of the rollback triggers of every ingestion in CUTOVER (alert, or roll back when
-    [watch] auto_rollback = true and ``auto_rollback`` is not False). ``.exit_code``: 0 nothing
-    fired, 1 a trigger fired, 3 an auto-rollback failed."""
-    return watch_once(ws, auto_rollback=auto_rollback)
+    [watch] auto_rollback = true and ``auto_rollback`` is not False). ``rollback(ingestion_id,
+    reason)`` rolls one back and returns (exit code, what it ran); the command line passes its
+    own `cutover rollback`. ``.exit_code``: 0 nothing fired, 1 a trigger fired, 3 an
+    auto-rollback failed."""
+    return watch_once(ws, auto_rollback=auto_rollback, rollback=rollback)
