@@ -1,7 +1,8 @@
 """`cutover legacy scheduler|jobs|sync|pause|resume|import`: the APScheduler side.
 
 The `legacy` group of the `cutover` command line, added by ``cutover.registry`` (loaded by name on
-use), which also adds the batch orchestrator's `legacy run` (``legacy/batch/cli.py``). Thin: the work is in ``legacy.apscheduler.scheduler`` (JobSync, run_foreground, plan_import).
+use), which also adds the batch orchestrator's `legacy run` (``legacy/batch/cli.py``). Thin: the
+work is in ``legacy.apscheduler.scheduler`` (JobSync, run_foreground, plan_import).
 """
 
 from __future__ import annotations
