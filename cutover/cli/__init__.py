@@ -1,7 +1,8 @@
-"""The `cutover` command line: a thin layer over the library.
+"""The `cutover` command line: parses, calls a function of ``cutover.commands``, renders.
 
-Sub-command groups are imported only when used, so `cutover --help` never
-pays for prefect, great_expectations or pyspark.
+Sub-command groups are imported only when used, so `cutover --help` never pays for prefect,
+great_expectations or pyspark. The verbs of the sides (legacy orchestrators, Prefect) come from
+``cutover.registry``, loaded by module name on use.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import click
 
 from cutover import __version__
 from cutover.cli.app import App, run_main
+from cutover.registry import load_side_command, side_commands
 
 # name -> (module:attribute, one-line help). Help text lives here so that
 # listing commands does not import them.
-LAZY = {
+CORE = {
     "config": ("cutover.cli.config_cmd:config", "Show the resolved settings (secrets redacted)."),
     "db": ("cutover.cli.db_cmd:db", "Database schemas: upgrade, downgrade, current, history."),
     "ingestion": ("cutover.cli.ingestion_cmd:ingestion", "Manage ingestions: add, list, show, remove."),
-    "legacy": ("cutover.cli.legacy_cmd:legacy", "The legacy side: run, scheduler, jobs, pause/resume, import."),
     "runs": ("cutover.cli.inspect_cmd:runs", "Run records of both orchestrators."),
     "ledger": ("cutover.cli.inspect_cmd:ledger", "The processed-file ledger of an ingestion."),
     "table": ("cutover.cli.inspect_cmd:table", "Iceberg tables: row counts per branch and snapshots."),
@@ -38,14 +39,13 @@ LAZY = {
     "pause": ("cutover.cli.incident_cmd:pause", "Incident: fence and pause every schedule on both sides; `pause list`."),
     "resume": ("cutover.cli.incident_cmd:resume", "Restore exactly what a pause snapshot recorded, then lift the fences."),
     "demo": ("cutover.cli.demo_cmd:demo", "Recreate the demo workspace and run an end-to-end story (--scenario)."),
-    "prefect": ("cutover.cli.prefect_cmd:prefect", "Prefect side: local server up/down/status, deploy, runs."),
     "schedules": ("cutover.cli.schedules_cmd:schedules", "Verify that Prefect schedules fire exactly when the legacy ones do."),
     "watch": ("cutover.cli.watch_cmd:watch", "Rollback triggers for ingestions in CUTOVER: alert or auto-rollback."),
     "runbook": ("cutover.cli.runbook_cmd:runbook", "Operational runbooks: list, show, run their command blocks step by step."),
-    "cron": ("cutover.cli.cron_cmd:cron", "The crontab legacy side: import lines, jobs, pause/resume, run, runs."),
-    "backfill": ("cutover.cli.backfill_cmd:backfill", "Backfill a date range in chunks with a Prefect flow (resumable)."),
-    "rq": ("cutover.cli.rq_cmd:rq", "Redis RQ workflows: import, sync, jobs, run, runs, pause/resume, status, worker."),
 }
+
+# every verb, the sides' included (name -> (module:attribute, help))
+LAZY = {**side_commands(), **CORE}
 
 
 class LazyGroup(click.Group):
@@ -56,8 +56,9 @@ class LazyGroup(click.Group):
         cmd = super().get_command(ctx, name)
         if cmd is not None or name not in LAZY:
             return cmd
-        target = LAZY[name][0]
-        mod, _, attr = target.partition(":")
+        if name not in CORE:
+            return load_side_command(name)
+        mod, _, attr = CORE[name][0].partition(":")
         return getattr(importlib.import_module(mod), attr)
 
     def format_commands(self, ctx, formatter):

@@ -1,8 +1,11 @@
+"""config show | init (the work: cutover.commands.setup)."""
+
 from __future__ import annotations
 
 import click
 
 from cutover.cli.app import App, pass_app
+from cutover.commands import setup as C
 
 
 @click.group()
@@ -15,7 +18,7 @@ def config() -> None:
 @pass_app
 def show(app: App, as_json: bool) -> None:
     """Print the resolved settings, secrets redacted, and where each came from."""
-    d = app.settings.public_dict()
+    d = C.config_show(app.settings).as_dict()
     if as_json:
         app.json(d)
         return
@@ -41,15 +44,10 @@ def show(app: App, as_json: bool) -> None:
 @pass_app
 def init(app: App, dry_run: bool) -> None:
     """Write a commented cutover.toml into the workspace (never overwrites)."""
-    from cutover.core.config import DEFAULT_TOML
-
-    path = app.settings.config_file
-    if path.exists():
-        app.echo(f"{path} exists: left as it is")
-        return
-    if dry_run:
-        app.echo(f"would write {path}:\n{DEFAULT_TOML}")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFAULT_TOML)
-    app.echo(f"wrote {path}")
+    res = C.config_init(app.settings, dry_run=dry_run)
+    if res.action == "exists":
+        app.echo(f"{res.path} exists: left as it is")
+    elif res.action == "would_write":
+        app.echo(f"would write {res.path}:\n{res.text}")
+    else:
+        app.echo(f"wrote {res.path}")

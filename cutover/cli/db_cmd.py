@@ -1,21 +1,14 @@
+"""db upgrade | downgrade | current | history (the work: cutover.commands.setup)."""
+
 from __future__ import annotations
 
 import click
 
 from cutover.cli.app import App, pass_app
+from cutover.commands import setup as C
 from cutover.core.redact import redact_url
 
 WHICH = click.Choice(["all", "autoloader", "state"])
-
-
-def _targets(app: App, which: str):
-    s = app.settings
-    out = []
-    if which in ("all", "autoloader"):
-        out.append(("autoloader", s.autoloader_url))
-    if which in ("all", "state"):
-        out.append(("state", s.state_url))
-    return out
 
 
 @click.group()
@@ -30,22 +23,17 @@ def db() -> None:
 @pass_app
 def upgrade_cmd(app: App, which: str, revision: str, dry_run: bool) -> None:
     """Bring the schemas to REVISION (default head). Idempotent."""
-    from cutover.core import db as dbm
-
-    for tree, url in _targets(app, which):
-        before = dbm.current_revision(url, tree)
-        target = dbm.head_revision(tree) if revision == "head" else revision
+    res = C.db_upgrade(app.settings, which=which, revision=revision, dry_run=dry_run)
+    for c in res.changes:
         if dry_run:
-            if before == target:
-                app.echo(f"-- {tree}: already at {target}, nothing to do")
+            if c.sql is None:
+                app.echo(f"-- {c.db}: already at {c.after}, nothing to do")
             else:
-                app.echo(f"-- {tree} ({redact_url(url)}): {before or 'empty'} -> {target}")
-                app.echo(dbm.upgrade(url, tree, revision, sql=True))
+                app.echo(f"-- {c.db} ({c.url}): {c.before or 'empty'} -> {c.after}")
+                app.echo(c.sql)
             continue
-        dbm.upgrade(url, tree, revision)
-        after = dbm.current_revision(url, tree)
-        verb = "unchanged at" if before == after else f"{before or 'empty'} ->"
-        app.echo(f"{tree}: {verb} {after} ({redact_url(url)})")
+        verb = "unchanged at" if c.before == c.after else f"{c.before or 'empty'} ->"
+        app.echo(f"{c.db}: {verb} {c.after} ({c.url})")
 
 
 @db.command("downgrade")
@@ -56,18 +44,15 @@ def upgrade_cmd(app: App, which: str, revision: str, dry_run: bool) -> None:
 @pass_app
 def downgrade_cmd(app: App, revision: str, which: str, dry_run: bool, yes: bool) -> None:
     """Downgrade one DB to REVISION ('base' drops every table)."""
-    from cutover.core import db as dbm
-
-    [(tree, url)] = _targets(app, which)
-    if dry_run:
-        app.echo(dbm.downgrade(url, tree, revision, sql=True))
-        return
-    if not yes:
+    if not dry_run and not yes:
+        [(tree, url)] = C.db_targets(app.settings, which)
         click.confirm(f"downgrade the {tree} DB at {redact_url(url)} to {revision}? Data in dropped tables is lost",
                       abort=True)
-    before = dbm.current_revision(url, tree)
-    dbm.downgrade(url, tree, revision)
-    app.echo(f"{tree}: {before or 'empty'} -> {dbm.current_revision(url, tree) or 'base'}")
+    c = C.db_downgrade(app.settings, revision, which=which, dry_run=dry_run)
+    if dry_run:
+        app.echo(c.sql)
+        return
+    app.echo(f"{c.db}: {c.before or 'empty'} -> {c.after or 'base'}")
 
 
 @db.command("current")
@@ -75,22 +60,16 @@ def downgrade_cmd(app: App, revision: str, which: str, dry_run: bool, yes: bool)
 @pass_app
 def current_cmd(app: App, as_json: bool) -> None:
     """The revision each DB is at, and the head this cutover needs."""
-    from cutover.core import db as dbm
-
-    rows = [(tree, redact_url(url), dbm.current_revision(url, tree) or "empty", dbm.head_revision(tree))
-            for tree, url in _targets(app, "all")]
+    res = C.db_current(app.settings)
     if as_json:
-        app.json([dict(zip(("db", "url", "current", "head"), r)) for r in rows])
+        app.json(res.as_dict())
     else:
-        app.table(rows, ("db", "url", "current", "head"))
+        app.table([(d.db, d.url, d.current, d.head) for d in res.dbs], ("db", "url", "current", "head"))
 
 
 @db.command("history")
 @pass_app
 def history_cmd(app: App) -> None:
     """Every migration of both trees."""
-    from cutover.core import db as dbm
-
-    rows = [(tree, rev, down or "-", doc.splitlines()[0] if doc else "")
-            for tree in ("autoloader", "state") for rev, down, doc in dbm.history(tree)]
-    app.table(rows, ("db", "revision", "down", "description"))
+    app.table([(m.db, m.revision, m.down or "-", m.description) for m in C.db_history().migrations],
+              ("db", "revision", "down", "description"))

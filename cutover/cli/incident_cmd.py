@@ -1,4 +1,4 @@
-"""rollback, pause (and pause list), resume: the incident controls (thin; the work is in cutover.engine)."""
+"""rollback, pause (and pause list), resume: the incident controls (the work: cutover.commands.incident)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.cli.app import App, command_started_at, exit_with, pass_app
+from cutover.commands import incident as C
 from cutover.core.workspace import Workspace
 
 
@@ -33,33 +33,28 @@ def rollback(app: App, ingestion_ids, all_, wave_no, plan_file, cancel_running, 
     complete it. Prints the legacy fire times missed since the cutover (candidates for a backfill).
     Exit 0 done, 1 refused (lock, active pause), 2 usage, 3 some steps not done.
     """
-    from cutover.core.config import parse_duration
-    from cutover.engine.rollback import _WithReport, print_report
-    from cutover.engine.rollback import rollback as do_rollback
-
-    ws = Workspace(app.settings)
     echo = app.info if as_json else app.echo
-    try:
-        report = do_rollback(ws, list(ingestion_ids), all_=all_, wave=wave_no, plan_file=plan_file,
-                             cancel_running=cancel_running,
-                             cancel_timeout=parse_duration(cancel_timeout, what="--cancel-timeout"),
-                             reason=reason, dry_run=dry_run, echo=echo)
-    except _WithReport as e:
-        print_report(e.report, echo)
+    res = C.rollback(Workspace(app.settings), ingestion_ids, all_=all_, wave=wave_no, plan_file=plan_file,
+                     cancel_running=cancel_running, cancel_timeout=cancel_timeout, reason=reason, dry_run=dry_run,
+                     echo=echo)
+    if res.error is not None:
+        for line in res.report_lines():
+            echo(line)
         if as_json:
-            app.json(e.report)
-        raise
-    if not report["ingestions"]:
+            app.json(res.as_dict())
+        raise res.error
+    if not res.report["ingestions"]:
         if as_json:
-            app.json(report)
+            app.json(res.as_dict())
         else:
             app.echo("nothing to roll back")
         return
-    print_report(report, echo)
+    for line in res.report_lines():
+        echo(line)
     if as_json:
-        app.json(report)
+        app.json(res.as_dict())
     elif not dry_run:
-        app.echo(f"rolled back: {', '.join(report['ingestions'])}")
+        app.echo(f"rolled back: {', '.join(res.report['ingestions'])}")
 
 
 @click.group(invoke_without_command=True)
@@ -88,14 +83,9 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.find_object(App)
-    from cutover.cli.app import command_started_at
-    from cutover.engine.pause import pause as do_pause
-
-    if not dry_run and not reason.strip():
-        raise InputError("--reason is required", fix='say why, e.g. --reason "catalog outage"')
-    ws = Workspace(app.settings)
-    res = do_pause(ws, all_=all_, select=select, reason=reason, dry_run=dry_run, fence_pool=fence_pool,
-                   echo=app.echo if dry_run and not as_json else app.info, started_at=command_started_at())
+    res = C.pause(Workspace(app.settings), all_=all_, select=select, reason=reason, dry_run=dry_run,
+                  fence_pool=fence_pool, echo=app.echo if dry_run and not as_json else app.info,
+                  started_at=command_started_at())
     if as_json:
         app.json(res.as_dict())
     elif res.snapshot_id:
@@ -103,7 +93,7 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
     if not dry_run and res.problems:
         app.info(f"the pause is NOT complete ({len(res.problems)} problem(s)); the fences that could be raised "
                  f"are up. Run the same command again to complete snapshot {res.snapshot_id}.")
-        raise click.exceptions.Exit(EXIT_PARTIAL)
+        exit_with(C.pause_exit_code(res, dry_run=dry_run))
     if not dry_run and res.snapshot_id and not res.already:
         app.info(f"resume with: cutover resume --snapshot {res.snapshot_id}")
 
@@ -114,9 +104,7 @@ def pause(ctx: click.Context, all_, select, reason, fence_pool, dry_run, as_json
 @pass_app
 def pause_list(app: App, limit: int, as_json: bool) -> None:
     """Pause snapshots, newest first: status, scope, counts, when fenced/durable/resumed."""
-    from cutover.engine.pause import list_snapshots
-
-    snaps = [s.summary() for s in list_snapshots(Workspace(app.settings).state_engine, limit)]
+    snaps = C.pause_list(Workspace(app.settings), limit=limit)
     if as_json:
         app.json(snaps)
         return
@@ -149,10 +137,8 @@ def resume(app: App, snapshot_id: str, late: str, dry_run: bool, as_json: bool) 
     un-paused. A second resume is a no-op; after a crash, run it again. Exit 3 when a part could
     not be restored (e.g. the Prefect API is down: the legacy side is restored, the pool stays paused).
     """
-    from cutover.engine.pause import resume as do_resume
-
-    ws = Workspace(app.settings)
-    res = do_resume(ws, snapshot_id, late=late, dry_run=dry_run, echo=app.info if as_json else app.echo)
+    res = C.resume(Workspace(app.settings), snapshot_id, late=late, dry_run=dry_run,
+                   echo=app.info if as_json else app.echo)
     if as_json:
         app.json(res.as_dict())
     elif not dry_run and not res.already:
@@ -170,4 +156,4 @@ def resume(app: App, snapshot_id: str, late: str, dry_run: bool, as_json: bool) 
         for p in res.problems:
             app.info(f"NOT DONE: {p}")
         app.info(f"run the same command again to complete the resume of {res.snapshot_id}")
-        raise click.exceptions.Exit(EXIT_PARTIAL)
+        exit_with(C.resume_exit_code(res, dry_run=dry_run))

@@ -1,3 +1,5 @@
+"""ingestion add | list | show | export | remove (the work: cutover.commands.ingestions)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -5,7 +7,7 @@ from pathlib import Path
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.core.errors import InputError
+from cutover.commands import ingestions as C
 from cutover.core.workspace import Workspace
 
 
@@ -14,12 +16,13 @@ def ingestion() -> None:
     """Ingestions: source files -> Iceberg table, on a legacy schedule."""
 
 
-def _print_actions(app: App, actions, *, dry_run: bool) -> None:
-    prefix = "would " if dry_run else ""
-    for action, ing in actions:
+def _print_actions(app: App, res: C.IngestionChanges) -> None:
+    prefix = "would " if res.dry_run else ""
+    for action, ing in res.actions:
         app.echo(f"{prefix}{action}: {ing.id} ({ing.format} {ing.public_dict()['source_uri']}/{ing.pattern} -> {ing.table})")
-    n = {a: sum(1 for x, _ in actions if x == a) for a in ("create", "update", "unchanged")}
-    app.echo(f"{'Dry run: ' if dry_run else ''}{n['create']} to create, {n['update']} to update, {n['unchanged']} unchanged")
+    n = res.counts()
+    app.echo(f"{'Dry run: ' if res.dry_run else ''}{n['create']} to create, {n['update']} to update, "
+             f"{n['unchanged']} unchanged")
 
 
 @ingestion.command("add")
@@ -44,31 +47,10 @@ def _print_actions(app: App, actions, *, dry_run: bool) -> None:
 def add(app: App, ingestion_id, from_file, source, pattern, fmt, table, schedule, tz, size_class, priority,
         key_columns, owner, name, replace, dry_run) -> None:
     """Add ingestions, from options or --from-file (all or nothing)."""
-    from cutover.core.records.ingestions import load_definitions, validate
-    from cutover.core.schedule.triggers import parse_schedule_text
-
-    if from_file:
-        if ingestion_id or source or table:
-            raise InputError("--from-file cannot be combined with an id or --source/--table", fix="use one or the other")
-        items = load_definitions(from_file)
-    else:
-        if not ingestion_id:
-            raise InputError("no ingestion id given", fix="cutover ingestion add ID --source DIR --format csv --table ns.t")
-        items = [validate({
-            "id": ingestion_id, "name": name, "source_uri": source, "pattern": pattern, "format": fmt, "table": table,
-            "schedule": parse_schedule_text(schedule) if schedule else None, "timezone": tz,
-            "size_class": size_class, "priority": priority, "key_columns": key_columns, "owner": owner,
-        })]
-    ws = Workspace(app.settings)
-    if dry_run:
-        if not ws.settings.is_embedded_autoloader or ws.settings.home.joinpath("autoloader.db").exists():
-            actions = ws.ingestions.plan_upsert(items)
-        else:  # fresh embedded workspace: do not create the DB just to answer a dry run
-            actions = [("create", i) for i in items]
-        _print_actions(app, actions, dry_run=True)
-        return
-    actions = ws.ingestions.upsert(items, replace_existing=replace)
-    _print_actions(app, actions, dry_run=False)
+    res = C.ingestion_add(Workspace(app.settings), ingestion_id, from_file=from_file, source=source, pattern=pattern,
+                          fmt=fmt, table=table, schedule=schedule, tz=tz, size_class=size_class, priority=priority,
+                          key_columns=key_columns, owner=owner, name=name, replace=replace, dry_run=dry_run)
+    _print_actions(app, res)
 
 
 @ingestion.command("list")
@@ -76,15 +58,15 @@ def add(app: App, ingestion_id, from_file, source, pattern, fmt, table, schedule
 @pass_app
 def list_cmd(app: App, as_json: bool) -> None:
     """Every ingestion (credentials never shown)."""
-    items = Workspace(app.settings).ingestions.list()
+    res = C.ingestion_list(Workspace(app.settings))
     if as_json:
-        app.json([i.public_dict() for i in items])
+        app.json(res.as_dict())
         return
-    if not items:
+    if not res.items:
         app.echo("no ingestions yet: add one with `cutover ingestion add` or `--from-file`")
         return
     app.table([(i.id, i.format, i.table, i.public_dict()["schedule_text"], i.schedule_timezone, i.work_queue,
-                "paused" if i.batch_paused else "", i.owner or "") for i in items],
+                "paused" if i.batch_paused else "", i.owner or "") for i in res.items],
               ("id", "format", "table", "schedule", "tz", "queue", "batch", "owner"))
 
 
@@ -94,8 +76,7 @@ def list_cmd(app: App, as_json: bool) -> None:
 @pass_app
 def show(app: App, ingestion_id: str, as_json: bool) -> None:
     """One ingestion in full (credentials masked)."""
-    ing = Workspace(app.settings).ingestions.get(ingestion_id)
-    d = ing.public_dict()
+    d = C.ingestion_show(Workspace(app.settings), ingestion_id)
     if as_json:
         app.json(d)
         return
@@ -108,13 +89,7 @@ def show(app: App, ingestion_id: str, as_json: bool) -> None:
 @pass_app
 def export(app: App, fmt: str) -> None:
     """Print every definition in the --from-file form (credentials masked)."""
-    items = [i.definition() for i in Workspace(app.settings).ingestions.list()]
-    if fmt == "json":
-        app.json({"ingestions": items})
-    else:
-        import yaml
-
-        app.echo(yaml.safe_dump({"ingestions": items}, sort_keys=False).rstrip())
+    app.echo(C.ingestion_export(Workspace(app.settings), fmt))
 
 
 @ingestion.command("remove")
@@ -123,14 +98,8 @@ def export(app: App, fmt: str) -> None:
 @pass_app
 def remove(app: App, ingestion_ids, dry_run: bool) -> None:
     """Remove ingestions and their legacy jobs. Runs and ledger rows are kept as history."""
-    ws = Workspace(app.settings)
-    items = [ws.ingestions.get(i) for i in ingestion_ids]  # all exist, or nothing happens
-    for ing in items:
-        if dry_run:
-            app.echo(f"would remove: {ing.id} (and its APScheduler job, if any; runs and ledger kept)")
-            continue
-        from legacy.apscheduler.scheduler import JobSync
-
-        JobSync(ws.settings).remove(ing.id)
-        ws.ingestions.remove(ing.id)
-        app.echo(f"removed: {ing.id} (runs and ledger kept)")
+    res = C.ingestion_remove(Workspace(app.settings), ingestion_ids, dry_run=dry_run,
+                             echo=lambda iid: app.echo(f"removed: {iid} (runs and ledger kept)"))
+    if res.dry_run:
+        for iid in res.ids:
+            app.echo(f"would remove: {iid} (and its APScheduler job, if any; runs and ledger kept)")

@@ -1,21 +1,14 @@
-"""Read-only views: runs, ledger, Iceberg counts."""
+"""Read-only views: runs, ledger, Iceberg counts (the work: cutover.commands.ingestions)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import click
 
 from cutover.cli.app import App, pass_app
+from cutover.commands import ingestions as C
 from cutover.core.workspace import Workspace
-
-
-def _since(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    from cutover.core.config import parse_duration
-
-    return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, what="--since"))
 
 
 def _t(dt: datetime | None) -> str:
@@ -32,20 +25,17 @@ def _t(dt: datetime | None) -> str:
 @pass_app
 def runs(app: App, ingestion_id, since, orchestrator, mode, limit, as_json) -> None:
     """Run records, newest first."""
-    ws = Workspace(app.settings)
-    if ingestion_id:
-        ws.ingestions.get(ingestion_id)
-    recs = ws.runs.list(ingestion_id=ingestion_id, since=_since(since), orchestrator=orchestrator, mode=mode,
-                        limit=limit)
+    res = C.runs(Workspace(app.settings), ingestion_id=ingestion_id, since=since, orchestrator=orchestrator,
+                 mode=mode, limit=limit)
     if as_json:
-        app.json([r.as_dict() for r in recs])
+        app.json(res.as_dict())
         return
-    if not recs:
+    if not res.records:
         app.echo("no runs")
         return
     app.table([(r.id[:12], r.ingestion_id, r.orchestrator, r.mode, r.trigger, r.status, _t(r.started_at),
                 f"{r.duration_s:.2f}s" if r.duration_s is not None else "", r.files_processed, r.files_failed,
-                r.files_skipped, r.records_ingested) for r in recs],
+                r.files_skipped, r.records_ingested) for r in res.records],
               ("run", "ingestion", "orch", "mode", "trigger", "status", "started (UTC)", "took", "files", "failed",
                "skipped", "records"))
 
@@ -59,26 +49,19 @@ def runs(app: App, ingestion_id, since, orchestrator, mode, limit, as_json) -> N
 @pass_app
 def ledger(app: App, ingestion_id, namespace, status, summary, as_json) -> None:
     """The processed-file ledger of one ingestion and namespace."""
-    ws = Workspace(app.settings)
-    ws.ingestions.get(ingestion_id)
-    led = ws.ledger(ingestion_id, namespace)
-    if summary:
-        counts = led.counts()
-        if as_json:
-            app.json(counts)
-        else:
-            app.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")
-        return
-    entries = led.entries(status=status)
+    res = C.ledger(Workspace(app.settings), ingestion_id, namespace=namespace, status=status, summary=summary)
     if as_json:
-        app.json([e.as_dict() for e in entries])
+        app.json(res.as_dict())
         return
-    if not entries:
+    if res.counts is not None:
+        app.echo(", ".join(f"{k} {v}" for k, v in sorted(res.counts.items())) or "empty")
+        return
+    if not res.entries:
         app.echo("ledger is empty")
         return
     app.table([(e.path, e.status, e.records_ingested if e.records_ingested is not None else "", e.size,
                 (e.run_id or e.claimed_by or "")[:12], _t(e.processed_at or e.claimed_at), e.error or "")
-               for e in entries],
+               for e in res.entries],
               ("file", "status", "records", "bytes", "run", "at (UTC)", "error"))
 
 
@@ -93,19 +76,7 @@ def table() -> None:
 @pass_app
 def counts(app: App, ingestion_ids, as_json) -> None:
     """Row counts per branch from snapshot metadata (no scan)."""
-    ws = Workspace(app.settings)
-    items = ws.ingestions.resolve(ingestion_ids, all_=not ingestion_ids)
-    out = []
-    for ing in items:
-        d = ws.catalog.describe(ing.table)
-        branches = (d or {}).get("branches", {})
-        out.append({
-            "ingestion": ing.id, "table": ing.table, "exists": d is not None,
-            "main_total_records": branches.get("main", {}).get("total_records"),
-            "main_snapshots": branches.get("main", {}).get("snapshots"),
-            "shadow_total_records": branches.get("cutover-shadow", {}).get("total_records"),
-            "shadow_snapshots": branches.get("cutover-shadow", {}).get("snapshots"),
-        })
+    out = C.table_counts(Workspace(app.settings), ingestion_ids).tables
     if as_json:
         app.json(out)
         return
@@ -123,23 +94,11 @@ def counts(app: App, ingestion_ids, as_json) -> None:
 @pass_app
 def snapshots(app: App, table_name, branch, limit, as_json) -> None:
     """Snapshots of a branch, newest first, with their cutover properties."""
-    from cutover.core.errors import NotFound
-
-    ws = Workspace(app.settings)
-    tbl = ws.catalog.find(table_name)
-    if tbl is None:
-        raise NotFound(f"no Iceberg table {table_name!r}", fix="see `cutover table counts` for the tables in use")
-    if branch not in tbl.metadata.refs:
-        raise NotFound(f"table {table_name} has no branch {branch!r}", fix=f"branches: {', '.join(tbl.metadata.refs)}")
-    snaps = []
-    for i, s in enumerate(ws.catalog.ancestry(tbl, branch)):
-        if i >= limit:
-            break
-        snaps.append(s)
+    res = C.table_snapshots(Workspace(app.settings), table_name, branch=branch, limit=limit)
     if as_json:
-        app.json([s.__dict__ for s in snaps])
+        app.json(res.as_dict())
         return
     app.table([(s.snapshot_id, datetime.fromtimestamp(s.timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                 s.added_records, s.total_records, s.properties.get("cutover.orchestrator", ""),
-                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12], s.file or "") for s in snaps],
+                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12], s.file or "") for s in res.snapshots],
               ("snapshot", "at (UTC)", "added", "total", "orch", "mode", "run", "file"))

@@ -1,4 +1,4 @@
-"""inventory, plan, execute, status, log, unlock."""
+"""inventory, plan, execute, status, log, unlock (the work: cutover.commands.migration)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.cli.app import App, exit_with, pass_app
+from cutover.commands import migration as C
 from cutover.core.workspace import Workspace
 
 
@@ -17,11 +17,10 @@ from cutover.core.workspace import Workspace
 @pass_app
 def inventory(app: App, as_json: bool, no_verify: bool) -> None:
     """Every ingestion: legacy and Prefect schedule, verification, queue, state, parity streak."""
-    from cutover.engine.inventory import build_inventory, public
-
-    rows = build_inventory(Workspace(app.settings), verify=not no_verify)
+    res = C.inventory(Workspace(app.settings), verify=not no_verify)
+    rows = res.rows
     if as_json:
-        app.json([public(r) for r in rows])
+        app.json(res.as_dict())
         return
     if not rows:
         app.echo("no ingestions yet: add some with `cutover ingestion add`")
@@ -44,22 +43,12 @@ def inventory(app: App, as_json: bool, no_verify: bool) -> None:
 @pass_app
 def plan(app: App, waves, select, gate, handoff_timeout, out, as_json) -> None:
     """Plan the next moves, wave by wave (like a Terraform plan). Changes nothing but --out."""
-    from cutover.core.state.audit import who
-    from cutover.core.config import parse_duration
-    from cutover.engine.inventory import build_inventory
-    from cutover.engine.plan import build_plan
-
-    ws = Workspace(app.settings)
-    rows = build_inventory(ws, verify=False)
-    p = build_plan(rows, waves=waves, select=select, gate=gate, created_by=who(),
-                   handoff_timeout=parse_duration(handoff_timeout, what="--handoff-timeout"))
+    p = C.plan(Workspace(app.settings), waves=waves, select=select, gate=gate, handoff_timeout=handoff_timeout, out=out)
     if as_json:
         app.json(p.as_dict())
     else:
         _show_plan(app, p)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(p.to_json())
         app.info(f"saved plan {p.id} to {out}; next: cutover execute {out} --dry-run")
 
 
@@ -90,34 +79,24 @@ def execute(app: App, plan_file, wave_no, dry_run, yes, reason) -> None:
 
     Exit 0 done, 1 stale plan / gate not met / locked, 3 a step failed (re-run to resume).
     """
-    from cutover.core.state import lock
-    from cutover.engine.execute import Apply, DryRun, check_stale, choose_wave, evaluate_gates, execute_wave
-    from cutover.engine.plan import Plan
-
     ws = Workspace(app.settings)
-    p = Plan.load(plan_file)
-    wave = choose_wave(ws, p, wave_no)
-    check_stale(ws, p, wave)
+    chk = C.execute_check(ws, plan_file, wave_no)
+    p, wave = chk.plan, chk.wave
     app.echo(f"plan {p.id}, wave {wave.number} ({wave.name}): {len(wave.moves)} ingestion(s)")
-    reasons = evaluate_gates(ws, p, wave)
-    if reasons:
-        for iid, why in reasons.items():
+    if chk.gate_reasons:
+        for iid, why in chk.gate_reasons.items():
             app.echo(f"  gate NOT met for {iid}: {'; '.join(why)}")
         if not dry_run:
             app.echo("nothing was changed")
-            raise click.exceptions.Exit(EXIT_FAIL)
+            exit_with(chk.exit_code)
     if dry_run:
-        execute_wave(ws, p, wave, DryRun(app.echo))
+        C.execute(ws, chk, app.echo, dry_run=True)
         app.echo("Dry run: nothing was changed.")
-        if reasons:
-            raise click.exceptions.Exit(EXIT_FAIL)
+        exit_with(chk.exit_code)
         return
     if not yes:
         click.confirm(f"apply wave {wave.number} ({wave.name})?", abort=True)
-    from cutover.registry import LiveSides
-
-    with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
-        res = execute_wave(ws, p, wave, Apply(LiveSides(ws), app.echo), reason=reason)
+    res = C.execute(ws, chk, app.echo, reason=reason)
     app.echo(f"wave {wave.number} done: {len(res.applied)} step(s) applied, {len(res.skipped)} already done")
 
 
@@ -130,11 +109,8 @@ def status(app: App, as_json: bool) -> None:
     Exit 1 when an ingestion does not have exactly one live owner (outside an
     operator pause); 3 when a side could not be read.
     """
-    from cutover.registry import LiveSides
-    from cutover.engine.status import compute_status
-
-    ws = Workspace(app.settings)
-    st = compute_status(ws, LiveSides(ws))
+    res = C.status(Workspace(app.settings))
+    st = res.as_dict()
     if as_json:
         app.json(st)
     else:
@@ -145,6 +121,7 @@ def status(app: App, as_json: bool) -> None:
             app.echo(f"PAUSED by operator: snapshot {st['active_pause']['id']} ({st['active_pause']['reason']})")
         for e in st["errors"]:
             app.echo(f"cannot read: {e}")
+
         def inv(r):
             if r["invariant_ok"] is None:
                 return "unknown"
@@ -157,10 +134,7 @@ def status(app: App, as_json: bool) -> None:
         app.table([(r["id"], r["state"], r["live_owner"], r["legacy"], r["prefect_live"], r["prefect_shadow"], inv(r))
                    for r in st["ingestions"]],
                   ("ingestion", "state", "live owner", "legacy", "prefect live", "prefect shadow", "invariant"))
-    if any(r["invariant_ok"] is False for r in st["ingestions"]):
-        raise click.exceptions.Exit(EXIT_FAIL)
-    if st["errors"]:
-        raise click.exceptions.Exit(EXIT_PARTIAL)
+    exit_with(res.exit_code)
 
 
 @click.command("log")
@@ -169,9 +143,7 @@ def status(app: App, as_json: bool) -> None:
 @pass_app
 def log_cmd(app: App, limit: int, as_json: bool) -> None:
     """The audit trail: every mutating action with who, when, why."""
-    from cutover.core.state.audit import entries
-
-    rows = entries(Workspace(app.settings).state_engine, limit)
+    rows = C.log(Workspace(app.settings), limit=limit)
     if as_json:
         app.json(rows)
     elif not rows:
@@ -187,17 +159,9 @@ def log_cmd(app: App, limit: int, as_json: bool) -> None:
 @pass_app
 def unlock(app: App, lock_id: str, dry_run: bool) -> None:
     """Break a stale operator lock (the holder is shown by `cutover status`)."""
-    from cutover.core.state import lock
-    from cutover.core.state.audit import record
-
-    ws = Workspace(app.settings)
-    h = lock.holder(ws.state_engine)
-    if h is None or h["id"] != lock_id:
-        raise InputError(f"no lock {lock_id!r}" + (f" (the current lock is {h['id']})" if h else " (nothing is locked)"),
-                         fix="see `cutover status`")
+    res = C.unlock(Workspace(app.settings), lock_id, dry_run=dry_run)
+    h = res.holder
     if dry_run:
         app.echo(f"would break lock {lock_id} held by {h['holder']} (pid {h['pid']} on {h['host']})")
         return
-    lock.unlock(ws.state_engine, lock_id)
-    record(ws.state_engine, "unlock", target=lock_id, detail=h)
     app.echo(f"broke lock {lock_id} held by {h['holder']} (pid {h['pid']} on {h['host']}, {h['reason']})")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_OK
+from cutover.cli.app import App, exit_with, pass_app
+from cutover.commands import runbook as C
 
 
 @click.group()
@@ -33,13 +33,10 @@ def _dir(ctx: click.Context) -> Path | None:
 @pass_app
 def list_cmd(app: App, ctx: click.Context, as_json: bool) -> None:
     """Every runbook: name, steps, variables, what it is for."""
-    from cutover.runbooks import default_dir, load_all
-
-    d = _dir(ctx) or default_dir()
-    books = load_all(d)
+    res = C.runbook_list(_dir(ctx))
+    d, books = res.directory, res.books
     if as_json:
-        app.json([{"name": b.name, "title": b.title, "summary": b.summary, "steps": len(b.steps),
-                   "variables": b.placeholders, "path": str(b.path)} for b in books])
+        app.json(res.as_dict())
         return
     if not books:
         app.echo(f"no runbooks in {d}")
@@ -57,9 +54,7 @@ def list_cmd(app: App, ctx: click.Context, as_json: bool) -> None:
 @pass_app
 def show_cmd(app: App, ctx: click.Context, name: str, steps_only: bool) -> None:
     """The runbook as written, then its variables and steps."""
-    from cutover.runbooks import load
-
-    b = load(name, _dir(ctx))
+    b = C.runbook_show(name, _dir(ctx))
     if not steps_only:
         app.echo(b.text.rstrip("\n"))
         app.echo("")
@@ -91,25 +86,19 @@ def run_cmd(app: App, ctx: click.Context, name: str, var_items, yes: bool, dry_r
     Exit 0 all steps ran, 1 stopped by the operator, 2 usage (unknown runbook,
     missing --var), 3 a step failed (the message names it; resume with --from).
     """
-    from cutover.runbooks import check_vars, execute, load, parse_vars
-
-    b = load(name, _dir(ctx))
-    values = parse_vars(var_items)
-    check_vars(b, values)  # before anything is shown or run
+    b, values = C.runbook_prepare(name, var_items, _dir(ctx))  # before anything is shown or run
 
     def confirm(step) -> str:
         return click.prompt(f"run step {step.number}? [y]es, [s]kip, [q]uit", type=click.Choice(["y", "s", "q"]),
                             default="y", show_choices=False, err=True)
 
     app.echo(f"runbook {b.name}: {b.title} ({len(b.steps)} step(s){', dry run' if dry_run else ''})")
-    code, results = execute(b, values, echo=app.echo, confirm=None if (yes or dry_run) else confirm,
-                            dry_run=dry_run, start=start)
+    res = C.runbook_run(b, values, echo=app.echo, confirm=None if (yes or dry_run) else confirm, dry_run=dry_run,
+                        start=start)
     if dry_run:
         app.echo("")
         app.echo("Dry run: nothing was run.")
-    elif code == EXIT_OK:
-        ran = sum(1 for r in results if not r.skipped)
+    elif res.ok:
         app.echo("")
-        app.echo(f"runbook {b.name} done: {ran} step(s) ran, {len(results) - ran} skipped")
-    if code != EXIT_OK:
-        raise click.exceptions.Exit(code)
+        app.echo(f"runbook {b.name} done: {res.ran} step(s) ran, {len(res.results) - res.ran} skipped")
+    exit_with(res.exit_code)

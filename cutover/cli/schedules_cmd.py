@@ -1,13 +1,13 @@
-"""`cutover schedules`: translate legacy schedules to Prefect and prove they fire at the same instants."""
+"""`cutover schedules`: translate legacy schedules to Prefect and prove they fire at the same instants
+(the work: cutover.commands.schedules)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_FAIL, InputError
+from cutover.cli.app import App, exit_with, pass_app
+from cutover.commands import schedules as C
+from cutover.core.schedule.triggers import describe
 
 
 @click.group()
@@ -17,38 +17,6 @@ def schedules() -> None:
     `verify` computes the fire times APScheduler 3 really produces and the ones the Prefect
     server really generates over a horizon (DST changes included) and compares the instants.
     """
-
-
-def _targets(app: App, ids: tuple[str, ...], all_: bool, schedule_text: str | None, tz: str | None
-             ) -> list[tuple[str, dict | None, str]]:
-    """[(name, spec, timezone)] from the inventory or from an ad-hoc --schedule."""
-    if schedule_text is not None:
-        if ids or all_:
-            raise InputError("--schedule cannot be combined with ingestion ids or --all", fix="use one or the other")
-        from cutover.core.schedule.triggers import check_timezone, parse_schedule_text
-
-        tz = tz or "UTC"
-        check_timezone(tz)
-        return [("(--schedule)", parse_schedule_text(schedule_text), tz)]
-    if tz is not None:
-        raise InputError("--timezone only applies to an ad-hoc --schedule", fix="the ingestion's own timezone is used")
-    if not ids and not all_:
-        raise InputError("no ingestion named", fix="name one or more ingestion ids, pass --all, or try one with "
-                                                   "--schedule 'daily 02:30' --timezone Europe/Berlin")
-    from cutover.core.workspace import Workspace
-
-    items = Workspace(app.settings).ingestions.resolve(ids, all_=all_)
-    return [(i.id, i.schedule, i.timezone) for i in items]
-
-
-def _parse_start(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(timezone.utc).replace(second=0, microsecond=0)
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"--start {text!r} is not an ISO date-time", fix="write e.g. 2026-03-01T00:00:00Z") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 _schedule_opts = [
@@ -84,36 +52,12 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
 
     Exit 0 when every schedule is equivalent, 1 when one differs or cannot be translated.
     """
-    from cutover.core.config import parse_duration
-    from cutover.core.schedule.verify import verify
-
-    secs = parse_duration(horizon, what="--horizon")
-    if secs <= 0:
-        raise InputError("--horizon must be positive", fix="give e.g. --horizon 90d")
-    start = _parse_start(start_text)
-    targets = _targets(app, ingestion_ids, all_, schedule_text, tz)
-    results = []
-    for name, spec, zone in targets:
-        try:
-            res = verify(spec, zone, start=start, horizon=timedelta(seconds=secs), allow_approx=allow_approx,
-                         max_fires=max_fires)
-        except InputError as e:
-            if schedule_text is not None:
-                raise
-            # a stored schedule APScheduler itself rejects: report it and go on with the others
-            from cutover.core.schedule.verify import VerifyResult
-
-            res = VerifyResult(verdict="untranslatable", legacy_count=0, prefect_count=0, first_difference=None,
-                               translation=None, start=start, end=start + timedelta(seconds=secs), timezone=zone,
-                               reason=e.one_line())
-        results.append((name, spec, res))
-    bad = [n for n, _, r in results if not r.ok]
+    res = C.schedules_verify(app.settings, ingestion_ids, all_=all_, schedule_text=schedule_text, tz=tz,
+                             horizon=horizon, start=start_text, allow_approx=allow_approx, max_fires=max_fires)
+    results = res.results
     if as_json:
-        app.json({"ok": not bad, "start": start.isoformat(), "horizon": horizon,
-                  "results": [{"ingestion": n, "legacy_schedule": s, **r.as_dict()} for n, s, r in results]})
+        app.json(res.as_dict())
     else:
-        from cutover.core.schedule.triggers import describe
-
         if not results:
             app.echo("no ingestions")
         for name, spec, r in results:
@@ -133,11 +77,10 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
                 app.echo(f"  {r.reason}")
             for note in (r.translation.notes if r.translation else []) + r.notes:
                 app.echo(f"  - {note}")
-        n = {v: sum(1 for _, _, r in results if r.verdict == v) for v in ("equivalent", "different", "untranslatable")}
+        n = res.counts()
         app.echo(f"{len(results)} schedule(s): {n['equivalent']} equivalent, {n['different']} different, "
                  f"{n['untranslatable']} untranslatable")
-    if bad:
-        raise click.exceptions.Exit(EXIT_FAIL)
+    exit_with(res.exit_code)
 
 
 @schedules.command("translate")
@@ -148,16 +91,11 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
 @pass_app
 def translate_cmd(app: App, ingestion_id, schedule_text, tz, allow_approx, as_json) -> None:
     """Print the Prefect schedule a legacy schedule becomes (exit 2 if it cannot be translated)."""
-    from cutover.core.schedule.translate import translate
-    from cutover.core.schedule.triggers import describe
-
-    [(name, spec, zone)] = _targets(app, (ingestion_id,) if ingestion_id else (), False, schedule_text, tz)
-    tr = translate(spec, zone, allow_approx=allow_approx)
-    sched = tr.to_prefect_schedule()
+    res = C.schedules_translate(app.settings, ingestion_id, schedule_text=schedule_text, tz=tz,
+                                allow_approx=allow_approx)
+    name, spec, zone, tr, sched = res.name, res.spec, res.timezone, res.translation, res.prefect_schedule
     if as_json:
-        app.json({"ingestion": name, "legacy_schedule": spec, "legacy_text": describe(spec), **tr.as_dict(),
-                  "prefect_schedule": sched.model_dump(mode="json") if sched is not None else None,
-                  "prefect_type": type(sched).__name__ if sched is not None else None})
+        app.json(res.as_dict())
         return
     app.echo(f"{name}: legacy {describe(spec)} ({zone})")
     app.echo(f"  prefect {tr.describe()}" + ("" if tr.exact else "  [APPROXIMATE]"))

@@ -1,26 +1,26 @@
-"""watch [--once] [--interval 60] [--json]"""
+"""watch [--once] [--interval 60] [--json] (the work: cutover.commands.incident)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import shlex
 import signal
+import sys
 import time
 from datetime import datetime, timezone
 
 import click
 
-from cutover.cli.app import App, _default, pass_app
-from cutover.core.errors import EXIT_OK
-from cutover.core.redact import redact_text
+from cutover.cli.app import App, exit_with, pass_app, run_main
+from cutover.commands import incident as C
+from cutover.core.output import human_duration, to_json
 from cutover.core.workspace import Workspace
 
 log = logging.getLogger("cutover.engine.watch")
 
 
 def _cell(t) -> str:
-    from cutover.engine.watch import _human
-
     if t.fired:
         mark = "FIRED"
     elif not t.judged:
@@ -32,7 +32,7 @@ def _cell(t) -> str:
     if t.name == "duration_regression" and t.value is not None:
         return f"{mark} {'+' if t.value >= 0 else ''}{t.value * 100:.0f}%"
     if t.name == "prefect_unreachable" and t.value is not None:
-        return f"{'FIRED, ' if t.fired else ''}down {_human(t.value)}"
+        return f"{'FIRED, ' if t.fired else ''}down {human_duration(t.value)}"
     return mark
 
 
@@ -57,6 +57,18 @@ def _show(app: App, ev) -> None:
                 app.echo(f"  {ie.id} {t.name}: {t.detail}")
 
 
+def in_process_rollback(root: click.Command):
+    """The auto-rollback of `watch`: `cutover rollback ID --reason R` run in this process, its
+    output on stderr (stdout stays watch's own, for --json); returns (exit code, the command)."""
+    def rollback(iid: str, reason: str) -> tuple[int, str]:
+        argv = ["rollback", iid, "--reason", reason]
+        with contextlib.redirect_stdout(sys.stderr):
+            rc = run_main(root, argv)
+        return rc, "cutover " + shlex.join(argv)
+
+    return rollback
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="Evaluate one round and exit (for cron).")
 @click.option("--interval", default="60", show_default=True,
@@ -64,8 +76,9 @@ def _show(app: App, ev) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The evaluation per ingestion as JSON (one line per round in a loop).")
 @click.option("--no-auto-rollback", is_flag=True,
               help="Only alert, even when [watch] auto_rollback = true (for a look mid-incident).")
+@click.pass_context
 @pass_app
-def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: bool) -> None:
+def watch(app: App, ctx: click.Context, once: bool, interval: str, as_json: bool, no_auto_rollback: bool) -> None:
     """Evaluate the rollback triggers of every ingestion in CUTOVER.
 
     Triggers ([watch] in cutover.toml): failure rate of the Prefect live runs in
@@ -78,24 +91,17 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
     Exit (with --once): 0 nothing fired, 1 a trigger fired (alerted or rolled
     back), 3 an auto-rollback failed. Without --once: loops until SIGINT/SIGTERM.
     """
-    from cutover.core.config import parse_duration
-    from cutover.engine.watch import Thresholds, watch_once
-
-    every = parse_duration(interval, what="--interval")
-    if every <= 0 and not once:
-        from cutover.core.errors import InputError
-
-        raise InputError("--interval must be positive", fix="e.g. --interval 60")
+    every = C.watch_interval(app.settings, interval, once=once)  # bad settings: exit 2 before anything runs
     ws = Workspace(app.settings)
-    Thresholds.from_settings(app.settings)  # bad thresholds: exit 2 before anything runs
+    rollback = in_process_rollback(ctx.find_root().command)
 
     def round_() -> int:
-        ev = watch_once(ws, auto_rollback=False if no_auto_rollback else None)
+        ev = C.watch(ws, auto_rollback=False if no_auto_rollback else None, rollback=rollback)
         if as_json:
             if once:
                 app.json(ev.as_dict())
             else:
-                click.echo(redact_text(json.dumps(ev.as_dict(), default=_default)))
+                click.echo(to_json(ev.as_dict(), indent=None))
         elif once:
             _show(app, ev)
         fired = sum(bool(i.fired) for i in ev.ingestions)
@@ -105,9 +111,7 @@ def watch(app: App, once: bool, interval: str, as_json: bool, no_auto_rollback: 
         return ev.exit_code
 
     if once:
-        code = round_()
-        if code != EXIT_OK:
-            raise click.exceptions.Exit(code)
+        exit_with(round_())
         return
 
     stop = {"sig": None}

@@ -1,26 +1,18 @@
+"""`cutover legacy run`: the batch orchestrator's verb, added to the APScheduler side's `legacy`
+group by ``cutover.registry`` (loaded by name on use)."""
+
 from __future__ import annotations
 
 import click
 
-from cutover.cli.app import App, LazySubGroup, pass_app
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL
+from cutover.core.output import Output as App
+from cutover.core.output import pass_output as pass_app
 from cutover.core.workspace import Workspace
-
-legacy = LazySubGroup(
-    "legacy",
-    help="The legacy side: the batch orchestrator and the APScheduler scheduler.",
-    lazy={
-        "scheduler": ("cutover.cli.scheduler_cmd:scheduler", "Run the APScheduler scheduler in the foreground."),
-        "jobs": ("cutover.cli.scheduler_cmd:jobs", "APScheduler jobs: trigger, next fire time, paused."),
-        "sync": ("cutover.cli.scheduler_cmd:sync", "Create/update one APScheduler job per scheduled ingestion."),
-        "pause": ("cutover.cli.scheduler_cmd:pause", "Pause legacy jobs persistently (scheduler and batch)."),
-        "resume": ("cutover.cli.scheduler_cmd:resume", "Resume paused legacy jobs at their next fire time."),
-        "import": ("cutover.cli.scheduler_cmd:import_cmd", "Import the jobs of an existing APScheduler job store."),
-    },
-)
+from legacy.batch.orchestrator import BatchOrchestrator, IngestionPaused
 
 
-@legacy.command("run")
+@click.command("run")
 @click.argument("ingestion_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Run every ingestion.")
 @click.option("--trigger", type=click.Choice(["manual", "backfill", "scheduled"]), default="manual", show_default=True)
@@ -32,8 +24,6 @@ def run(app: App, ingestion_ids, all_: bool, trigger: str, as_json: bool) -> Non
     Exit 0 when every run succeeded, 3 when files or runs failed, 1 when an
     ingestion is paused and was not run.
     """
-    from legacy.batch.orchestrator import BatchOrchestrator, IngestionPaused
-
     ws = Workspace(app.settings)
     items = ws.ingestions.resolve(ingestion_ids, all_=all_)
     orch = BatchOrchestrator(ws)

@@ -1,18 +1,32 @@
 """`cutover legacy scheduler|jobs|sync|pause|resume|import`: the APScheduler side.
 
-Thin: the work is in ``legacy.apscheduler.scheduler`` (JobSync, run_foreground, plan_import).
+The `legacy` group of the `cutover` command line, added by ``cutover.registry`` (loaded by name on
+use), which also adds the batch orchestrator's `legacy run` (``legacy/batch/cli.py``). Thin: the
+work is in ``legacy.apscheduler.scheduler`` (JobSync, run_foreground, plan_import).
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
-from cutover.cli.app import App, pass_app
 from cutover.core.errors import InputError, PartialFailure
+from cutover.core.output import Output as App
+from cutover.core.output import pass_output as pass_app
 from cutover.core.redact import redact_url
+from cutover.core.schedule import triggers as sched
 from cutover.core.workspace import Workspace
+from legacy.apscheduler.importer import apply_import, plan_import, read_source_jobs
+from legacy.apscheduler.process import run_foreground
+from legacy.apscheduler.scheduler import JobSync
+
+
+@click.group()
+def legacy() -> None:
+    """The legacy side: the batch orchestrator and the APScheduler scheduler."""
 
 
 def _fresh(ws: Workspace) -> bool:
@@ -22,8 +36,6 @@ def _fresh(ws: Workspace) -> bool:
 
 
 def _sqlite_file(url: str):
-    from pathlib import Path
-
     return Path(url[len("sqlite:///"):].split("?", 1)[0])
 
 
@@ -43,8 +55,6 @@ def _ingestions(ws: Workspace, ids, all_: bool, *, dry_run: bool):
 def _fmt_time(dt, tz: str) -> str:
     if dt is None:
         return ""
-    from zoneinfo import ZoneInfo
-
     try:
         local = dt.astimezone(ZoneInfo(tz))
     except Exception:  # noqa: BLE001 - an odd zone still prints in the job's own zone
@@ -55,7 +65,7 @@ def _fmt_time(dt, tz: str) -> str:
 # -- scheduler ------------------------------------------------------------------------------
 
 
-@click.command("scheduler")
+@legacy.command("scheduler")
 @click.option("--once-for", "once_for", type=float, metavar="SECONDS",
               help="Stop by itself after SECONDS (tests and demos).")
 @pass_app
@@ -66,8 +76,6 @@ def scheduler(app: App, once_for: float | None) -> None:
     paused), then fires them. Pause/resume done from another terminal take
     effect within [scheduler] poll_interval. On stop it waits for running jobs.
     """
-    from legacy.apscheduler.process import run_foreground
-
     if once_for is not None and once_for < 0:
         raise InputError("--once-for must not be negative", fix="give a number of seconds")
     stop = threading.Event()
@@ -86,14 +94,11 @@ def scheduler(app: App, once_for: float | None) -> None:
 # -- jobs -----------------------------------------------------------------------------------
 
 
-@click.command("jobs")
+@legacy.command("jobs")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def jobs(app: App, as_json: bool) -> None:
     """APScheduler jobs and the batch flag, per ingestion; next fire time in the ingestion's zone."""
-    from cutover.core.schedule import triggers as sched
-    from legacy.apscheduler.scheduler import JobSync
-
     ws = Workspace(app.settings)
     items = [] if _fresh(ws) else ws.ingestions.list()
     js = JobSync(ws.settings)
@@ -139,7 +144,7 @@ def jobs(app: App, as_json: bool) -> None:
 # -- sync -----------------------------------------------------------------------------------
 
 
-@click.command("sync")
+@legacy.command("sync")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @pass_app
 def sync(app: App, dry_run: bool) -> None:
@@ -147,8 +152,6 @@ def sync(app: App, dry_run: bool) -> None:
 
     Paused jobs stay paused.
     """
-    from legacy.apscheduler.scheduler import JobSync
-
     ws = Workspace(app.settings)
     items = [] if (dry_run and _fresh(ws)) else ws.ingestions.list()
     problems: list[str] = []
@@ -177,8 +180,6 @@ def sync(app: App, dry_run: bool) -> None:
 
 
 def _pause_resume(app: App, ids, all_: bool, dry_run: bool, *, pause: bool) -> None:
-    from legacy.apscheduler.scheduler import JobSync
-
     ws = Workspace(app.settings)
     items = _ingestions(ws, list(ids), all_, dry_run=dry_run)
     js = JobSync(ws.settings)
@@ -215,7 +216,7 @@ def _pause_resume(app: App, ids, all_: bool, dry_run: bool, *, pause: bool) -> N
              f"{len(items) - changed_n} already {done}")
 
 
-@click.command("pause")
+@legacy.command("pause")
 @click.argument("ingestion_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every ingestion.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
@@ -225,7 +226,7 @@ def pause(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
     _pause_resume(app, ingestion_ids, all_, dry_run, pause=True)
 
 
-@click.command("resume")
+@legacy.command("resume")
 @click.argument("ingestion_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every ingestion.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
@@ -238,7 +239,7 @@ def resume(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
 # -- import ---------------------------------------------------------------------------------
 
 
-@click.command("import")
+@legacy.command("import")
 @click.option("--jobstore", "jobstore_url", required=True, metavar="URL",
               help="SQLAlchemy URL of the team's APScheduler job store (read only).")
 @click.option("--table", default="apscheduler_jobs", show_default=True, help="Its jobs table.")
@@ -254,9 +255,6 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: 
     ingestion of the same id. Paused jobs are imported paused. All jobs are
     validated first: any problem exits 2 with nothing written.
     """
-    from legacy.apscheduler.importer import apply_import, plan_import, read_source_jobs
-    from legacy.apscheduler.scheduler import JobSync
-
     rows = read_source_jobs(jobstore_url, table)
     ws = Workspace(app.settings)
     if dry_run and _fresh(ws):

@@ -1,6 +1,7 @@
 """`cutover cron ...`: the crontab legacy side (a crontab FILE + the wrapper's run log).
 
-Thin: the work is in ``legacy.cron.side`` (CronAdapter, plan_import/apply_import) and
+The side's own verbs, added to the `cutover` command line by ``cutover.registry`` (loaded by name
+on use). Thin: the work is in ``legacy.cron.side`` (CronAdapter, plan_import/apply_import) and
 ``legacy.cron.medallion`` (the reference wrapper). The crontab is always a file you name
 (``--crontab``, remembered by ``cron import`` in $CUTOVER_HOME/cron.json), never the
 machine's crontab: ``crontab -l > FILE`` exports it, ``crontab FILE`` (or ``--install``)
@@ -9,13 +10,19 @@ installs it again.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
+from cutover.core.output import Output as App
+from cutover.core.output import pass_output as pass_app
 from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.config import parse_duration
+from cutover.core.records.ingestions import load_definitions
 from cutover.core.workspace import Workspace
+from legacy.cron.medallion import write_pipeline
+from legacy.cron.side import CronAdapter, apply_import, normalize_expr, plan_import
 
 _crontab_opt = click.option("--crontab", "crontab", type=click.Path(dir_okay=False), envvar="CUTOVER_CRON_CRONTAB",
                             help="The crontab FILE (default: the one `cutover cron import` recorded).")
@@ -34,8 +41,6 @@ def cron() -> None:
 
 
 def _adapter(app: App, crontab: str | None, *, install: bool = False):
-    from legacy.cron.side import CronAdapter
-
     return CronAdapter(Workspace(app.settings), crontab=crontab, install=install or None)
 
 
@@ -43,6 +48,18 @@ def _fresh(settings) -> bool:
     if not settings.is_embedded_autoloader:
         return False
     return not Path(settings.autoloader_url[len("sqlite:///"):].split("?", 1)[0]).exists()
+
+
+def _started(entry: dict) -> datetime | None:
+    """When a run-log entry started (aware), None when it has no readable start."""
+    value = entry.get("start")
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 @cron.command("import")
@@ -69,9 +86,6 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     --map. Each becomes (or updates) an ingestion with schedule {"crontab": "<5 fields>"};
     marked lines outside the managed block are moved into it verbatim (backup first).
     """
-    from legacy.cron.side import apply_import, plan_import
-    from cutover.core.records.ingestions import load_definitions
-
     mapping = {}
     for m in maps:
         text, sep, iid = m.rpartition("=")
@@ -233,14 +247,9 @@ def run_cmd(app: App, ingestion_id, crontab, as_json) -> None:
 @pass_app
 def runs_cmd(app: App, ingestion_id, since, crontab, as_json) -> None:
     """The wrapper's run log: every step (silver/gold and skipped runs included)."""
-    from datetime import datetime, timedelta, timezone
-
-    from cutover.core.config import parse_duration
-    from legacy.cron.side import parse_ts as _ts
-
     a = _adapter(app, crontab)
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
-    rows = [d for d in a.read_log() if (_ts(d.get("start")) or cutoff) >= cutoff
+    rows = [d for d in a.read_log() if (_started(d) or cutoff) >= cutoff
             and (ingestion_id is None or d.get("ingestion_id") == ingestion_id)]
     if as_json:
         app.json(rows)
@@ -262,9 +271,6 @@ def scaffold_cmd(app: App, directory, source, schedule, namespace) -> None:
 
     Nothing outside DIRECTORY is written (the system crontab is never touched).
     """
-    from legacy.cron.side import normalize_expr
-    from legacy.cron.medallion import write_pipeline
-
     normalize_expr(schedule)
     paths = write_pipeline(directory, source_dir=Path(source).absolute(), cutover_home=app.settings.home,
                            namespace=namespace, schedule=schedule)

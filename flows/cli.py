@@ -1,16 +1,34 @@
-"""`cutover prefect ...`: the Prefect side (local server, deployments, runs).
+"""`cutover prefect ...` and `cutover backfill`: the Prefect side's verbs (local server,
+deployments, runs, the prefect.yaml export, the backfill flow).
 
-prefect is imported inside the commands only: `cutover --help` stays fast.
+Added to the `cutover` command line by ``cutover.registry`` (loaded by name on use). prefect is
+imported inside the commands only: `cutover prefect --help` stays fast.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import InputError
+from cutover.core.config import parse_duration
+from cutover.core.db import get_engine
+from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.output import Output as App
+from cutover.core.output import pass_output as pass_app
+from cutover.core.output import write_text_atomic
+from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.workspace import Workspace
+from flows import deploy as D
+from flows import local as pl
+from flows.adapter import PrefectAdapter
+from flows.export import export
 
 
 @click.group()
@@ -28,17 +46,10 @@ def _settings_env(app: App, *, dry_run: bool = False):
     Importing prefect creates PREFECT_HOME: a dry run on a workspace without one points it at a
     temporary directory, removed at exit, so that it leaves nothing behind.
     """
-    import os
-    import sys
-
     if "prefect" in sys.modules:  # imported already (tests, library use): too late to matter
         return app.settings
     home = Path(app.settings.prefect_home).absolute()
     if dry_run and not home.exists() and "PREFECT_HOME" not in os.environ:
-        import atexit
-        import shutil
-        import tempfile
-
         tmp = tempfile.mkdtemp(prefix="cutover-dry-run-prefect-")
         atexit.register(shutil.rmtree, tmp, True)
         os.environ["PREFECT_HOME"] = tmp
@@ -53,8 +64,6 @@ def _settings_env(app: App, *, dry_run: bool = False):
 @pass_app
 def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
     """Start the local Prefect server and a process worker (idempotent)."""
-    from flows import local as pl
-
     settings = _settings_env(app)
     if settings.prefect_api_url:
         app.info(f"PREFECT_API_URL is set ({settings.prefect_api_url}): using that server; only the work pool "
@@ -88,8 +97,6 @@ def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
 @pass_app
 def down_cmd(app: App, grace: float) -> None:
     """Stop the local Prefect worker and server (idempotent)."""
-    from flows import local as pl
-
     out = pl.down(app.settings, grace=grace)
     app.echo(f"worker: {out['worker']}")
     app.echo(f"server: {out['server']}")
@@ -100,8 +107,6 @@ def down_cmd(app: App, grace: float) -> None:
 @pass_app
 def status_cmd(app: App, as_json: bool) -> None:
     """URL, pids and health of the Prefect side (starts nothing). Exit 1 when it is not healthy."""
-    from flows import local as pl
-
     st = pl.status(app.settings)
     if as_json:
         app.json(st)
@@ -122,9 +127,6 @@ def status_cmd(app: App, as_json: bool) -> None:
 
 def _dry_run_repo(settings):
     """The ingestion repo without creating or migrating anything (dry runs write nothing)."""
-    from cutover.core.db import get_engine
-    from cutover.core.records.ingestions import IngestionRepo
-
     if settings.is_embedded_autoloader and not (settings.home / "autoloader.db").exists() \
             and settings.autoloader_url.endswith("autoloader.db"):
         raise InputError(f"no ingestions in {settings.home} (the workspace is empty)",
@@ -149,8 +151,6 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
     A paused deployment stays paused.
     """
-    from flows import local as pl
-
     settings = _settings_env(app, dry_run=dry_run)
     if dry_run:
         repo = _dry_run_repo(settings)
@@ -159,21 +159,15 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         if url is None:
             app.info("no Prefect server is running (dry run: none started): every deployment would be created")
     else:
-        from cutover.core.workspace import Workspace
-
         ws = Workspace(settings)
         items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
         url = pl.api_url(settings, start=True, echo=app.info)
     if not items_in:
         raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
 
-    from flows import deploy as D
-
     counter = pl.RetryCounter()
     with counter.watching():
         if dry_run:
-            from cutover.core.workspace import Workspace
-
             ws = Workspace(settings)
             ws.__dict__["ingestions"] = repo  # no schema check / creation in a dry run
             if url is None:
@@ -220,9 +214,6 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
 
     Exit 1 when the deployment is paused (unless --force).
     """
-    from cutover.core.workspace import Workspace
-    from flows.adapter import PrefectAdapter
-
     settings = _settings_env(app)
     ws = Workspace(settings)
     ws.ingestions.get(ingestion_id)
@@ -237,9 +228,6 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
 @pass_app
 def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> None:
     """Recent flow runs of cutover deployments, with their cutover run records."""
-    from cutover.core.workspace import Workspace
-    from flows.adapter import PrefectAdapter
-
     settings = _settings_env(app)
     ws = Workspace(settings)
     with PrefectAdapter(ws, start=True) as ad:
@@ -277,24 +265,136 @@ def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
     `prefect deploy --all --prefect-file FILE`, run from the repository root, accepts it
     unchanged and recreates the same deployments (see flows/export.py).
     """
-    from cutover.core.workspace import Workspace
-    from flows.export import export
-
     settings = _settings_env(app)
     ws = Workspace(settings)
     name = Path(out).name if out else "prefect.yaml"
     if source == "server":
-        from flows.adapter import PrefectAdapter
-
         with PrefectAdapter(ws, start=True) as ad, ad.client() as c:
             text, doc = export(ws, source="server", client=c, modes=list(modes) or None, filename=name)
     else:
         text, doc = export(ws, source="inventory", modes=list(modes) or None, filename=name)
     if out:
-        from cutover.core.osutil import atomic_write as _atomic_write
-
-        _atomic_write(Path(out).absolute(), text)
+        write_text_atomic(Path(out).absolute(), text)
         app.info(f"wrote {len(doc['deployments'])} deployment(s) and {len(doc['definitions']['work_pools'])} "
                  f"work pool(s) to {out}")
     else:
         click.echo(text, nl=False)
+
+
+# -- backfill (a top-level verb) ---------------------------------------------------------
+
+CHUNKS = ("daily", "weekly", "monthly")
+
+
+@click.command("backfill")
+@click.argument("ingestion_id")
+@click.option("--start", required=True, help="First date (YYYY-MM-DD, included).")
+@click.option("--end", required=True, help="Last date (YYYY-MM-DD, included).")
+@click.option("--chunk", type=click.Choice(CHUNKS), default="daily", show_default=True)
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="live", show_default=True,
+              help="live: main branch + live ledger; shadow: cutover-shadow branch + shadow ledger.")
+@click.option("--dry-run", is_flag=True, help="Show the chunks, their files and what would run; change nothing.")
+@click.option("--local", is_flag=True, help="Run the flow in this process (a flow call) instead of on a worker.")
+@click.option("--no-wait", is_flag=True, help="With a worker: return once the flow run is created.")
+@click.option("--timeout", default="1h", show_default=True, help="How long to wait for the worker's flow run.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def backfill(app: App, ingestion_id, start, end, chunk, mode, dry_run, local, no_wait, timeout, as_json) -> None:
+    """Ingest the files of a date range chunk by chunk with the Prefect backfill flow.
+
+    A file's date is the first date in its name (else in its path, else its mtime); each
+    chunk is one run record (trigger backfill); files already in the ledger are skipped, so
+    nothing is ingested twice. Chunks already done are skipped on a re-run: resumable.
+    Exit 0 all chunks done, 3 some chunk failed (the summary lists them), 2 bad input.
+    """
+    settings = _settings_env(app, dry_run=dry_run)
+    from flows import backfill as B  # imports prefect: only when a backfill runs
+
+    s, e = B.parse_date(start, "--start"), B.parse_date(end, "--end")
+    B.chunk_ranges(s, e, chunk)  # validates the range before anything else
+    ws = Workspace(settings)
+    if dry_run:
+        _dry_run(app, ws, B, ingestion_id, s, e, chunk, mode, as_json)
+        return
+    ing = ws.ingestions.get(ingestion_id)
+    if local:
+        summary = _local(app, ws, B, ingestion_id, s, e, chunk, mode)
+    else:
+        summary = _on_worker(app, ws, B, ing, s, e, chunk, mode, no_wait=no_wait, timeout=timeout)
+        if summary is None:
+            return
+    if as_json:
+        app.json(summary)
+    else:
+        app.echo(B.format_summary(summary))
+    if summary.get("failed") or summary.get("flow_state") not in (None, "COMPLETED"):
+        raise click.exceptions.Exit(EXIT_PARTIAL)
+
+
+def _dry_run(app, ws, B, iid, s, e, chunk, mode, as_json) -> None:
+    ing, chunks, undated = B.plan(ws, iid, s, e, chunk)
+    recorded = B.Progress(ws.settings, iid, mode).chunks()
+    ledger = ws.ledger(iid, mode)
+    rows = []
+    for c in chunks:
+        st = recorded.get(c.key, {}).get("status")
+        pending = ledger.diff(c.files) if c.files else []
+        action = "skip (done)" if st in (B.DONE, B.EMPTY) else ("empty" if not c.files else "would run")
+        rows.append({"chunk": c.key, "files": len(c.files), "pending": len(pending), "recorded": st or "-",
+                     "action": action})
+    if as_json:
+        app.json({"ingestion_id": iid, "mode": mode, "chunks": rows, "undated_files": undated, "dry_run": True})
+        return
+    app.table([(r["chunk"], r["files"], r["pending"], r["recorded"], r["action"]) for r in rows],
+              ["CHUNK", "FILES", "NOT IN LEDGER", "RECORDED", "ACTION"])
+    if undated:
+        app.echo(f"{len(undated)} file(s) without a date would be left out, e.g. {undated[0]}")
+    app.echo("Dry run: nothing was changed.")
+
+
+def _api_url(app, ws) -> str:
+    return pl.api_url(ws.settings, echo=app.info)
+
+
+def _local(app, ws, B, iid, s, e, chunk, mode) -> dict:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = _api_url(app, ws)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        state = B.backfill(iid, s.isoformat(), e.isoformat(), chunk, mode, return_state=True)
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BaseException) or not isinstance(data, dict):
+        raise InputError(f"the backfill flow ended {state.type.value}: {state.message or data}",
+                         fix="see the flow run's logs")
+    return {**data, "flow_state": state.type.value}
+
+
+def _on_worker(app, ws, B, ing, s, e, chunk, mode, *, no_wait: bool, timeout: str) -> dict | None:
+    url = _api_url(app, ws)
+    wait_s = parse_duration(timeout, what="--timeout")
+    with pl.client(url) as c:
+        fr_id = B.submit(c, ws, ing, start=s.isoformat(), end=e.isoformat(), chunk=chunk, mode=mode)
+        app.info(f"backfill flow run {fr_id} queued on work queue {ing.work_queue} of pool "
+                 f"{ws.settings.prefect_work_pool}")
+        if no_wait:
+            app.echo(fr_id)
+            return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            fr = c.read_flow_run(fr_id)
+            if fr.state is not None and fr.state.is_final():
+                break
+            if time.monotonic() > deadline:
+                raise InputError(f"flow run {fr_id} is not finished after {timeout} "
+                                 f"({fr.state.type.value if fr.state else 'no state'})",
+                                 fix="is a worker running for the pool? (`cutover prefect up`)")
+            time.sleep(1.0)
+    rows = B.status_of_range(B.Progress(ws.settings, ing.id, mode), s, e, chunk)
+    failed = [r for r in rows if r["status"] not in (B.DONE, B.EMPTY)]
+    return {"ingestion_id": ing.id, "mode": mode, "start": s.isoformat(), "end": e.isoformat(), "chunk": chunk,
+            "chunks": len(rows), "done": sum(r["status"] == B.DONE for r in rows), "skipped": 0,
+            "empty": sum(r["status"] == B.EMPTY for r in rows), "failed": len(failed),
+            "failed_chunks": [{"chunk": r["chunk"], "error": r.get("error") or r["status"],
+                               "failed_files": r.get("failed_files") or []} for r in failed],
+            "progress_file": str(B.Progress(ws.settings, ing.id, mode).path), "flow_run_id": fr_id,
+            "flow_state": fr.state.type.value}

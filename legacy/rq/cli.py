@@ -1,19 +1,28 @@
 """`cutover rq ...`: Redis RQ workflows as a legacy orchestrator.
 
-Thin: the work is in ``legacy.rq`` (model, store, adapter, setup, worker). The RQ setup
+The side's own verbs, added to the `cutover` command line by ``cutover.registry`` (loaded by name
+on use). Thin: the work is in ``legacy.rq`` (model, store, adapter, setup, worker). The RQ setup
 (Redis URL, queues, workflows) lives in $CUTOVER_HOME/rq.json, written by ``rq import``;
 ``CUTOVER_RQ_REDIS_URL`` overrides its Redis URL. Redis URLs are redacted in every output.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
 
-from cutover.cli.app import App, pass_app
-from cutover.core.errors import EXIT_PARTIAL, InputError
+from cutover.core.output import Output as App
+from cutover.core.output import pass_output as pass_app
+from cutover.core.config import parse_duration
+from cutover.core.errors import EXIT_PARTIAL, GateFailed, InputError
+from cutover.core.records.ingestions import load_definitions
 from cutover.core.workspace import Workspace
+from legacy.rq.adapter import RQAdapter
+from legacy.rq.model import RQConfig
+from legacy.rq import setup as rq_setup
+from legacy.rq.setup import apply_sync, plan_sync
 
 
 @click.group()
@@ -28,8 +37,6 @@ def rq() -> None:
 
 
 def _adapter(app: App):
-    from legacy.rq.adapter import RQAdapter
-
     return RQAdapter(Workspace(app.settings))
 
 
@@ -47,6 +54,17 @@ def _targets(a, ids, all_: bool) -> list[str]:
     return a._call(a.store.def_ids) if all_ else list(dict.fromkeys(ids))
 
 
+# `rq import` takes ingestions over from the APScheduler side (their jobs are removed): that part is
+# another side's, so the composition root (cutover.registry) hands it in with use_import() when it
+# loads this group. Alone, the import reads and removes no APScheduler job.
+_import = {"plan": rq_setup.plan_import, "apply": rq_setup.apply_import}
+
+
+def use_import(plan, apply) -> None:
+    """Set the functions `rq import` plans and applies with (``legacy.rq.setup``'s signatures)."""
+    _import["plan"], _import["apply"] = plan, apply
+
+
 @rq.command("import")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), required=True,
               help="YAML/JSON RQ setup: redis_url, queue, key_prefix, TTLs, workflows {ingestion: {...}}.")
@@ -61,20 +79,14 @@ def _targets(a, ids, all_: bool) -> list[str]:
 def import_cmd(app: App, config_file, redis_url, definitions, replace_existing, no_sync, dry_run, as_json) -> None:
     """Bring an RQ setup into cutover: the workflows' ingestions, rq.json, and (unless --no-sync)
     their definitions and scheduled kickoffs in Redis."""
-    from cutover.core.records.ingestions import load_definitions
-    from cutover.registry import apply_rq_import as apply_import, plan_rq_import as plan_import
-    from legacy.rq.setup import apply_sync, plan_sync
-
     ws = Workspace(app.settings)
     defs = load_definitions(Path(definitions)) if definitions else []
-    plan = plan_import(ws, Path(config_file), redis_url=redis_url, definitions=defs,
+    plan = _import["plan"](ws, Path(config_file), redis_url=redis_url, definitions=defs,
                        replace_existing=replace_existing, read_inventory=not (dry_run and _fresh(app.settings)))
     synced = []
     if not dry_run:
-        apply_import(ws, plan)
+        _import["apply"](ws, plan)
         if not no_sync:
-            from legacy.rq.adapter import RQAdapter
-
             with RQAdapter(ws, plan.config) as a:
                 synced = apply_sync(a, plan_sync(a, [it.ingestion_id for it in plan.items]))
     if as_json:
@@ -103,8 +115,6 @@ def import_cmd(app: App, config_file, redis_url, definitions, replace_existing, 
 @pass_app
 def sync_cmd(app: App, ingestion_ids, dry_run, as_json) -> None:
     """Make Redis hold exactly the workflows of rq.json: definitions and kickoffs (held ones stay held)."""
-    from legacy.rq.setup import apply_sync, plan_sync
-
     with _adapter(app) as a:
         items = plan_sync(a, list(ingestion_ids) or None)
         done = items if dry_run else apply_sync(a, items)
@@ -150,9 +160,6 @@ def jobs_cmd(app: App, as_json) -> None:
 @pass_app
 def run_cmd(app: App, ingestion_id, wait, timeout, dry_run, as_json) -> None:
     """Enqueue a workflow run now (refused while held or paused). Exit 3 if the run did not succeed."""
-    from cutover.core.config import parse_duration
-    from cutover.core.errors import IngestionPaused
-
     limit = parse_duration(timeout, what="--timeout")
     with _adapter(app) as a:
         d = a._require(ingestion_id)
@@ -160,7 +167,7 @@ def run_cmd(app: App, ingestion_id, wait, timeout, dry_run, as_json) -> None:
             held = a._call(a.store.is_held, ingestion_id)
             ing = a.ws.ingestions.get(ingestion_id)
             if held or ing.batch_paused:
-                raise IngestionPaused(f"ingestion {ingestion_id} is paused on the legacy side",
+                raise GateFailed(f"ingestion {ingestion_id} is paused on the legacy side",
                                       fix=f"resume it with `cutover rq resume {ingestion_id}`")
             app.echo(f"would enqueue a workflow run of {ingestion_id} on queue {d.queue}: {d.workflow().describe()}")
             app.echo("Dry run: nothing was changed.")
@@ -194,10 +201,6 @@ def run_cmd(app: App, ingestion_id, wait, timeout, dry_run, as_json) -> None:
 @pass_app
 def runs_cmd(app: App, ingestion_id, since, as_json) -> None:
     """Workflow runs as RQ sees them (skipped ones included), with each step's RQ status."""
-    from datetime import datetime, timedelta, timezone
-
-    from cutover.core.config import parse_duration
-
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=parse_duration(since, what="--since"))
     with _adapter(app) as a:
         rows = a.run_rows(ingestion_id, since=cutoff)
@@ -323,12 +326,10 @@ def status_cmd(app: App, as_json) -> None:
 @pass_app
 def worker_cmd(app: App, queues, with_scheduler, burst, name) -> None:
     """Run an RQ worker for the workflows in the foreground (RQ's forking Worker, job modules preloaded)."""
-    from legacy.rq.model import RQConfig
-
     cfg = RQConfig.require(app.settings)
     qs = list(queues) or cfg.queues()
     app.info(f"RQ worker on {cfg.public_url}, queues {', '.join(qs)}{' (with scheduler)' if with_scheduler else ''}")
-    from legacy.rq.worker import run_worker
+    from legacy.rq.worker import run_worker  # imports rq: only when a worker starts
 
     run_worker(cfg.url, qs, with_scheduler=with_scheduler, burst=burst, name=name,
                logging_level="DEBUG" if app.verbose > 1 else "INFO")

@@ -1,0 +1,280 @@
+"""inventory, plan, execute, status, log, unlock, shadow start|stop|run: moving ingestions over."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+from uuid import UUID
+
+from checks.model import PASS
+from checks.parity import run_parity
+from cutover.commands.result import Result
+from cutover.core.config import parse_duration
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.state import audit, lock, states
+from cutover.core.workspace import Workspace
+from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
+    operation
+from cutover.engine.inventory import build_inventory, public
+from cutover.engine.plan import Move, Plan, Step, Wave, build_plan, steps_for
+from cutover.engine.status import compute_status
+from cutover.registry import LiveSides, run_legacy_now
+
+Echo = Callable[[str], None]
+
+
+# -- inventory | plan ---------------------------------------------------------------------------
+
+
+@dataclass
+class Inventory(Result):
+    rows: list[dict]
+
+    def as_dict(self) -> list[dict]:
+        return [public(r) for r in self.rows]
+
+
+def inventory(ws: Workspace, *, verify: bool = True) -> Inventory:
+    """Every ingestion: legacy and Prefect schedule, verification, queue, state, parity streak."""
+    return Inventory(build_inventory(ws, verify=verify))
+
+
+def plan(ws: Workspace, *, waves: str, select: str | None, gate: str, handoff_timeout: str,
+         out: Path | None = None) -> Plan:
+    """Plan the next moves, wave by wave; changes nothing but writing the plan to ``out``."""
+    p = build_plan(build_inventory(ws, verify=False), waves=waves, select=select, gate=gate, created_by=audit.who(),
+                   handoff_timeout=parse_duration(handoff_timeout, what="--handoff-timeout"))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(p.to_json())
+    return p
+
+
+# -- execute ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExecuteCheck(Result):
+    """The wave `execute` would apply, and why its gates say no (ingestion -> reasons)."""
+
+    plan: Plan
+    wave: Wave
+    gate_reasons: dict[str, list[str]]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAIL if self.gate_reasons else 0
+
+    def as_dict(self) -> dict:
+        return {"plan": self.plan.id, "wave": self.wave.number, "name": self.wave.name,
+                "ingestions": len(self.wave.moves), "gate_reasons": self.gate_reasons}
+
+
+def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None) -> ExecuteCheck:
+    """Load a saved plan, choose its wave (default: the next one not done), refuse a stale plan,
+    and evaluate the wave's gates. Changes nothing."""
+    p = Plan.load(plan_file)
+    wave = choose_wave(ws, p, wave_no)
+    check_stale(ws, p, wave)
+    return ExecuteCheck(p, wave, evaluate_gates(ws, p, wave))
+
+
+def execute(ws: Workspace, check: ExecuteCheck, echo: Echo, *, dry_run: bool = False, reason: str = "") -> WaveResult:
+    """Apply the wave of ``check``: journaled, resumable, behind the operator lock (a dry run
+    shows every step through ``echo`` and changes nothing)."""
+    p, wave = check.plan, check.wave
+    if dry_run:
+        return execute_wave(ws, p, wave, DryRun(echo))
+    with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
+        return execute_wave(ws, p, wave, Apply(LiveSides(ws), echo), reason=reason)
+
+
+# -- status | log | unlock ---------------------------------------------------------------------------
+
+
+@dataclass
+class Status(Result):
+    """compute_status: per ingestion state, live owner, both sides' schedules, the invariant."""
+
+    data: dict
+
+    @property
+    def exit_code(self) -> int:
+        if any(r["invariant_ok"] is False for r in self.data["ingestions"]):
+            return EXIT_FAIL
+        return EXIT_PARTIAL if self.data["errors"] else 0
+
+    def as_dict(self) -> dict:
+        return self.data
+
+
+def status(ws: Workspace) -> Status:
+    """Per ingestion: state, live owner, schedule state on both sides, and the invariant."""
+    return Status(compute_status(ws, LiveSides(ws)))
+
+
+def log(ws: Workspace, *, limit: int = 50) -> list[dict]:
+    """The audit trail, newest first: every mutating action with who, when, why."""
+    return audit.entries(ws.state_engine, limit)
+
+
+@dataclass
+class Unlocked(Result):
+    lock_id: str
+    holder: dict
+    dry_run: bool
+
+
+def unlock(ws: Workspace, lock_id: str, *, dry_run: bool = False) -> Unlocked:
+    """Break a stale operator lock (recorded in the audit log)."""
+    h = lock.holder(ws.state_engine)
+    if h is None or h["id"] != lock_id:
+        raise InputError(f"no lock {lock_id!r}" + (f" (the current lock is {h['id']})" if h else " (nothing is locked)"),
+                         fix="see `cutover status`")
+    if not dry_run:
+        lock.unlock(ws.state_engine, lock_id)
+        audit.record(ws.state_engine, "unlock", target=lock_id, detail=h)
+    return Unlocked(lock_id, h, dry_run)
+
+
+# -- shadow start | stop | run ---------------------------------------------------------------------
+
+
+@dataclass
+class ShadowMoves(Result):
+    moves: list[Move]
+    already: list[str]  # ingestions already where the operation would take them
+
+    def as_dict(self) -> dict:
+        return {"moves": [m.as_dict() for m in self.moves], "already": self.already}
+
+
+def shadow_moves(ws: Workspace, ids, all_: bool, *, to: str) -> ShadowMoves:
+    """The moves that start (to SHADOW) or stop (to LEGACY) the shadows of these ingestions."""
+    items = ws.ingestions.resolve(ids, all_=all_)
+    cur = states.get_states(ws.state_engine)
+    moves, already = [], []
+    for ing in items:
+        st = cur.get(ing.id, states.LEGACY)
+        if to == states.SHADOW:
+            if st == states.SHADOW:
+                already.append(ing.id)
+                continue
+            if st not in (states.LEGACY, states.ROLLED_BACK):
+                raise InputError(f"{ing.id} is {st}: only LEGACY or ROLLED_BACK ingestions start a shadow",
+                                 fix="see `cutover status`")
+            moves.append(Move(ing.id, st, states.SHADOW, steps_for(ing.id, st, states.SHADOW, handoff_timeout=0)))
+        else:
+            if st != states.SHADOW:
+                already.append(ing.id)
+                continue
+            moves.append(Move(ing.id, st, states.LEGACY, (
+                Step.from_dict({"action": "pause_prefect", "ingestion_id": ing.id, "args": {"mode": "shadow"}}),
+                Step.from_dict({"action": "set_state", "ingestion_id": ing.id,
+                                "args": {"from_state": states.SHADOW, "to_state": states.LEGACY}}),
+            )))
+    return ShadowMoves(moves, already)
+
+
+def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: Callable[[ShadowMoves], None] | None,
+                      dry_run: bool, reason: str) -> ShadowMoves:
+    sm = shadow_moves(ws, ids, all_, to=to)
+    if before is not None:
+        before(sm)
+    if sm.moves:
+        operation(ws, name, sm.moves, LiveSides(ws), echo, dry_run=dry_run, reason=reason)
+    return sm
+
+
+def shadow_start(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
+                 before: Callable[[ShadowMoves], None] | None = None) -> ShadowMoves:
+    """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the
+    legacy schedule (LEGACY/ROLLED_BACK -> SHADOW). ``before`` sees the moves before they run."""
+    return _shadow_operation(ws, "shadow-start", ids, all_, states.SHADOW, echo, before=before, dry_run=dry_run,
+                             reason=reason)
+
+
+def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
+                before: Callable[[ShadowMoves], None] | None = None) -> ShadowMoves:
+    """Pause the shadow deployments and go back to LEGACY (branch and shadow ledger are kept)."""
+    return _shadow_operation(ws, "shadow-stop", ids, all_, states.LEGACY, echo, before=before, dry_run=dry_run,
+                             reason=reason)
+
+
+def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0) -> str:
+    """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...))."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with adapter.client() as c:
+            fr = c.read_flow_run(UUID(flow_run_id))
+        st = fr.state
+        if st is not None and st.is_final():
+            return st.type.value
+        if time.monotonic() > deadline:
+            return f"TIMEOUT ({st.type.value if st else 'no state'})"
+        time.sleep(poll)
+
+
+@dataclass
+class ShadowRun(Result):
+    report: object  # checks.model.ParityReport
+    incomplete: list[str] = field(default_factory=list)  # "<id>: <state>" of flow runs that did not end
+    errors: list[str] = field(default_factory=list)  # legacy runs that failed to run
+
+    @property
+    def exit_code(self) -> int:
+        if self.incomplete or self.errors:
+            return EXIT_PARTIAL
+        return 0 if self.report.verdict == PASS else EXIT_FAIL
+
+    def as_dict(self) -> dict:
+        return {**self.report.as_dict(), "incomplete": self.incomplete, "errors": self.errors}
+
+
+def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str = "15m", store: bool = True,
+                    info: Echo) -> ShadowRun:
+    """Run legacy live and Prefect shadow now against the same files, wait for both, and compare
+    them (parity). ``info`` hears the progress of each run."""
+    items = ws.ingestions.resolve(ids, all_=all_)
+    cur = states.get_states(ws.state_engine)
+    not_shadow = [i.id for i in items if cur.get(i.id, states.LEGACY) != states.SHADOW]
+    if not_shadow:
+        raise InputError(f"not in SHADOW: {', '.join(not_shadow)}", fix=f"start it first: cutover shadow start {' '.join(not_shadow)}")
+    wait_s = parse_duration(timeout, what="--timeout")
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    sides = LiveSides(ws)
+    prefect = sides.prefect("shadow")
+    flow_runs = {i.id: prefect.trigger(i.id) for i in items}  # queued first: the worker starts while legacy runs
+    for iid, fr in flow_runs.items():
+        info(f"{iid}: Prefect shadow flow run {fr} queued")
+    legacy_results, errors = {}, []
+    # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the crontab
+    # line's command (the wrapper) for a crontab ingestion (cutover.registry); meanwhile the
+    # Prefect worker runs the shadow flow runs
+    legacy = sides.legacy()
+    for ing in items:
+        try:
+            run_id = run_legacy_now(legacy, ing.id, trigger="manual")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"{ing.id} legacy: {e}")
+            continue
+        rec = ws.runs.find(run_id)
+        if rec is None:
+            errors.append(f"{ing.id} legacy: run {run_id[:12]} left no run record")
+        else:
+            legacy_results[ing.id] = rec
+    for iid, rec in legacy_results.items():
+        via = f" via {rec.external_id}" if rec.external_id else ""
+        info(f"{iid}: legacy run {rec.id[:12]}{via} {rec.status} ({rec.files_processed} file(s), "
+             f"{rec.records_ingested} records)")
+    incomplete = []
+    for iid, fr in flow_runs.items():
+        state = wait_flow_run(prefect, fr, wait_s)
+        info(f"{iid}: Prefect shadow flow run {fr} {state}")
+        if state not in ("COMPLETED", "FAILED"):
+            incomplete.append(f"{iid}: {state}")
+    report = run_parity(ws, items, since=started, store=store)
+    return ShadowRun(report, incomplete, errors)
