@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from importlib.metadata import entry_points
+
 from cutover.protocol import JobInfo
 
 
@@ -118,3 +121,45 @@ class LiveSides:
 
             self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect)
         return self._prefect[mode]
+
+
+# -- incident controls (cutover.protocol.IncidentWriter), by name ------------------------------------
+
+# name -> "module:Class"; in this order the fences go up and come down (the Prefect work pool last
+# on resume: late runs are handled before it). A class with an ``available(ws)`` static method is
+# used only where it says so (RQ: only with an RQ setup).
+INCIDENT_SIDES: dict[str, str] = {
+    "legacy": "legacy.apscheduler.incident:LegacyIncident",
+    "rq": "legacy.rq.incident:RQIncident",
+    "prefect": "flows.incident:PrefectIncident",
+}
+# third-party sides: entry points "name = module:Class" in this group, after the built-in ones
+ENTRY_POINT_GROUP = "cutover.sides"
+
+
+def _load(spec: str):
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def incident_sides() -> dict[str, str]:
+    """The name table: the built-in sides, then those of installed packages (entry points)."""
+    table = dict(INCIDENT_SIDES)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def incident_controls(ws, *, start_prefect: bool = True, names: list[str] | None = None) -> list:
+    """The incident controls of this workspace's sides, in fence order (each an
+    ``IncidentWriter``; the engine's dry runs and `cutover status` use them as ``IncidentReader``)."""
+    out = []
+    for name, spec in incident_sides().items():
+        if names is not None and name not in names:
+            continue
+        cls = _load(spec)
+        available = getattr(cls, "available", None)
+        if available is not None and not available(ws):
+            continue
+        out.append(cls(ws, start=start_prefect))
+    return out

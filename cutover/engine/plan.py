@@ -68,7 +68,7 @@ class Step:
             return None
         kw = self.kw
         if self.action == "set_state":
-            return Step("set_state", self.ingestion_id, _args(from_state=kw["to_state"], to_state=kw["from_state"]))
+            return Step("set_state", self.ingestion_id, step_args(from_state=kw["to_state"], to_state=kw["from_state"]))
         return Step(inv, self.ingestion_id, tuple((k, v) for k, v in self.args if k != "on_failure"))
 
     def as_dict(self) -> dict:
@@ -76,10 +76,10 @@ class Step:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Step":
-        return cls(d["action"], d["ingestion_id"], _args(**d.get("args", {})))
+        return cls(d["action"], d["ingestion_id"], step_args(**d.get("args", {})))
 
 
-def _args(**kw) -> tuple[tuple[str, Any], ...]:
+def step_args(**kw) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(kw.items()))
 
 
@@ -181,18 +181,18 @@ def steps_for(iid: str, from_state: str, to_state: str, *, handoff_timeout: floa
     if to_state == SHADOW:
         return (
             Step("fork_shadow", iid),
-            Step("deploy_prefect", iid, _args(mode="shadow")),
-            Step("set_state", iid, _args(from_state=from_state, to_state=SHADOW)),
+            Step("deploy_prefect", iid, step_args(mode="shadow")),
+            Step("set_state", iid, step_args(from_state=from_state, to_state=SHADOW)),
         )
     if to_state == CUTOVER:
         # DESIGN §4 handoff order: at no instant are both sides live-scheduled.
         return (
             Step("pause_legacy", iid),
-            Step("wait_legacy_idle", iid, _args(timeout=handoff_timeout)),
-            Step("pause_prefect", iid, _args(mode="shadow")),
-            Step("deploy_prefect", iid, _args(mode="live", paused=True)),
-            Step("resume_prefect", iid, _args(mode="live")),
-            Step("set_state", iid, _args(from_state=from_state, to_state=CUTOVER)),
+            Step("wait_legacy_idle", iid, step_args(timeout=handoff_timeout)),
+            Step("pause_prefect", iid, step_args(mode="shadow")),
+            Step("deploy_prefect", iid, step_args(mode="live", paused=True)),
+            Step("resume_prefect", iid, step_args(mode="live")),
+            Step("set_state", iid, step_args(from_state=from_state, to_state=CUTOVER)),
         )
     raise ValueError(f"no plan for {from_state} -> {to_state}")
 
@@ -229,7 +229,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
     """inventory rows: {"ingestion": Ingestion, "state": str, "streak": int, "fires_per_day": float}."""
     parse_gate(gate)
     specs = parse_waves(waves)
-    rows = [r for r in inventory if _selected(r, select)]
+    rows = [r for r in inventory if selected(r, select)]
     movable = sorted([r for r in rows if next_state(r["state"])], key=risk)
     total = len(movable)
     out_waves, i = [], 0
@@ -252,7 +252,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
                 handoff_timeout)
 
 
-def _selected(row: dict, select: str | None) -> bool:
+def selected(row: dict, select: str | None) -> bool:
     if not select:
         return True
     ing = row["ingestion"]
@@ -286,3 +286,6 @@ def parse_gate(spec: str) -> list[tuple[str, int | None]]:
         else:
             out.append((m.group(3) or m.group(4), None))
     return out
+
+
+_args = step_args  # the name cutover.cli.shadow_cmd still imports
