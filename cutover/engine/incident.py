@@ -59,22 +59,8 @@ def counts(snap: Snapshot, controls: list[IncidentReader]) -> dict:
     out: dict = {"ingestions": len(snap.ids)}
     for c in controls:
         out.update(c.counts(snap.sides.get(c.name)))
-    out["work_pools"] = sorted(((snap.fences.get("prefect") or {}).get("pools") or {}).keys())
+    out["fenced"] = sorted(snap.fences)
     return out
-
-
-def summary(snap: Snapshot) -> dict:
-    b = snap.body
-    p = snap.progress
-    c = b.get("counts") or {}
-    return {"id": snap.id, "status": snap.status, "created_at": snap.created_at.isoformat(),
-            "created_by": snap.created_by, "reason": snap.reason,
-            "scope": "all" if b["selection"]["all"] else b["selection"]["select"], "ingestions": len(snap.ids),
-            "deployments": c.get("deployments"), "apscheduler_jobs": c.get("apscheduler_jobs", 0),
-            "batch_flags": c.get("batch_flags", 0), "pool_fence": b.get("pool_fence"),
-            "fenced": dict(p.get("fenced") or {}), "durable": dict(p.get("durable") or {}),
-            "safe_at": p.get("safe_at"), "durable_at": p.get("durable_at"), "resumed_at": p.get("resumed_at"),
-            "problems": b.get("problems") or [], "timelines": p.get("timelines") or []}
 
 
 def acquire_lock(engine, what: str, *, wait_s: float, echo: Echo) -> tuple[str | None, str | None]:

@@ -43,14 +43,14 @@ from cutover.core.state.snapshots import (
     ACTIVE, VERSION, Snapshot, active, delete_snapshot, insert_snapshot, iso, list_snapshots, load, save, utcnow,
 )
 from cutover.engine.incident import (
-    Echo, acquire_lock, counts, fencers, lock_wait_s, process_started_at, reason as why, select_ingestions, summary,
+    Echo, acquire_lock, counts, fencers, lock_wait_s, process_started_at, reason as why, select_ingestions,
 )
 from cutover.engine.resume import LATE_POLICIES, ResumeResult, resume
 from cutover.protocol import FenceHeld
 from cutover.registry import incident_controls
 
 __all__ = ["ACTIVE", "LATE_POLICIES", "PauseResult", "ResumeResult", "Snapshot", "active", "describe", "list_snapshots",
-           "load", "pause", "process_started_at", "resume", "summary"]
+           "load", "pause", "process_started_at", "resume"]
 
 
 @dataclass
@@ -104,7 +104,7 @@ def describe(ws, *, all_: bool = False, select: str | None = None, fence_pool: b
                  f"({cur.reason or 'no reason'})")
             if cur.progress.get("durable_at"):
                 return PauseResult(cur.id, dry_run=True, already=True, counts=counts(cur, controls),
-                                   snapshot=summary(cur))
+                                   snapshot=cur.summary())
             sel, pool_fence = cur.body["selection"], bool(cur.body.get("pool_fence"))
         snap = Snapshot("(dry run)", utcnow(), None, None, ACTIVE, {"selection": sel})
         problems, lines = [], []
@@ -293,7 +293,7 @@ class PauseRun:
             echo(f"  NOT DONE: {p}")
         return PauseResult(snap.id, already=already, counts=c_, problems=problems,
                            safe_after_s=prog.get("safe_after_s"), durable_after_s=prog.get("durable_after_s"),
-                           snapshot=summary(snap))
+                           snapshot=snap.summary())
 
     def mark_safe(self, snap: Snapshot, controls: list, pool_fence: bool) -> None:
         """safe_at: every side is fenced or (a side without its fence up: --select) paused durably."""

@@ -65,6 +65,21 @@ class Snapshot:
         return self.body.setdefault("fences", {})
 
 
+    def summary(self) -> dict:
+        """The row for `cutover pause list` (counts as the pause stored them in ``body["counts"]``)."""
+        b = self.body
+        p = self.progress
+        c = b.get("counts") or {}
+        return {"id": self.id, "status": self.status, "created_at": iso(self.created_at), "created_by": self.created_by,
+                "reason": self.reason, "scope": "all" if b["selection"]["all"] else b["selection"]["select"],
+                "ingestions": len(self.ids), "deployments": c.get("deployments"),
+                "apscheduler_jobs": c.get("apscheduler_jobs", 0), "batch_flags": c.get("batch_flags", 0),
+                "counts": c, "pool_fence": b.get("pool_fence"), "fenced": dict(p.get("fenced") or {}),
+                "durable": dict(p.get("durable") or {}), "safe_at": p.get("safe_at"), "durable_at": p.get("durable_at"),
+                "resumed_at": p.get("resumed_at"), "problems": b.get("problems") or [],
+                "timelines": p.get("timelines") or []}
+
+
 def upgrade_body(body: dict) -> dict:
     """A version-1 body (before the sides had their own part) in today's form."""
     if body.get("version", 1) >= VERSION:
@@ -90,7 +105,11 @@ def upgrade_body(body: dict) -> dict:
                "prefect": p.get("prefect_durable_at")}
     p["fenced"] = {k: v for k, v in fenced.items() if v}
     p["durable"] = {k: v for k, v in durable.items() if v}
+    counts = {"deployments": None if pf.get("deployments") is None else len(pf["deployments"]),
+              "apscheduler_jobs": len((legacy or {}).get("jobs") or {}),
+              "batch_flags": len((legacy or {}).get("batch") or {})}
     return {"version": VERSION, "selection": body["selection"], "pool_fence": bool(body.get("pool_fence")),
+            "counts": counts,
             "sides": sides, "fences": fences, "progress": p, "problems": body.get("problems") or [],
             **({"resume": body["resume"]} if "resume" in body else {})}
 
