@@ -163,3 +163,15 @@ def incident_controls(ws, *, start_prefect: bool = True, names: list[str] | None
             continue
         out.append(cls(ws, start=start_prefect))
     return out
+
+
+# -- parity results (the checks side), for the engine's gates and reports ---------------------------
+
+def parity_streak(engine, ingestion_id: str) -> int:
+    """Consecutive clean parity verdicts of the ingestion, newest first (``checks.parity.streak``)."""
+    return _load("checks.parity:streak")(engine, ingestion_id)
+
+
+def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> list[dict]:
+    """The ingestion's parity verdicts, newest first (``checks.parity.history``)."""
+    return _load("checks.parity:history")(engine, ingestion_id, limit)
