@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 from cutover.core.errors import InputError
@@ -141,8 +142,6 @@ class Plan:
 
     @classmethod
     def load(cls, path) -> "Plan":
-        from pathlib import Path
-
         p = Path(path)
         if not p.exists():
             raise InputError(f"plan file {p} does not exist", fix="make one with `cutover plan --out FILE`")

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cutover.core.errors import InputError
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH
 from cutover.core.state.models import shadow_forks
 
 
@@ -43,8 +44,6 @@ def read_fork(ws, ingestion_id: str) -> Fork | None:
 
 def _fork_point(catalog, tbl, branch: str) -> int | None:
     """The newest snapshot of ``branch`` that is also an ancestor of main (where it forked)."""
-    from cutover.core.iceberg import MAIN
-
     on_main = {s.snapshot_id for s in catalog.ancestry(tbl, MAIN)}
     for s in catalog.ancestry(tbl, branch):
         if s.snapshot_id in on_main:
@@ -60,8 +59,6 @@ def ensure_fork(ws, ingestion) -> int:
     the fork snapshot id. Raises InputError when the table does not exist yet
     (the legacy side has never written it) or has no snapshot on main.
     """
-    from cutover.core.iceberg import MAIN, SHADOW_BRANCH
-
     catalog = ws.catalog
     tbl = catalog.find(ingestion.table)
     if tbl is None:
@@ -89,7 +86,6 @@ def ensure_fork(ws, ingestion) -> int:
 
 
 def _record(ws, ingestion, fork_id: int | None, *, replace: bool) -> None:
-    from cutover.core.iceberg import SHADOW_BRANCH
 
     values = dict(table_name=ingestion.table, branch=SHADOW_BRANCH, fork_snapshot_id=fork_id,
                   created_at=datetime.now(timezone.utc))
