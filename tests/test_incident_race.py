@@ -1,0 +1,92 @@
+"""`cutover rollback` racing `cutover pause --all` (issue #13): real stores, real subprocesses, the
+APScheduler/batch legacy side and the session's Prefect server.
+
+Whatever the interleaving, afterwards `cutover status` exits 0 (one live owner per ingestion, or
+paused by the operator with nothing un-paused behind the snapshot), and `cutover resume` restores
+exactly what the pause found: an ingestion the rollback completed has its legacy side live, one whose
+rollback was refused (the pause came first) is still cut over to Prefect.
+
+The rollback holds the operation lock for its steps and checks for a pause under it; the pause puts
+its fences up at once, then waits for the lock before it snapshots and pauses: the two never
+interleave. ``CUTOVER_RACE_ROUNDS`` (default 5) sets the number of rounds (20 for a longer run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT
+from tests.helpers import cutover_cli as cli
+from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server  # noqa: F401
+from tests.test_pause import pool_guard  # noqa: F401
+from tests.test_rollback import setup_cutover
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+ROUNDS = int(os.environ.get("CUTOVER_RACE_ROUNDS", "5"))
+
+
+def spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cutover", *args], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def status() -> tuple[int, dict]:
+    res = cli("status", "--json")
+    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+def test_rollback_racing_pause_all(prefect_server, prefect_env, prefect_cleanup, pool_guard, tmp_path):
+    ids = [f"race-{k}" for k in range(ROUNDS)]
+    setup_cutover(tmp_path, ids + ["race-keep"], cutover=ids + ["race-keep"], cleanup=prefect_cleanup)
+    rc, st = status()
+    assert rc == 0, st
+    outcomes = []
+    for k, iid in enumerate(ids):
+        # stagger the two commands differently each round to sweep the interleavings
+        delay = (k % 5) * 0.15
+        first, second = (("rollback", iid, "--reason", "race"), ("pause", "--all", "--reason", "race"))
+        procs = []
+        if k % 2:
+            first, second = second, first
+        procs.append(spawn(*first))
+        time.sleep(delay)
+        procs.append(spawn(*second))
+        results = {}
+        for p, args in zip(procs, (first, second)):
+            out, err = p.communicate(timeout=300)
+            results[args[0]] = (p.returncode, out, err)
+        rb_rc, _, rb_err = results["rollback"]
+        pa_rc, pa_out, pa_err = results["pause"]
+        assert pa_rc == 0, pa_err
+        assert rb_rc in (0, 1), rb_err  # done, or refused: a pause is in force (1 names it)
+        if rb_rc == 1:
+            assert "pause" in rb_err, rb_err  # "pause snapshot X is in force", or the lock held by "pause X"
+        snap = pa_out.strip().splitlines()[-1]
+
+        rc, st = status()  # paused: nothing un-paused behind the snapshot, no invariant broken
+        assert rc == 0, st
+        assert st["active_pause"]["id"] == snap and st["unpaused_behind_snapshot"] == []
+
+        res = cli("resume", "--snapshot", snap)
+        assert res.returncode == 0, res.stderr
+        assert cli("resume", "--snapshot", snap).returncode == 0  # idempotent
+
+        rc, st = status()
+        assert rc == 0, st
+        rows = {r["id"]: r for r in st["ingestions"]}
+        row = rows[iid]
+        if rb_rc == 0:
+            assert (row["state"], row["legacy"], row["prefect_live"]) == ("ROLLED_BACK", "scheduled", "paused"), row
+        else:
+            assert (row["state"], row["legacy"], row["prefect_live"]) == ("CUTOVER", "paused", "active"), row
+        keep = rows["race-keep"]
+        assert (keep["state"], keep["legacy"], keep["prefect_live"]) == ("CUTOVER", "paused", "active"), keep
+        outcomes.append(rb_rc)
+    print("rollback outcomes (0 done, 1 refused by the pause):", outcomes)
