@@ -99,12 +99,12 @@ def describe(ws, *, all_: bool = False, select: str | None = None, fence_pool: b
         sel = select_ingestions(ws, all_=all_, select=select)
         pool_fence = sel["all"] if fence_pool is None else bool(fence_pool)
         cur = in_force(active(ws.state_engine), sel)
+        if cur is not None and cur.progress.get("durable_at"):
+            echo(f"the pause is already in force: snapshot {cur.id} since "
+                 f"{(cur.progress.get('safe_at') or '')[:19]} ({cur.reason or 'no reason'})")
+            return PauseResult(cur.id, dry_run=True, already=True, counts=counts(cur, controls), snapshot=cur.summary())
         if cur is not None:
-            echo(f"already paused: snapshot {cur.id} since {(cur.progress.get('safe_at') or '')[:19]} "
-                 f"({cur.reason or 'no reason'})")
-            if cur.progress.get("durable_at"):
-                return PauseResult(cur.id, dry_run=True, already=True, counts=counts(cur, controls),
-                                   snapshot=cur.summary())
+            echo(f"would complete pause snapshot {cur.id} (started {iso(cur.created_at)[:19]} by {cur.created_by})")
             sel, pool_fence = cur.body["selection"], bool(cur.body.get("pool_fence"))
         snap = Snapshot("(dry run)", utcnow(), None, None, ACTIVE, {"selection": sel})
         problems, lines = [], []
