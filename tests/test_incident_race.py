@@ -74,6 +74,11 @@ def test_rollback_racing_pause_all(prefect_server, prefect_env, prefect_cleanup,
         assert rc == 0, st
         assert st["active_pause"]["id"] == snap and st["unpaused_behind_snapshot"] == []
 
+        if k == 0:  # the same pause again while it is in force: nothing left undone, so exit 0
+            again = cli("pause", "--all", "--reason", "race again")
+            assert again.returncode == 0, again.stderr
+            assert "already in force" in again.stderr and again.stdout.strip().splitlines()[-1] == snap
+
         res = cli("resume", "--snapshot", snap)
         assert res.returncode == 0, res.stderr
         assert cli("resume", "--snapshot", snap).returncode == 0  # idempotent
@@ -88,5 +93,5 @@ def test_rollback_racing_pause_all(prefect_server, prefect_env, prefect_cleanup,
             assert (row["state"], row["legacy"], row["prefect_live"]) == ("CUTOVER", "paused", "active"), row
         keep = rows["race-keep"]
         assert (keep["state"], keep["legacy"], keep["prefect_live"]) == ("CUTOVER", "paused", "active"), keep
-        outcomes.append(rb_rc)
-    print("rollback outcomes (0 done, 1 refused by the pause):", outcomes)
+        outcomes.append((rb_rc, "waiting for the operation lock" in pa_err))
+    print("(rollback exit: 0 done, 1 refused by the pause; the pause waited for the rollback's lock):", outcomes)

@@ -33,6 +33,7 @@ from cutover.engine.inflight import cancel_in_flight
 from cutover.engine.plan import CONTINUE, Move, Plan, Step, Wave
 from cutover.engine.shadow import ensure_fork
 
+
 class Sides(Protocol):
     """Where the steps act: the legacy writer and the Prefect writer per mode."""
 
@@ -50,10 +51,12 @@ class WaveResult:
     # steps that failed with on_failure="continue", and the set_state steps they held back
     deferred: list[str] = field(default_factory=list)
 
+
 def operation_id(plan: Plan, wave: Wave) -> str:
     if not plan.created_at:  # a one-wave operation: its id is the plan id
         return plan.id
     return f"{plan.id}:wave{wave.number}"
+
 
 def refuse_under_pause(ws, ids: list[str], what: str) -> None:
     """GateFailed when a pause snapshot in force covers any of ``ids`` (call it under the operation lock)."""
@@ -182,6 +185,7 @@ class Apply:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"legacy run {running[0].id[:12]} still running after {timeout:.0f}s")
             time.sleep(self.poll)
+
 
 def die_after(seq: int) -> None:
     """Test hook: CUTOVER_TEST_DIE_AFTER_STEP=N SIGKILLs the process right after step N is journaled DONE."""
