@@ -207,8 +207,18 @@ class LegacyIncident:
         if state is None:
             state = self.read(ids)
             store(state)  # stored before anything changes
-        n = pause_jobs(self.ws.settings, list(state["jobs"]))
-        return n + set_batch_flags(self.ws, {iid: True for iid in state["batch"]})
+        n, errors = 0, []
+        try:  # both are tried: a batch flag set is a pause even when the job store fails
+            n += pause_jobs(self.ws.settings, list(state["jobs"]))
+        except Exception as e:  # noqa: BLE001 - reported below; the pause is re-runnable
+            errors.append(f"APScheduler jobs: {type(e).__name__}: {e}")
+        try:
+            n += set_batch_flags(self.ws, {iid: True for iid in state["batch"]})
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"batch flags: {type(e).__name__}: {e}")
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        return n
 
     def complete(self, state: dict | None) -> bool:
         return state is not None
