@@ -164,9 +164,10 @@ class PauseRun:
         self.timeline[name] = round(time.time() - self.t_start, 3)
 
     def save(self, snap: Snapshot) -> None:
+        """Store the snapshot as it is now, unless a resume marked it RESUMED meanwhile."""
         with self._save_lock:
             snap.body["counts"] = counts(snap, self.controls)
-            save(self.engine, snap)
+            save(self.engine, snap, expect=ACTIVE)
 
     def run(self, *, all_: bool, select: str | None, reason: str, fence_pool: bool | None) -> PauseResult:
         ws, echo = self.ws, self.echo
@@ -253,8 +254,13 @@ class PauseRun:
         repaused = 0
         if lock_id is None:
             self.problems.append(f"durable pause not done: {held_by}")
-        else:
-            try:
+        elif load(engine, snap.id).status != ACTIVE:  # resumed while this pause waited for the lock
+            lock.release(engine, lock_id)
+            lock_id = None
+            self.problems.append(f"snapshot {snap.id} was resumed while this pause waited for the operation lock: "
+                                 "nothing more was paused")
+        try:
+            if lock_id is not None:
                 repaused = self.pause_sides(snap, controls)
                 self.mark_safe(snap, controls, pool_fence)
                 if (all(c.name in durable_at for c in controls) and all(c.name in fenced_at for c in up)
@@ -262,15 +268,16 @@ class PauseRun:
                     prog["durable_at"] = iso(utcnow())
                     prog["durable_after_s"] = round(time.time() - self.t_start, 3)
                     self.tick("durable")
-            finally:
+            self.journal(journal, snap, controls, up)
+            snap.body["problems"] = self.problems
+            self.timeline["http_retries"] = sum(getattr(c, "retried", 0) for c in controls)
+            prog.setdefault("timelines", []).append(self.timeline)
+            self.save(snap)  # still under the lock: a resume cannot have started in between
+        finally:
+            if lock_id is not None:
                 lock.release(engine, lock_id)
-        self.journal(journal, snap, controls, up)
 
         # -- report
-        snap.body["problems"] = self.problems
-        self.timeline["http_retries"] = sum(getattr(c, "retried", 0) for c in controls)
-        prog.setdefault("timelines", []).append(self.timeline)
-        self.save(snap)
         c_ = snap.body["counts"]
         if not already:
             echo(f"  snapshot: {c_['ingestions']} ingestion(s); "

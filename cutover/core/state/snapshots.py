@@ -155,9 +155,13 @@ def insert_snapshot(engine, snap: Snapshot) -> None:
                                       reason=snap.reason, status=snap.status, body=snap.body))
 
 
-def save(engine, snap: Snapshot) -> None:
+def save(engine, snap: Snapshot, *, expect: str | None = None) -> bool:
+    """Store status and body; ``expect``: only if the stored status is still that one. True if stored."""
+    q = update(t).where(t.c.id == snap.id)
+    if expect is not None:
+        q = q.where(t.c.status == expect)
     with engine.begin() as conn:
-        conn.execute(update(t).where(t.c.id == snap.id).values(status=snap.status, body=snap.body))
+        return conn.execute(q.values(status=snap.status, body=snap.body)).rowcount > 0
 
 
 def delete_snapshot(engine, snapshot_id: str) -> None:
