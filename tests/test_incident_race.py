@@ -27,8 +27,6 @@ from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server 
 from tests.test_pause import pool_guard  # noqa: F401
 from tests.test_rollback import setup_cutover
 
-pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-
 ROUNDS = int(os.environ.get("CUTOVER_RACE_ROUNDS", "5"))
 
 
@@ -42,6 +40,8 @@ def status() -> tuple[int, dict]:
     return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}
 
 
+@pytest.mark.slow
+@pytest.mark.prefect
 def test_rollback_racing_pause_all(prefect_server, prefect_env, prefect_cleanup, pool_guard, tmp_path):
     ids = [f"race-{k}" for k in range(ROUNDS)]
     setup_cutover(tmp_path, ids + ["race-keep"], cutover=ids + ["race-keep"], cleanup=prefect_cleanup)
@@ -95,3 +95,35 @@ def test_rollback_racing_pause_all(prefect_server, prefect_env, prefect_cleanup,
         assert (keep["state"], keep["legacy"], keep["prefect_live"]) == ("CUTOVER", "paused", "active"), keep
         outcomes.append((rb_rc, "waiting for the operation lock" in pa_err))
     print("(rollback exit: 0 done, 1 refused by the pause; the pause waited for the rollback's lock):", outcomes)
+
+
+def test_pause_fences_at_once_and_waits_for_the_operation_lock(workspace_env, tmp_path):
+    """Another operation holds the lock: the fence goes up at once, the durable pause waits for the lock
+    (here: gives up after CUTOVER_PAUSE_LOCK_WAIT_S, exit 3 naming the holder); resume is refused naming it."""
+    from cutover.core.state import fence, lock
+    from cutover.core.workspace import Workspace
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv").write_text("id\n1\n")
+    cli("ingestion", "add", "lk-a", "--source", str(src), "--pattern", "*.csv", "--format", "csv", "--table", "t.lk_a",
+        "--schedule", "daily 02:00", check=0)
+    cli("legacy", "sync", check=0)
+    ws = Workspace()
+    held = lock.acquire(ws.state_engine, "rollback lk-a (test)")
+    try:
+        env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "CUTOVER_PAUSE_LOCK_WAIT_S": "1"}
+        res = cli("pause", "--all", "--reason", "drill", env_extra=env)
+        assert res.returncode == 3, res.stderr
+        assert "waiting for the operation lock" in res.stderr and "rollback lk-a (test)" in res.stderr
+        snap = res.stdout.strip().splitlines()[-1]
+        assert fence.read(ws.state_engine)["snapshot"] == snap  # the fence is up all the same
+        jobs = cli("legacy", "jobs", check=0).stdout
+        assert "paused" not in jobs.split("lk-a", 1)[1].splitlines()[0]  # not paused durably: the lock was held
+        res = cli("resume", "--snapshot", snap)
+        assert res.returncode == 1 and "rollback lk-a (test)" in res.stderr
+    finally:
+        lock.release(ws.state_engine, held)
+    res = cli("resume", "--snapshot", snap, env_extra={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert res.returncode == 0, res.stderr
+    assert fence.read(ws.state_engine) is None
