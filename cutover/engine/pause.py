@@ -375,4 +375,11 @@ def _part_line(c, snap: Snapshot) -> str:
     if not c.complete(part):
         return f"{c.label} not (all) read"
     k = c.counts(part)
-    return ", ".join(f"{v} {name.replace('_', ' ')}" for name, v in k.items())
+    out = []
+    for name, v in k.items():  # "3 apscheduler jobs (1 already paused)": a count, then its "_already_..." part
+        if "_already_" in name:
+            continue
+        extra = [f"{k[x]} {x.split('_already_', 1)[1].replace('_', ' ')}".replace(" ", " already ", 1)
+                 for x in k if x.startswith(f"{name}_already_")]
+        out.append(f"{v} {name.replace('_', ' ')}" + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(out)
