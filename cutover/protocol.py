@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from cutover.core.errors import OrchestratorError  # noqa: F401 - part of the protocol (defined in core)
 
@@ -98,3 +98,117 @@ def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
         if s is None:
             raise TypeError(f"the legacy side {type(side).__name__} cannot run an ingestion now (no run_now)")
     return s.run_now(iid, trigger=trigger)
+
+# -- incident control (`cutover pause` / `cutover resume`) -------------------------------------------
+#
+# Each side that can stop its runs implements it next to its orchestrator code:
+# ``legacy/apscheduler/incident.py`` (APScheduler jobs, batch flags, the legacy fence row),
+# ``legacy/rq/incident.py`` (RQ holds, worker suspension), ``flows/incident.py`` (Prefect
+# deployments, the work pool fence, late runs). The engine (``cutover/engine/pause.py``,
+# ``resume.py``) gets them by name from ``cutover.registry.incident_controls`` and iterates
+# over them; it knows nothing of what a side's state holds.
+#
+# Every state a side hands over is JSON-serialisable: the engine stores it, as is, in the pause
+# snapshot (``pause_snapshots.body``: ``sides[name]`` and ``fences[name]``), before anything it
+# covers changes, and gives it back to the same side on resume / drift.
+
+
+class FenceHeld(Exception):
+    """Another pause snapshot holds this side's fence (one pause at a time)."""
+
+
+@dataclass
+class Restored:
+    """What :meth:`IncidentWriter.restore` did: counts by kind, notes (things gone since the
+    snapshot), errors (not restored; the resume is re-run to retry them)."""
+
+    changes: dict
+    notes: list[str]
+    errors: list[str]
+
+
+@runtime_checkable
+class IncidentReader(Protocol):
+    """The read half of a side's incident control: used by dry runs and by `cutover status`."""
+
+    name: str  # the side's key in the snapshot (legacy, rq, prefect, ...)
+    label: str  # human name in messages and journal steps
+    # the fence: a switch that stops every new run of the side whatever the count. None: the side has none.
+    fence_label: str | None
+    # True: fence(ids=...) can be limited to a selection (then it goes up for --select too);
+    # False: a global switch, raised only for --all / --fence-pool
+    fence_selective: bool
+
+    def read_fence(self) -> dict:
+        """The fence target's state now (stored before :meth:`IncidentWriter.fence` changes it)."""
+        ...
+
+    def read(self, ids: list[str]) -> dict:
+        """The schedule state of every job of these ingestions on this side (the snapshot part)."""
+        ...
+
+    def counts(self, state: dict | None) -> dict:
+        """Counts of a snapshot part for reports (``state`` None: not read); flat, JSON."""
+        ...
+
+    def describe_pause(self, state: dict, *, fence: bool) -> list[str]:
+        """What :meth:`IncidentWriter.pause_many` (and the fence, when ``fence``) would change, one line each."""
+        ...
+
+    def describe_restore(self, state: dict, fence_before: dict | None) -> tuple[list[str], list[str]]:
+        """(lines, notes): what :meth:`IncidentWriter.restore` would change now."""
+        ...
+
+    def drift(self, state: dict | None, *, snapshot_id: str, fence_before: dict | None) -> list[dict]:
+        """What differs now from the snapshot, among what the pause changed: items un-paused
+        (``state``: the part as paused durably, None when not durable yet) and the fence lifted
+        (``fence_before``: None when this side was not fenced). Each item:
+        {"kind", "ingestion_id" (None: side-wide), "item", "detail"}. Unreadable side: []."""
+        ...
+
+
+@runtime_checkable
+class IncidentWriter(IncidentReader, Protocol):
+    """The write half. Every method is idempotent: a pause or resume cut short is completed by running it again."""
+
+    def fence(self, snapshot_id: str, *, ids: list[str] | None, reason: str | None) -> None:
+        """Raise the fence (O(1)) for ``snapshot_id``; ``ids`` None: every ingestion. Raises
+        FenceHeld when another snapshot holds it, OrchestratorError when the side does not answer."""
+        ...
+
+    def unfence(self, snapshot_id: str, before: dict) -> dict:
+        """Put the fence target back as ``before`` recorded it (a switch that was on stays on);
+        returns changes for the report."""
+        ...
+
+    def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
+                   progress_stream=None) -> int:
+        """Pause every job of these ingestions durably; returns how many changed.
+
+        ``state`` is this side's snapshot part so far (None: not read yet). The side reads what
+        it does not hold yet and calls ``store(part)`` with it BEFORE changing any item it covers
+        (page by page for large sides); items already in ``state`` keep their recorded state.
+        The part stored last must say it is complete (:meth:`complete`)."""
+        ...
+
+    def complete(self, state: dict | None) -> bool:
+        """Whether the snapshot part covers every job of the selection."""
+        ...
+
+    def restore(self, state: dict, *, progress_stream=None) -> Restored:
+        """Every job back to the snapshot part exactly (what was paused before stays paused)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LateRunHandler(Protocol):
+    """A side that queues runs behind its fence (Prefect's work pool): what to do with them on resume."""
+
+    def late_runs(self, fence_before: dict, *, since: datetime, policy: str, apply: bool,
+                  message: str) -> dict:
+        """Runs queued behind the fence that became due after ``since``: ``policy`` "skip" cancels
+        them all, "run-once" keeps the newest per job. ``apply`` False: only say which.
+        Returns {"cancelled": [run id], "kept": [run id]}."""
+        ...

@@ -8,6 +8,8 @@ wrapper receives the side it wraps in its constructor.
 
 from __future__ import annotations
 
+import importlib
+
 from cutover.core.workflow import RQ_CONFIG_NAME
 from cutover.protocol import JobInfo, run_legacy_now
 from flows.adapter import PrefectAdapter
@@ -274,3 +276,53 @@ def _wire_rq() -> None:
 
 # verb -> what the registry hands a side's verbs that spans another side
 SIDE_WIRING = {"rq": _wire_rq}
+
+# -- incident controls (cutover.protocol.IncidentWriter), by name ------------------------------------
+
+# name -> "module:Class"; in this order the fences go up and come down (the Prefect work pool last
+# on resume: late runs are handled before it). A class with an ``available(ws)`` static method is
+# used only where it says so (RQ: only with an RQ setup).
+INCIDENT_SIDES: dict[str, str] = {
+    "legacy": "legacy.apscheduler.incident:LegacyIncident",
+    "rq": "legacy.rq.incident:RQIncident",
+    "prefect": "flows.incident:PrefectIncident",
+}
+# Third-party sides would come from an entry-point group ("cutover.sides"); not loaded: scanning the
+# installed distributions costs ~0.2 s, on the path of `cutover pause` to its fence (< 2 s).
+
+
+def _load(spec: str):
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def incident_sides() -> dict[str, str]:
+    """The name table of the incident controls."""
+    return dict(INCIDENT_SIDES)
+
+
+def incident_controls(ws, *, start_prefect: bool = True, names: list[str] | None = None) -> list:
+    """The incident controls of this workspace's sides, in fence order (each an
+    ``IncidentWriter``; the engine's dry runs and `cutover status` use them as ``IncidentReader``)."""
+    out = []
+    for name, spec in incident_sides().items():
+        if names is not None and name not in names:
+            continue
+        cls = _load(spec)
+        available = getattr(cls, "available", None)
+        if available is not None and not available(ws):
+            continue
+        out.append(cls(ws, start=start_prefect))
+    return out
+
+
+# -- parity results (the checks side), for the engine's gates and reports ---------------------------
+
+def parity_streak(engine, ingestion_id: str) -> int:
+    """Consecutive clean parity verdicts of the ingestion, newest first (``checks.parity.streak``)."""
+    return _load("checks.parity:streak")(engine, ingestion_id)
+
+
+def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> list[dict]:
+    """The ingestion's parity verdicts, newest first (``checks.parity.history``)."""
+    return _load("checks.parity:history")(engine, ingestion_id, limit)

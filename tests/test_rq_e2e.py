@@ -193,8 +193,8 @@ def test_mass_pause_and_resume_cover_rq_workflows(rq_prefect, prefect_server, pr
     from cutover.engine.pause import active
 
     snap = active(ws.state_engine)
-    assert snap.body["rq_fence"] == {"suspended_before": False}
-    assert snap.body["legacy"]["rq"]["holds"] == {"rqa": False, "rqb": True}
+    assert snap.fences["rq"] == {"suspended_before": False}
+    assert snap.sides["rq"]["holds"] == {"rqa": False, "rqb": True}
     from legacy.batch.orchestrator import IngestionPaused
 
     with pytest.raises(IngestionPaused):

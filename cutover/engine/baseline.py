@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.db import write_tx
-from cutover.core.iceberg import P_FILE, P_INGESTION, P_MODE
+from cutover.core.iceberg import P_FILE, P_INGESTION, P_MODE, snapshot_info
 from cutover.core.records.ledger import BASELINE, FAILED, SKIPPED
 from cutover.core.records.tables import processed_files as t_pf
 
@@ -29,8 +29,6 @@ def seed_baseline(ws, ingestion, fork_snapshot_id: int | None, *, dry_run: bool 
     if tbl is not None and fork_snapshot_id is not None:
         by_id = {s.snapshot_id: s for s in tbl.metadata.snapshots}
         sid = fork_snapshot_id
-        from cutover.core.iceberg import snapshot_info
-
         while sid is not None and sid in by_id:
             info = snapshot_info(by_id[sid])
             p = info.properties

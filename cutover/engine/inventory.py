@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from cutover.core.state import states
 from cutover.core.errors import InputError
+from cutover.core.schedule.translate import translate
+from cutover.core.schedule.triggers import build_trigger, describe, next_fire_times
+from cutover.core.state import states
+from cutover.engine.execute import verify_schedule
+from cutover.registry import parity_history, parity_streak
 
 
 def fires_per_day(ing, *, days: int = 7, now: datetime | None = None) -> float:
     if ing.schedule is None:
         return 0.0
-    from cutover.core.schedule.triggers import build_trigger, next_fire_times
-
     now = now or datetime.now(timezone.utc)
     trig = build_trigger(ing.schedule, ing.timezone)
     if hasattr(trig, "jitter"):
@@ -25,28 +27,21 @@ def translation(ing) -> tuple[str | None, str | None]:
     if ing.schedule is None:
         return "manual", None
     try:
-        from cutover.core.schedule.translate import translate
-
         return translate(ing.schedule, ing.timezone).describe(), None
     except InputError as e:
         return None, e.one_line()
 
 
 def build_inventory(ws, *, verify: bool = True, horizon_days: int = 90) -> list[dict]:
-    from checks.parity import history, streak
-    from cutover.core.schedule.triggers import describe
-
     st = states.get_states(ws.state_engine)
     rows = []
     for ing in ws.ingestions.list():
         prefect_schedule, translate_error = translation(ing)
         verified = None
         if verify:
-            from cutover.engine.execute import verify_schedule
-
             ok, detail = verify_schedule(ing, horizon_days) if translate_error is None else (False, translate_error)
             verified = "equivalent" if ok else detail
-        last = history(ws.state_engine, ing.id, limit=1)
+        last = parity_history(ws.state_engine, ing.id, limit=1)
         rows.append({
             "ingestion": ing,
             "id": ing.id,
@@ -58,7 +53,7 @@ def build_inventory(ws, *, verify: bool = True, horizon_days: int = 90) -> list[
             "state": st.get(ing.id, states.LEGACY),
             "last_parity": last[0]["verdict"] if last else None,
             "last_parity_at": last[0]["at"] if last else None,
-            "streak": streak(ws.state_engine, ing.id),
+            "streak": parity_streak(ws.state_engine, ing.id),
             "fires_per_day": round(fires_per_day(ing), 3),
             "size_class": ing.size_class,
         })

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 from cutover.core.errors import InputError
@@ -184,8 +185,6 @@ class Plan:
 
     @classmethod
     def load(cls, path) -> "Plan":
-        from pathlib import Path
-
         p = Path(path)
         if not p.exists():
             raise InputError(f"plan file {p} does not exist", fix="make one with `cutover plan --out FILE`")
@@ -457,7 +456,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
     """inventory rows: {"ingestion": Ingestion, "state": str, "streak": int, "fires_per_day": float}."""
     parse_gate(gate)
     specs = parse_waves(waves)
-    rows = [r for r in inventory if _selected(r, select)]
+    rows = [r for r in inventory if selected(r, select)]
     movable = sorted([r for r in rows if next_state(r["state"])], key=risk)
     total = len(movable)
     out_waves, i = [], 0
@@ -480,7 +479,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
                 handoff_timeout)
 
 
-def _selected(row: dict, select: str | None) -> bool:
+def selected(row: dict, select: str | None) -> bool:
     if not select:
         return True
     ing = row["ingestion"]
@@ -514,3 +513,6 @@ def parse_gate(spec: str) -> list[tuple[str, int | None]]:
         else:
             out.append((m.group(3) or m.group(4), None))
     return out
+
+
+_args = step_args  # the name cutover.cli.shadow_cmd still imports

@@ -1,7 +1,8 @@
 """`cutover rollback`: give an ingestion back to the legacy orchestrator, at 3 a.m., with Prefect down.
 
 For every ingestion in SHADOW, CUTOVER or DONE, one move of steps run by
-:func:`cutover.engine.execute.operation` (journaled, locked, resumable, ``--dry-run``):
+:func:`cutover.engine.operation.operation` (journaled, locked, resumable, ``--dry-run``; refused under the
+lock while a pause snapshot covers the ingestion):
 
 1. pause the Prefect deployment, live mode        — may fail without stopping the operation
 2. pause the Prefect deployment, shadow mode      — may fail without stopping the operation
@@ -29,13 +30,23 @@ started in that interval: candidates for ``cutover legacy run ID --trigger backf
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from sqlalchemy import select
+
+from cutover.core.errors import InputError, PartialFailure
+from cutover.core.schedule.triggers import build_trigger, next_fire_times
 from cutover.core.state import states
-from cutover.core.errors import GateFailed, InputError, PartialFailure
+from cutover.core.state.models import journal as t_journal
+from cutover.engine.inflight import cancel_in_flight
+from cutover.engine.operation import operation, refuse_under_pause
+from cutover.engine.plan import CONTINUE, Move, Plan, Step, step_args
 from cutover.protocol import OrchestratorError
+from cutover.registry import LiveSides
+
+__all__ = ["FailFastSides", "ReportedPartialFailure", "cancel_in_flight", "missed_intervals", "moves_for",
+           "print_report", "rollback", "steps_for", "targets"]
 
 ROLLBACK_FROM = (states.SHADOW, states.CUTOVER, states.DONE)
 MAX_MISSED = 500  # per ingestion, in the report
@@ -52,8 +63,6 @@ def targets(ws, ids: list[str], *, all_: bool = False, wave: int | None = None, 
     if wave is not None or plan_file is not None:
         if wave is None or plan_file is None:
             raise InputError("--wave and --plan go together", fix="pass --wave N --plan PLAN")
-        from cutover.engine.plan import Plan
-
         p = Plan.load(plan_file)
         for w in p.waves:
             if w.number == wave:
@@ -68,24 +77,20 @@ def targets(ws, ids: list[str], *, all_: bool = False, wave: int | None = None, 
 
 
 def steps_for(iid: str, from_state: str, *, cancel_running: bool, cancel_timeout: float):
-    from cutover.engine.plan import CONTINUE, Step, _args
-
     steps = [
-        Step("pause_prefect", iid, _args(mode="live", on_failure=CONTINUE)),
-        Step("pause_prefect", iid, _args(mode="shadow", on_failure=CONTINUE)),
+        Step("pause_prefect", iid, step_args(mode="live", on_failure=CONTINUE)),
+        Step("pause_prefect", iid, step_args(mode="shadow", on_failure=CONTINUE)),
     ]
     if cancel_running:
-        steps.append(Step("cancel_prefect", iid, _args(timeout=cancel_timeout, on_failure=CONTINUE)))
+        steps.append(Step("cancel_prefect", iid, step_args(timeout=cancel_timeout, on_failure=CONTINUE)))
     steps += [
         Step("resume_legacy", iid),
-        Step("set_state", iid, _args(from_state=from_state, to_state=states.ROLLED_BACK)),
+        Step("set_state", iid, step_args(from_state=from_state, to_state=states.ROLLED_BACK)),
     ]
     return tuple(steps)
 
 
 def moves_for(ws, ids: list[str], *, cancel_running: bool, cancel_timeout: float = 120.0):
-    from cutover.engine.plan import Move
-
     st = states.get_states(ws.state_engine)
     moves, notes = [], []
     for iid in ids:
@@ -141,76 +146,12 @@ class FailFastSides:
         return self._wrapped[mode]
 
 
-# -- cancelling in-flight flow runs ------------------------------------------------------------
-
-def cancel_in_flight(ws, sides, iid: str, *, timeout: float = 120.0, poll: float = 1.0) -> str:
-    """Cancel the ingestion's in-flight Prefect flow runs (both modes) and see their claims released.
-
-    ``PrefectAdapter.cancel_running`` sets Running/Pending runs Cancelling (the worker kills
-    the process: the flow then releases its claims and closes its run record CANCELLED) and
-    Scheduled ones Cancelled. Then, up to ``timeout``, wait for the ingestion's Prefect run
-    records to leave RUNNING. A record still RUNNING whose process is gone (heartbeat older
-    than the claim timeout, or its flow run final in Prefect) is closed here: its PROCESSING
-    claims deleted (``Ledger.release``) and the record ended CANCELLED. The files become new
-    again; a file whose rows had already been committed is recognised by its snapshot
-    properties on the next run and never appended twice. Raises TimeoutError when a run is
-    still alive after ``timeout`` (the step is then retried by the next run of the command).
-    """
-    from datetime import timedelta
-
-    from cutover.core.records import runs as R
-
-    n = 0
-    for mode in ("live", "shadow"):
-        n += sides.prefect(mode).cancel_running(iid)
-    deadline = time.monotonic() + timeout
-    closed = released = 0
-    while True:
-        running = [r for r in ws.runs.list(ingestion_id=iid, orchestrator="prefect", limit=100)
-                   if r.status == R.RUNNING]
-        if not running:
-            break
-        stale_before = datetime.now(timezone.utc) - timedelta(seconds=ws.settings.claim_timeout)
-        late = time.monotonic() >= deadline
-        still = []
-        for r in running:
-            gone = r.heartbeat_at is None or r.heartbeat_at < stale_before
-            if not gone and late and r.external_id:
-                state = _flow_run_state(sides, r.mode, r.external_id)
-                gone = state is not None and state in ("CANCELLED", "CRASHED", "FAILED", "COMPLETED")
-            if gone:
-                released += ws.ledger(iid, r.mode).release(r.id)
-                ws.runs.finish(r.id, R.CANCELLED, error="cancelled by cutover rollback: the flow run process was "
-                                                        "gone, its claims were released")
-                closed += 1
-            else:
-                still.append(r)
-        if not still:
-            break
-        if late:
-            raise TimeoutError(f"{len(still)} Prefect run(s) of {iid} still running {timeout:.0f}s after the "
-                               f"cancellation (flow run {still[0].external_id})")
-        time.sleep(poll)
-    return (f"{n} flow run(s) cancelled" + (f", {closed} run record(s) closed by cutover ({released} claim(s) released)"
-                                            if closed else ""))
-
-
-def _flow_run_state(sides, mode: str, flow_run_id: str) -> str | None:
-    try:
-        return sides.prefect(mode if mode in ("live", "shadow") else "live").flow_run_state(flow_run_id)
-    except Exception:  # noqa: BLE001 - unknown: treated as alive
-        return None
-
-
 # -- missed intervals --------------------------------------------------------------------------
 
 def legacy_paused_window(ws, iid: str) -> tuple[datetime | None, datetime | None]:
     """(when the legacy side was last paused for the cutover, when it was resumed after that or None),
     from the journal's steps."""
-    from sqlalchemy import select
-
-    from cutover.core.state.models import journal as t
-
+    t = t_journal
     with ws.state_engine.connect() as conn:
         rows = conn.execute(select(t.c.step, t.c.status, t.c.ended_at).where(
             t.c.step.in_([f"{iid}: pause the legacy job", f"{iid}: resume the legacy job"]),
@@ -231,8 +172,6 @@ def legacy_paused_window(ws, iid: str) -> tuple[datetime | None, datetime | None
 def missed_intervals(ws, iid: str, *, now: datetime | None = None) -> dict:
     """The legacy fire times in the window the legacy side was paused for the cutover with no
     successful (SUCCESS or PARTIAL) live run of either orchestrator started in [fire time, next fire time)."""
-    from cutover.core.schedule.triggers import build_trigger, next_fire_times
-
     now = now or datetime.now(timezone.utc)
     out = {"ingestion_id": iid, "paused_at": None, "resumed_at": None, "missed": [], "more": 0}
     ing = ws.ingestions.find(iid)
@@ -260,10 +199,6 @@ def missed_intervals(ws, iid: str, *, now: datetime | None = None) -> dict:
 
 
 def _after(trig, t: datetime) -> datetime | None:
-    from datetime import timedelta
-
-    from cutover.core.schedule.triggers import next_fire_times
-
     nxt = next_fire_times(trig, t.astimezone(timezone.utc) + timedelta(microseconds=1), 1)
     return nxt[0] if nxt else None
 
@@ -275,9 +210,6 @@ def rollback(ws, ids: list[str], *, all_: bool = False, wave: int | None = None,
              echo: Echo = print, sides=None) -> dict:
     """Run (or show) the rollback; returns the report. Raises PartialFailure (exit 3) after
     building the report when a step is not done (``report["partial"]`` says which)."""
-    from cutover.engine.execute import operation
-    from cutover.engine.pause import active
-
     chosen = targets(ws, ids, all_=all_, wave=wave, plan_file=plan_file)
     moves, notes = moves_for(ws, chosen, cancel_running=cancel_running, cancel_timeout=cancel_timeout)
     for n in notes:
@@ -286,22 +218,20 @@ def rollback(ws, ids: list[str], *, all_: bool = False, wave: int | None = None,
               "partial": None, "missed_intervals": {}}
     if not moves:
         return report
-    snap = active(ws.state_engine)
-    if snap is not None:
-        covered = sorted(set(snap.ids) & {m.ingestion_id for m in moves})
-        if covered:
-            raise GateFailed(f"pause snapshot {snap.id} ({snap.reason or 'no reason'}) is in force for "
-                             f"{', '.join(covered[:5])}{' ...' if len(covered) > 5 else ''}: a rollback now would "
-                             "resume the legacy job behind the pause, and the resume would undo the rollback",
-                             fix=f"resume first (cutover resume --snapshot {snap.id}), then roll back")
-    if sides is None:
-        from cutover.registry import LiveSides
 
+    def guard() -> None:
+        """Under the operation lock (and first in a dry run): a pause in force over these ingestions wins."""
+        refuse_under_pause(ws, [m.ingestion_id for m in moves], "a rollback (it would resume the legacy job behind "
+                                                                "the pause)")
+
+    if dry_run:
+        guard()
+    if sides is None:
         sides = LiveSides(ws)
     sides = FailFastSides(sides)
     partial = None
     try:
-        operation(ws, "rollback", moves, sides, echo, dry_run=dry_run, reason=reason)
+        operation(ws, "rollback", moves, sides, echo, dry_run=dry_run, reason=reason, guard=guard)
     except PartialFailure as e:
         partial = e
         report["partial"] = e.message
@@ -309,11 +239,11 @@ def rollback(ws, ids: list[str], *, all_: bool = False, wave: int | None = None,
         mi = missed_intervals(ws, m.ingestion_id)
         report["missed_intervals"][m.ingestion_id] = mi
     if partial is not None:
-        raise _WithReport(partial, report)
+        raise ReportedPartialFailure(partial, report)
     return report
 
 
-class _WithReport(PartialFailure):
+class ReportedPartialFailure(PartialFailure):
     """A PartialFailure that carries the rollback report (the CLI prints it before exiting 3)."""
 
     def __init__(self, e: PartialFailure, report: dict):
@@ -335,3 +265,6 @@ def print_report(report: dict, echo: Echo) -> None:
             echo(f"  ... and {len(mi['missed']) - 50 + mi['more']} more (see --json)")
     if report["missed_intervals"] and not any_missed:
         echo("no missed interval: every legacy fire time since the cutover has a successful live run")
+
+
+_WithReport = ReportedPartialFailure  # the name cutover.cli.incident_cmd still imports

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+from cutover.core.redact import redact_text
 from cutover.core.state import lock
 from cutover.core.state import states
-from cutover.core.redact import redact_text
+from cutover.core.state.journal import operations
+from cutover.core.state.snapshots import active_summary, load
+from cutover.engine.incident import drift
+from cutover.registry import incident_controls
 
 
 def active_pause(ws) -> dict | None:
-    from sqlalchemy import select
-
-    from cutover.core.state.models import pause_snapshots as t
-
-    with ws.state_engine.connect() as conn:
-        r = conn.execute(select(t.c.id, t.c.reason, t.c.created_at).where(t.c.status == "ACTIVE")
-                         .order_by(t.c.created_at.desc())).first()
-    return {"id": r.id, "reason": r.reason, "created_at": str(r.created_at)} if r else None
+    return active_summary(ws.state_engine)
 
 
 def in_flight(ws) -> dict[str, str]:
     """Ingestions touched by an operation whose journal is not complete: {ingestion: operation id}."""
-    from cutover.core.state.journal import operations
-
     out = {}
     for op in operations(ws.state_engine, limit=200):
         if any(s["status"] != "DONE" for s in op["steps"]):
@@ -91,14 +86,17 @@ def compute_status(ws, sides) -> dict:
 def unpaused_behind_snapshot(ws, pause: dict | None, prefect: dict | None,
                              errors: list[str]) -> tuple[list[dict], set[str]]:
     """While a pause snapshot is ACTIVE: (what it paused that runs again, the ingestions it covers);
-    see cutover.engine.pause.drift."""
+    each side's ``IncidentReader.drift`` (a side that cannot be read is left out of it)."""
     if pause is None:
         return [], set()
-    from cutover.engine.pause import drift, load
-
     try:
         snap = load(ws.state_engine, pause["id"])
-        return drift(ws, snap, prefect), set(snap.ids)
+        controls = incident_controls(ws, start_prefect=False)
+        try:
+            return drift(snap, controls), set(snap.ids)
+        finally:
+            for c in controls:
+                c.close()
     except Exception as e:  # noqa: BLE001 - reported like any unreadable side
         errors.append(redact_text(f"pause snapshot {pause['id']}: {e}"))
         return [], set()

@@ -31,15 +31,25 @@ option). During an operator pause nothing is rolled back automatically.
 from __future__ import annotations
 
 import logging
+import shlex
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from sqlalchemy import select
+
+from cutover.core.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, CutoverError, InputError
+from cutover.core.records.tables import runs as t_runs
+from cutover.core.redact import redact_text
 from cutover.core.state import audit
 from cutover.core.state import states
-from cutover.core.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, InputError
-from cutover.core.redact import redact_text
+from cutover.core.state.models import audit_log as t_audit
+from cutover.core.state.models import cutover_states as t_states
+from cutover.engine.rollback import print_report, rollback as engine_rollback
+from cutover.engine.status import active_pause
+from cutover.registry import LiveSides, parity_history
 
 log = logging.getLogger("cutover.engine.watch")
 
@@ -158,10 +168,7 @@ class Evaluation:
 
 def cutover_ingestions(ws) -> list[tuple[str, datetime | None]]:
     """(ingestion id, when it entered CUTOVER) of every ingestion now in CUTOVER."""
-    from sqlalchemy import select
-
-    from cutover.core.state.models import cutover_states as t
-
+    t = t_states
     with ws.state_engine.connect() as conn:
         rows = conn.execute(select(t.c.ingestion_id, t.c.updated_at).where(t.c.state == states.CUTOVER)
                             .order_by(t.c.ingestion_id)).all()
@@ -170,20 +177,15 @@ def cutover_ingestions(ws) -> list[tuple[str, datetime | None]]:
 
 def prefect_health(ws) -> tuple[bool, str]:
     """Health of the Prefect API the live deployments run on (never starts a local server)."""
-    from flows.adapter import PrefectAdapter
-
     try:
-        h = PrefectAdapter(ws, mode="live", start=False).health()
+        h = LiveSides(ws, start_prefect=False).prefect("live").health()
     except Exception as e:  # noqa: BLE001 - unreachable is a finding, not a crash
         return False, redact_text(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return bool(h.ok), redact_text(h.detail)
 
 
 def _last_marker(engine) -> dict | None:
-    from sqlalchemy import select
-
-    from cutover.core.state.models import audit_log as t
-
+    t = t_audit
     with engine.connect() as conn:
         r = conn.execute(select(t.c.action, t.c.at, t.c.detail).where(t.c.action.in_((A_DOWN, A_UP)))
                          .order_by(t.c.id.desc()).limit(1)).first()
@@ -221,10 +223,7 @@ def track_unreachable(engine, healthy: bool, detail: str, now: datetime) -> date
 
 
 def _legacy_baseline(ws, iid: str, before: datetime | None) -> list[float]:
-    from sqlalchemy import select
-
-    from cutover.core.records.tables import runs as t
-
+    t = t_runs
     q = (select(t.c.duration_s).where(t.c.ingestion_id == iid, t.c.orchestrator == "legacy", t.c.mode == "live",
                                       t.c.status.in_(OK_STATUSES), t.c.duration_s.is_not(None))
          .order_by(t.c.started_at.desc()).limit(BASELINE_RUNS))
@@ -240,8 +239,6 @@ def _pct(x: float) -> str:
 
 def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds, now: datetime,
                        prefect: dict) -> IngestionEval:
-    from checks.parity import history
-
     ev = IngestionEval(iid, states.CUTOVER, cutover_at)
     since = now - timedelta(seconds=th.window)
     if cutover_at is not None and cutover_at > since:
@@ -266,7 +263,7 @@ def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds
 
     # 2. parity
     t = Trigger("parity")
-    last = history(ws.state_engine, iid, limit=1)
+    last = parity_history(ws.state_engine, iid, limit=1)
     if not last:
         t.judged, t.detail = False, "no parity verdict recorded"
     else:
@@ -320,8 +317,6 @@ def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds
 def evaluate(ws, th: Thresholds | None = None, *, now: datetime | None = None,
              health: Callable[[object], tuple[bool, str]] | None = None) -> Evaluation:
     """One round over every ingestion in CUTOVER. Writes nothing but the unreachable marker."""
-    from cutover.engine.status import active_pause
-
     th = th or Thresholds.from_settings(ws.settings)
     now = now or utcnow()
     targets = cutover_ingestions(ws)
@@ -340,10 +335,7 @@ def evaluate(ws, th: Thresholds | None = None, *, now: datetime | None = None,
 
 def _open_episodes(engine, iid: str, since: datetime | None) -> set[str]:
     """Triggers whose firing for this ingestion was recorded (since the cutover) and not cleared."""
-    from sqlalchemy import select
-
-    from cutover.core.state.models import audit_log as t
-
+    t = t_audit
     q = (select(t.c.action, t.c.at, t.c.detail).where(t.c.target == iid, t.c.action.in_((A_FIRED, A_CLEARED)))
          .order_by(t.c.id.asc()))
     open_: set[str] = set()
@@ -361,10 +353,7 @@ def _open_episodes(engine, iid: str, since: datetime | None) -> set[str]:
 
 def pending_rollback(engine, iid: str, since: datetime | None) -> dict | None:
     """The last auto-rollback of this ingestion since its cutover, if it did not complete."""
-    from sqlalchemy import select
-
-    from cutover.core.state.models import audit_log as t
-
+    t = t_audit
     with engine.connect() as conn:
         rows = conn.execute(select(t.c.at, t.c.reason, t.c.detail).where(t.c.target == iid, t.c.action == A_ROLLBACK)
                             .order_by(t.c.id.desc()).limit(1)).all()
@@ -377,38 +366,28 @@ def pending_rollback(engine, iid: str, since: datetime | None) -> dict | None:
 
 
 def rollback_argv(iid: str, reason: str) -> list[str]:
-    """`cutover rollback` arguments for one ingestion, adapted to the command's options."""
-    import click
-
-    from cutover.cli import cli
-
-    ctx = click.Context(cli)
-    cmd = cli.get_command(ctx, "rollback")
-    if cmd is None:
-        raise LookupError("this cutover has no `rollback` command")
-    names = {o for p in cmd.params for o in getattr(p, "opts", [])}
-    argv = ["rollback", iid, "--reason", reason]
-    if "--yes" in names:
-        argv.append("--yes")
-    return argv
+    """The `cutover rollback` command line equivalent to the automatic rollback (for the audit log)."""
+    return ["rollback", iid, "--reason", reason]
 
 
-def default_rollback(iid: str, reason: str) -> tuple[int, str]:
-    """Run `cutover rollback` in-process; (exit code, what was run)."""
-    from cutover.cli import cli
-    from cutover.cli.app import run_main
+def default_rollback(ws, iid: str, reason: str) -> tuple[int, str]:
+    """`cutover rollback IID --reason REASON`, in-process through the engine (it holds the operation
+    lock for its steps and is refused while a pause is in force); (exit code, what was run)."""
+    what = "cutover " + shlex.join(rollback_argv(iid, reason))
 
-    import contextlib
-    import shlex
-    import sys
+    def echo(line: str) -> None:  # stdout stays watch's own (--json)
+        print(line, file=sys.stderr)
 
     try:
-        argv = rollback_argv(iid, reason)
-    except (LookupError, ImportError) as e:
-        return EXIT_PARTIAL, str(e)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout stays watch's own (--json)
-        rc = run_main(cli, argv)
-    return rc, "cutover " + shlex.join(argv)
+        report = engine_rollback(ws, [iid], reason=reason, echo=echo)
+    except CutoverError as e:
+        report = getattr(e, "report", None)
+        if report is not None:
+            print_report(report, echo)
+        echo(f"error: {e.one_line()}")
+        return e.exit_code, what
+    print_report(report, echo)
+    return EXIT_OK, what
 
 
 def act(ws, ev: Evaluation, *, rollback: Callable[[str, str], tuple[int, str]] | None = None,
@@ -452,7 +431,7 @@ def act(ws, ev: Evaluation, *, rollback: Callable[[str, str], tuple[int, str]] |
         reason = ("watch: " + ", ".join(t.name for t in fired)) if fired else pending["reason"]
         log.warning("%s: auto_rollback is on: %s (%s)", ie.id,
                     "rolling back" if not pending else "completing the rollback", reason)
-        rc, what = (rollback or default_rollback)(ie.id, reason)
+        rc, what = rollback(ie.id, reason) if rollback is not None else default_rollback(ws, ie.id, reason)
         ok = rc == EXIT_OK
         ie.action = "rolled_back" if ok else "rollback_failed"
         ie.action_detail = f"{what} -> exit {rc}"

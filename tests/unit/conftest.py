@@ -206,20 +206,20 @@ def crash_after_step(k: int, *, journaled: bool):
     ``journaled`` False: after its side effect, before the journal records it DONE (the step is
     left RUNNING); True: right after it is journaled DONE (where CUTOVER_TEST_DIE_AFTER_STEP
     SIGKILLs a real process)."""
-    from cutover.engine import execute as ex
+    from cutover.engine import operation as ex
 
     if journaled:
-        orig_die = ex._die_after
+        orig_die = ex.die_after
 
         def die(seq: int) -> None:
             if seq == k:
                 raise SimulatedCrash(f"killed after step {k} was journaled")
 
-        ex._die_after = die
+        ex.die_after = die
         try:
             yield
         finally:
-            ex._die_after = orig_die
+            ex.die_after = orig_die
         return
     orig_apply = ex.Apply.apply
     seen = [0]
