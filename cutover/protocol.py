@@ -91,7 +91,7 @@ def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
     """Run ``iid`` now on the legacy ``side`` as its orchestrator runs it (``side.run_now``: the
     batch orchestrator, a crontab line's wrapper ...) and wait; returns the run id. A wrapping
     side without ``run_now`` hands the run to the side it wraps (``base``), down to the batch
-    orchestrator of ``cutover.registry.LegacySide``."""
+    orchestrator of ``cutover.registry.sides.LegacySide``."""
     s = side
     while not hasattr(s, "run_now"):
         s = getattr(s, "base", None)

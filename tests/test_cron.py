@@ -352,7 +352,7 @@ def test_medallion_pipeline_and_the_legacy_pause(workspace_env, tmp_path, capsys
 def test_legacy_side_runs_a_crontab_ingestion_through_its_line(workspace_env, tmp_path):
     """What `cutover shadow run --once` runs as the legacy half: the crontab line's command for a
     crontab ingestion (the wrapper: in the run log), the batch orchestrator for any other."""
-    from cutover.registry import LiveSides, run_legacy_now
+    from cutover.registry.sides import LiveSides, run_legacy_now
     from cutover.core.workspace import Workspace
     from legacy.batch.orchestrator import IngestionPaused
     from legacy.cron.side import CronAdapter, CronLegacySide, apply_import, plan_import, read_run_log
@@ -410,7 +410,7 @@ def test_cron_shadow_parity_cutover_and_rollback(prefect_server, prefect_env, pr
     from cutover.core.workspace import Workspace
     from flows.adapter import PrefectAdapter
     from legacy.batch.orchestrator import IngestionPaused
-    from cutover.registry import CronLiveSides
+    from cutover.registry.sides import CronLiveSides
     from legacy.cron.side import PAUSED, CronAdapter
     from legacy.cron.medallion import INGESTION_ID, write_events, write_pipeline
 

@@ -458,7 +458,7 @@ def test_the_rq_scheduler_fires_kickoffs_and_chains_the_next_one(rq_ws, tmp_path
 def test_the_engine_legacy_side_routes_rq_workflows_to_rq(rq_ws, tmp_path):
     """LiveSides picks the RQ-aware legacy side when rq.json exists: RQ workflows are paused by the
     hold and the batch flag and run through RQ's workers; other ingestions stay on APScheduler/batch."""
-    from cutover.registry import LiveSides
+    from cutover.registry.sides import LiveSides
 
     ws = rq_ws.ws
     _with_workflows(rq_ws, orders={"partitions": 2})

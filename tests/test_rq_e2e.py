@@ -65,7 +65,7 @@ def test_rq_shadow_parity_cutover_and_rollback(rq_prefect, prefect_server, prefe
     from flows.adapter import PrefectAdapter
     from legacy.batch.orchestrator import IngestionPaused
     from legacy.rq.adapter import RQAdapter
-    from cutover.registry import RQLiveSides
+    from cutover.registry.sides import RQLiveSides
 
     rw = rq_prefect
     ws = rw.ws

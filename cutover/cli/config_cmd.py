@@ -1,11 +1,11 @@
-"""config show | init (the work: cutover.commands.setup)."""
+"""config show | init (the work: cutover.commands.config)."""
 
 from __future__ import annotations
 
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.commands import setup as C
+from cutover.commands import config as C
 
 
 @click.group()

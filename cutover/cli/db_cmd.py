@@ -1,11 +1,11 @@
-"""db upgrade | downgrade | current | history (the work: cutover.commands.setup)."""
+"""db upgrade | downgrade | current | history (the work: cutover.commands.db)."""
 
 from __future__ import annotations
 
 import click
 
 from cutover.cli.app import App, pass_app
-from cutover.commands import setup as C
+from cutover.commands import db as C
 from cutover.core.redact import redact_url
 
 WHICH = click.Choice(["all", "autoloader", "state"])

@@ -1,4 +1,4 @@
-"""watch [--once] [--interval 60] [--json] (the work: cutover.commands.incident)."""
+"""watch [--once] [--interval 60] [--json] (the work: cutover.commands.watch)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import click
 
 from cutover.cli.app import App, exit_with, pass_app, run_main
-from cutover.commands import incident as C
+from cutover.commands import watch as C
 from cutover.core.output import human_duration, to_json
 from cutover.core.workspace import Workspace
 

@@ -17,7 +17,7 @@ from cutover.core.output import to_json
 from cutover.core.records.ingestions import Ingestion, load_definitions, validate
 from cutover.core.schedule.triggers import parse_schedule_text
 from cutover.core.workspace import Workspace
-from cutover.registry import LegacySide
+from cutover.registry.sides import LegacySide
 
 
 def since_time(text: str | None, *, what: str = "--since") -> datetime | None:

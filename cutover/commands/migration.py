@@ -21,7 +21,7 @@ from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choos
 from cutover.engine.inventory import build_inventory, public
 from cutover.engine.plan import Move, Plan, Step, Wave, build_plan, steps_for
 from cutover.engine.status import compute_status
-from cutover.registry import LiveSides, run_legacy_now
+from cutover.registry.sides import LiveSides, run_legacy_now
 
 Echo = Callable[[str], None]
 

@@ -21,6 +21,7 @@ import click
 
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError
 from cutover.core.redact import redact_text
+from cutover.core.config import load_settings
 
 EXIT_INTERRUPTED = 130
 
@@ -88,7 +89,6 @@ class Output:
 
     @cached_property
     def settings(self):
-        from cutover.core.config import load_settings
 
         return load_settings()
 

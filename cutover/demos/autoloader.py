@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cutover.core.errors import InputError
+from cutover.core.workspace import Workspace
+from cutover.core.state.models import pause_snapshots as _snaps
 
 MARKER = ".cutover-demo"
 
@@ -272,7 +274,6 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
     cmd("table", "snapshots", "demo.orders", "--limit", "3")
 
     step("6. Check: every table holds exactly the rows of its good source files")
-    from cutover.core.workspace import Workspace
 
     ws = Workspace(settings)
     bad = 0
@@ -326,7 +327,6 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
         cmd("pause", "--all", "--reason", "demo: catalog outage")
         from sqlalchemy import select as _select
 
-        from cutover.core.state.models import pause_snapshots as _snaps
 
         with ws.state_engine.connect() as conn:
             snap = conn.execute(_select(_snaps.c.id).where(_snaps.c.status == "ACTIVE")).scalar()

@@ -31,6 +31,13 @@ from pathlib import Path
 from typing import Callable
 
 from cutover.demos.autoloader import _wait_shadow_catch_up, demo_workspace
+from legacy.cron.side import parse_crontab
+from legacy.cron.side import env_of, parse_crontab, read_run_log
+from legacy.cron.side import BEGIN, END, PAUSED, read_run_log
+from legacy.cron.medallion import INGESTION_ID as iid, write_pipeline
+from cutover.core.workspace import Workspace
+from legacy.cron.medallion import write_events
+from cutover.core.state.models import pause_snapshots as _snaps
 
 UTC = timezone.utc
 NAMESPACE = "medallion"
@@ -56,7 +63,6 @@ class _Events:
         self.next_id = 0
 
     def hour(self, k: int, *, dup: bool = False) -> Path:
-        from legacy.cron.medallion import write_events
 
         start = self.next_id
         dup_of = start - 5 if dup and start >= 5 else None  # an event of the previous hour, re-sent upstream
@@ -90,7 +96,6 @@ class _Events:
 
 
 def _cron_line(text: str, step: str, where: str):
-    from legacy.cron.side import parse_crontab
 
     for ln in parse_crontab(text, where=where):
         if ln.kind == "job" and ln.command and f"run_step.py {step} " in f"{ln.command} ":
@@ -102,7 +107,6 @@ def _run_as_cron(text: str, step: str, run_log: Path, echo: Callable[[str], None
                  where: str) -> tuple[int, dict]:
     """Run the line of ``step`` of the crontab ``text`` as cron runs it: ``$SHELL -c COMMAND`` with
     the crontab's variables. Returns the exit code and the wrapper's final run-log entry."""
-    from legacy.cron.side import env_of, parse_crontab, read_run_log
 
     ln = _cron_line(text, step, where)
     echo(f"$ {ln.command}")
@@ -160,8 +164,6 @@ def run_cron_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None
 
 
 def _story(home: Path, invoke, echo, settings) -> int:
-    from legacy.cron.side import BEGIN, END, PAUSED, read_run_log
-    from legacy.cron.medallion import INGESTION_ID as iid, write_pipeline
 
     def step(title: str) -> None:
         echo("")
@@ -225,7 +227,6 @@ def _story(home: Path, invoke, echo, settings) -> int:
     cmd("ledger", iid)
     cmd("table", "counts")
 
-    from cutover.core.workspace import Workspace
 
     ws = Workspace(settings)
 
@@ -317,7 +318,6 @@ def _story(home: Path, invoke, echo, settings) -> int:
         cmd("pause", "--all", "--reason", "demo: catalog outage")
         from sqlalchemy import select as _select
 
-        from cutover.core.state.models import pause_snapshots as _snaps
 
         with ws.state_engine.connect() as conn:
             snap = conn.execute(_select(_snaps.c.id).where(_snaps.c.status == "ACTIVE")).scalar()

@@ -24,6 +24,11 @@ from typing import Callable
 
 from cutover.core.errors import InputError
 from cutover.core.redact import redact_text
+from legacy.rq.adapter import RQAdapter
+from cutover.demos.autoloader import _wait_shadow_catch_up, prepare_home
+from legacy.rq.server import RedisServer, RedisUnavailable, find_redis_server
+from cutover.core.workspace import Workspace
+from cutover.core.state.models import pause_snapshots as _snaps
 
 INGESTION = "rq-orders"
 QUEUE = "etl"
@@ -74,7 +79,6 @@ def _stop_workers(procs: list[subprocess.Popen]) -> None:
 
 
 def _wait_workers(ws, n: int, procs, timeout: float = 60.0) -> None:
-    from legacy.rq.adapter import RQAdapter
 
     deadline = time.monotonic() + timeout
     with RQAdapter(ws) as a:
@@ -90,7 +94,6 @@ def _wait_workers(ws, n: int, procs, timeout: float = 60.0) -> None:
 def run_rq_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], settings, *,
                 force: bool = False) -> int:
     """The RQ story. ``invoke`` runs one cutover command line in-process and returns its exit code."""
-    from cutover.demos.autoloader import _wait_shadow_catch_up, prepare_home
 
     if settings.prefect_api_url:
         raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
@@ -98,7 +101,6 @@ def run_rq_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None],
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")
-    from legacy.rq.server import RedisServer, RedisUnavailable, find_redis_server
 
     try:
         find_redis_server()  # before anything is wiped
@@ -142,7 +144,6 @@ def run_rq_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None],
                                          "workflows": {INGESTION: {"partitions": PARTITIONS}}}, sort_keys=False))
         echo(f"wrote {defs}, {setup} (workflow: discover -> {PARTITIONS} ingest partitions in parallel -> publish)")
         cmd("rq", "import", "--config", str(setup), "--definitions", str(defs))
-        from cutover.core.workspace import Workspace
 
         ws = Workspace(settings)
         workers = _start_workers(settings, redis.url, home / "rq-workers.log")
@@ -194,7 +195,6 @@ def run_rq_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None],
         cmd("pause", "--all", "--reason", "demo: redis maintenance")
         from sqlalchemy import select as _select
 
-        from cutover.core.state.models import pause_snapshots as _snaps
 
         with ws.state_engine.connect() as conn:
             snap = conn.execute(_select(_snaps.c.id).where(_snaps.c.status == "ACTIVE")).scalar()

@@ -93,7 +93,6 @@ def step_args(**kw) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(kw.items()))
 
 
-_args = step_args  # the former private name, still used by cutover.cli.shadow_cmd and engine.rollback
 
 
 @dataclass(frozen=True)
@@ -515,4 +514,3 @@ def parse_gate(spec: str) -> list[tuple[str, int | None]]:
     return out
 
 
-_args = step_args  # the name cutover.cli.shadow_cmd still imports

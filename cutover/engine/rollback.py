@@ -43,7 +43,7 @@ from cutover.engine.inflight import cancel_in_flight
 from cutover.engine.operation import operation, refuse_under_pause
 from cutover.engine.plan import CONTINUE, Move, Plan, Step, step_args
 from cutover.protocol import OrchestratorError
-from cutover.registry import LiveSides
+from cutover.registry.sides import LiveSides
 
 __all__ = ["FailFastSides", "ReportedPartialFailure", "cancel_in_flight", "missed_intervals", "moves_for",
            "print_report", "rollback", "steps_for", "targets"]
@@ -267,4 +267,3 @@ def print_report(report: dict, echo: Echo) -> None:
         echo("no missed interval: every legacy fire time since the cutover has a successful live run")
 
 
-_WithReport = ReportedPartialFailure  # the name cutover.cli.incident_cmd still imports

@@ -49,7 +49,8 @@ from cutover.core.state.models import audit_log as t_audit
 from cutover.core.state.models import cutover_states as t_states
 from cutover.engine.rollback import print_report, rollback as engine_rollback
 from cutover.engine.status import active_pause
-from cutover.registry import LiveSides, parity_history
+from cutover.registry import parity_history
+from cutover.registry.sides import LiveSides
 
 log = logging.getLogger("cutover.engine.watch")
 

@@ -43,6 +43,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from cutover.core.records.runs import RunRecord
+from cutover.core.records.ledger import LedgerEntry
+from cutover.core.schedule.triggers import describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.records.ingestions import Ingestion
@@ -218,7 +221,6 @@ class FakeOrchestrator:
     def add_run(self, ingestion_id: str, *, status: str = "SUCCESS", mode: str = "live", trigger: str = "manual",
                 started_at: datetime | None = None, duration_s: float = 1.0, **fields: Any) -> "RunRecord":
         """Record a run as if this orchestrator had run it."""
-        from cutover.core.records.runs import RunRecord
 
         start = started_at or _now()
         running = status == "RUNNING"
@@ -248,7 +250,6 @@ class FakeOrchestrator:
     def add_ledger_entry(self, ingestion_id: str, path: str, *, namespace: str = "live", status: str = "SUCCESS",
                          records: int = 0, size: int | None = None, run_id: str | None = None,
                          processed_at: datetime | None = None) -> "LedgerEntry":
-        from cutover.core.records.ledger import LedgerEntry
 
         entry = LedgerEntry(ingestion_id=ingestion_id, namespace=namespace, path=path, status=status, size=size,
                             etag=None, run_id=run_id, records_ingested=records, bytes_read=size, error=None,
@@ -261,7 +262,6 @@ class FakeOrchestrator:
     # -- reader --------------------------------------------------------------------------
     def list_jobs(self) -> list[JobInfo]:
         self._enter("list_jobs")
-        from cutover.core.schedule.triggers import describe
 
         with self._lock:
             out = [JobInfo(ingestion_id=j.ingestion_id, orchestrator="fake", job_id=j.ingestion_id,

@@ -91,7 +91,7 @@ class CronLegacySide:
     flag (which the wrapper honours, so even a run started by a stale installed crontab is
     skipped); every other ingestion goes to the APScheduler/batch side as before. Never creates
     an APScheduler job for a crontab ingestion (cron runs it). ``base`` is the side it wraps
-    (``cutover.registry.LegacySide``: the registry composes them)."""
+    (``cutover.registry.sides.LegacySide``: the registry composes them)."""
 
     name = "legacy"
 

@@ -63,7 +63,7 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
                 replace_existing: bool = False, read_inventory: bool = True,
                 apscheduler_jobs: Iterable[str] = ()) -> ImportPlan:
     """``apscheduler_jobs``: the ingestions that have an APScheduler job (read by the caller,
-    ``cutover.registry.plan_rq_import``: this side does not read the APScheduler job store)."""
+    ``cutover.registry.sides.plan_rq_import``: this side does not read the APScheduler job store)."""
     data = load_file(path)
     cur = RQConfig.load(ws.settings)
     merged = cur.as_dict() if cur is not None else {}
@@ -113,7 +113,7 @@ def plan_import(ws, path: Path, *, redis_url: str | None = None, definitions: It
 
 def apply_import(ws, plan: ImportPlan, *, remove_apscheduler_job: Callable[[str], Any] | None = None) -> None:
     """Write the plan: ingestions (one transaction), rq.json, APScheduler jobs of RQ ingestions removed
-    (by ``remove_apscheduler_job``, given by ``cutover.registry.apply_rq_import``).
+    (by ``remove_apscheduler_job``, given by ``cutover.registry.sides.apply_rq_import``).
     (The sync into Redis is the caller's next step.)"""
     if plan.ingestions:
         ws.ingestions.upsert(plan.ingestions, replace_existing=True)

@@ -1,4 +1,4 @@
-"""config show|init, db upgrade|downgrade|current|history: the workspace's settings and schemas."""
+"""db upgrade|downgrade|current|history: the two alembic trees (autoloader, state)."""
 
 from __future__ import annotations
 
@@ -6,42 +6,10 @@ from dataclasses import dataclass, field
 
 from cutover.commands.result import Result
 from cutover.core import db as dbm
-from cutover.core.config import DEFAULT_TOML, Settings
+from cutover.core.config import Settings
 from cutover.core.redact import redact_url
 
 DB_TREES = ("autoloader", "state")
-
-
-@dataclass
-class ConfigShow(Result):
-    settings: dict  # Settings.public_dict(): secrets redacted, with their sources
-
-    def as_dict(self) -> dict:
-        return self.settings
-
-
-def config_show(settings: Settings) -> ConfigShow:
-    """The resolved settings, secrets redacted, and where each came from."""
-    return ConfigShow(settings.public_dict())
-
-
-@dataclass
-class ConfigInit(Result):
-    path: str
-    action: str  # exists | would_write | wrote
-    text: str
-
-
-def config_init(settings: Settings, *, dry_run: bool = False) -> ConfigInit:
-    """Write a commented cutover.toml into the workspace (never overwrites)."""
-    path = settings.config_file
-    if path.exists():
-        return ConfigInit(str(path), "exists", "")
-    if dry_run:
-        return ConfigInit(str(path), "would_write", DEFAULT_TOML)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFAULT_TOML)
-    return ConfigInit(str(path), "wrote", DEFAULT_TOML)
 
 
 def db_targets(settings: Settings, which: str) -> list[tuple[str, str]]:
