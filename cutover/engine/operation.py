@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 from cutover.core.errors import GateFailed, PartialFailure
 from cutover.core.redact import redact_text
 from cutover.core.state import audit, lock, states
-from cutover.core.state.journal import DONE, FAILED, RUNNING, Journal
+from cutover.core.state.journal import DONE, FAILED, RUNNING, Journal, save_operation_plan, unfinished_operation_plans
 from cutover.core.state.snapshots import active
 from cutover.engine.baseline import seed_baseline
 from cutover.engine.inflight import cancel_in_flight
@@ -196,6 +196,16 @@ def die_after(seq: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def unfinished(ws, name: str, ids: set[str]) -> list[Plan]:
+    """The saved plans of unfinished operations of kind ``name`` that move any of ``ids``."""
+    out = []
+    for _, body in unfinished_operation_plans(ws.state_engine, name):
+        prior = Plan.from_dict(body)
+        if ids & {m.ingestion_id for m in prior.waves[0].moves}:
+            out.append(prior)
+    return out
+
+
 def operation(ws, name: str, moves: list[Move], sides, echo: Callable[[str], None], *, dry_run: bool,
               reason: str = "", guard: Callable[[], None] | None = None) -> WaveResult:
     """A one-wave mutating operation (shadow start/stop, rollback ...) with the same guarantees
@@ -220,8 +230,29 @@ def operation(ws, name: str, moves: list[Move], sides, echo: Callable[[str], Non
             guard()
         else:
             refuse_under_pause(ws, [m.ingestion_id for m in moves], f"`{name}`")
-        res = Apply(sides, echo).run(ws, plan, wave)
-    audit.record(ws.state_engine, name, target=", ".join(m.ingestion_id for m in moves), reason=reason or None,
+        # An unfinished operation of this kind over any of these ingestions (a crash after some of
+        # its moves: the moves computed now are fewer, so its id differs) is completed first.
+        asked = {m.ingestion_id for m in moves}
+        resumed: list[str] = []
+        for prior in unfinished(ws, name, asked):
+            pw = prior.waves[0]
+            echo(f"resuming the unfinished {name} {prior.id} first ({', '.join(m.ingestion_id for m in pw.moves)})")
+            res = Apply(sides, echo).run(ws, prior, pw)
+            if res.failed or res.deferred:
+                moves = list(pw.moves)
+                break
+            asked -= {m.ingestion_id for m in pw.moves}
+            resumed += [m.ingestion_id for m in pw.moves]
+        else:
+            moves = [m for m in moves if m.ingestion_id in asked]
+            res = WaveResult(wave)
+            if moves:
+                if len(moves) != len(wave.moves):
+                    plan = Plan(op_id, "", audit.who(), "", (Wave(1, name, tuple(moves)),), {})
+                    wave = plan.waves[0]
+                save_operation_plan(ws.state_engine, op_id, name, plan.as_dict(), by=audit.who())
+                res = Apply(sides, echo).run(ws, plan, wave)
+    audit.record(ws.state_engine, name, target=", ".join(resumed + [m.ingestion_id for m in moves]), reason=reason or None,
                  detail={"operation_id": op_id, "applied": len(res.applied), "skipped": len(res.skipped),
                          "failed": res.failed, **({"deferred": res.deferred} if res.deferred else {})})
     if res.failed:

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.state.models import journal as t_journal
+from cutover.core.state.models import plans as t_plans
 
 PENDING, RUNNING, DONE, FAILED, SKIPPED = "PENDING", "RUNNING", "DONE", "FAILED", "SKIPPED"
 
@@ -63,3 +64,24 @@ def operations(engine, limit: int = 50) -> list[dict]:
     for op in ops.values():
         op["steps"].sort(key=lambda s: s["seq"])
     return list(ops.values())[:limit]
+
+
+def save_operation_plan(engine, operation_id: str, kind: str, body: dict, *, by: str | None = None) -> None:
+    """Keep what a one-wave operation (rollback, shadow start/stop ...) set out to do, beside its
+    journal (idempotent), so a re-run after a crash can resume it even when the moves it would
+    compute now are fewer (an ingestion already moved before the crash)."""
+    ins = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with engine.begin() as conn:
+        conn.execute(ins(t_plans).values(id=operation_id, created_at=utcnow(), created_by=by, fingerprint=kind,
+                                         body=body).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def unfinished_operation_plans(engine, kind: str) -> list[tuple[str, dict]]:
+    """(operation id, saved plan body) of every operation of ``kind`` whose journal has a step not
+    DONE, oldest first."""
+    with engine.connect() as conn:
+        open_ops = select(t_journal.c.operation_id).where(t_journal.c.status != DONE).distinct().subquery()
+        rows = conn.execute(select(t_plans.c.id, t_plans.c.body).where(t_plans.c.fingerprint == kind,
+                                                                        t_plans.c.id.in_(select(open_ops.c.operation_id)))
+                            .order_by(t_plans.c.created_at)).all()
+    return [(r.id, r.body) for r in rows]
