@@ -21,6 +21,10 @@ FINDING_KINDS = (
     "duration_regression",
     "quality_failed",
     "schema_mismatch",
+    "values_mismatch",
+    "row_missing_in_shadow",
+    "row_missing_in_legacy",
+    "duplicate_key",
 )
 
 

@@ -303,3 +303,25 @@ def test_ledger_and_counts_checks_on_postgres(workspace_env, tmp_path, pg_url_fa
         conn.execute(update(t).where(t.c.namespace == "shadow", t.c.path == str(src / "c.csv")).values(records_ingested=5))
     rep, checks = _parity(ws, ing, checks=("ledger",))
     assert _kinds(checks["ledger"]) == ["file_missing_in_shadow", "records_mismatch"]
+
+
+def test_waiver_ids_are_never_reused(tmp_path):
+    """A removed waiver keeps its row: the next waiver gets a new id, and removing it again says so."""
+    from datetime import datetime, timedelta, timezone
+
+    from cutover.core.db import ensure_schema, get_engine
+    from cutover.core.config import load_settings
+    from cutover.core.errors import NotFound
+    from cutover.core.state.waivers import WaiverStore
+
+    settings = load_settings({"CUTOVER_HOME": str(tmp_path)})
+    ensure_schema(settings)
+    store = WaiverStore(get_engine(settings.state_url))
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    a = store.add("orders", "counts", reason="r", owner="o", expires_at=later)
+    store.remove(a)
+    b = store.add("orders", "counts", reason="r", owner="o", expires_at=later)
+    assert b > a
+    assert [w["id"] for w in store.list(include_expired=True)] == [b]
+    with pytest.raises(NotFound):
+        store.remove(a)

@@ -109,6 +109,9 @@ waivers = Table(
     Column("owner", String(256), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # a removed waiver stays (its id is never handed out again); list() leaves it out
+    Column("removed_at", DateTime(timezone=True), nullable=True),
+    Column("removed_by", String(256), nullable=True),
 )
 
 audit_log = Table(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select, update
 
 from cutover.core.errors import InputError, NotFound
+from cutover.core.state.audit import who
 from cutover.core.state.models import waivers as t_waivers
 
 CHECKS = ("runs", "ledger", "counts", "quality")  # the parity checks (checks/), the names a waiver may name
@@ -52,7 +53,8 @@ class WaiverStore:
     def list(self, *, include_expired: bool = False, at: datetime | None = None) -> list[dict]:
         at = at or utcnow()
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t_waivers).order_by(t_waivers.c.id)).all()
+            rows = conn.execute(select(t_waivers).where(t_waivers.c.removed_at.is_(None))
+                                .order_by(t_waivers.c.id)).all()
         out = []
         for r in rows:
             exp = _aware(r.expires_at)
@@ -77,5 +79,7 @@ class WaiverStore:
         if not found:
             raise NotFound(f"no waiver {waiver_id}", fix="see `cutover waive list --all`")
         with self.engine.begin() as conn:
-            conn.execute(delete(t_waivers).where(t_waivers.c.id == waiver_id))
+            # kept as a row: the id is never reused, and what was waived stays on record
+            conn.execute(update(t_waivers).where(t_waivers.c.id == waiver_id)
+                         .values(removed_at=utcnow(), removed_by=who()))
         return found[0]
