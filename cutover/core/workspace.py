@@ -39,10 +39,12 @@ class Workspace:
 
     @cached_property
     def service(self):
+        from cutover.core.autoloader.batching import BatchLimits
         from cutover.core.autoloader.service import IngestionService, processor_for
 
         return IngestionService(self.autoloader_engine, self.catalog, claim_timeout=self.settings.claim_timeout,
-                                processor=processor_for(self.settings))
+                                processor=processor_for(self.settings),
+                                batch_limits=BatchLimits.from_settings(self.settings))
 
     @cached_property
     def runs(self):
