@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.db import write_tx
@@ -269,18 +269,36 @@ class Ledger:
                      error=None, metrics_run=run_id_for_metrics or claim.run_id, batch_id=batch_id,
                      data_files=data_files)
 
+    def _lock_held(self, conn, claims: list[Claim]) -> None:
+        """Inside a write transaction: raise :class:`ClaimLost` unless every claim is still held by
+        its run (locking the rows on PostgreSQL; SQLite's write lock is already ours)."""
+        held: set[int] = set()
+        ids = [c.row_id for c in claims]
+        runs = {c.run_id for c in claims}
+        for i in range(0, len(ids), 500):
+            q = select(t_pf.c.id).where(t_pf.c.id.in_(ids[i:i + 500]), t_pf.c.claimed_by.in_(runs),
+                                        t_pf.c.status == PROCESSING)
+            if self._pg:
+                q = q.with_for_update()
+            held.update(conn.execute(q).scalars())
+        lost = [c for c in claims if c.row_id not in held]
+        if lost:
+            raise ClaimLost(f"claim on {lost[0].file.path} was taken over"
+                            + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
+
     def stage(self, batch_id: str, staged: Iterable[tuple[Claim, list[str], int]]) -> None:
         """Write a batch's intent before its Iceberg commit: per claimed file, the batch id,
         its data file paths and records. Also the fence: raises :class:`ClaimLost` (and
         writes nothing) unless every claim is still held by its run."""
         staged = list(staged)
+        if not staged:
+            return
+        stmt = update(t_pf).where(t_pf.c.id == bindparam("rid")).values(
+            batch_id=batch_id, data_files=bindparam("dfs", type_=t_pf.c.data_files.type),
+            records_ingested=bindparam("recs"))
         with write_tx(self.engine) as conn:
-            for claim, data_files, records in staged:
-                res = conn.execute(update(t_pf).where(
-                    t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING,
-                ).values(batch_id=batch_id, data_files=list(data_files), records_ingested=records))
-                if res.rowcount != 1:
-                    raise ClaimLost(f"claim on {claim.file.path} was taken over")
+            self._lock_held(conn, [c for c, _, _ in staged])
+            conn.execute(stmt, [dict(rid=c.row_id, dfs=list(d), recs=n) for c, d, n in staged])
 
     def complete_many(self, done: Iterable[tuple[Claim, int, int]], *, snapshot_id: int | None,
                       run_id_for_metrics: str | None = None) -> None:
@@ -290,16 +308,14 @@ class Ledger:
         if not done:
             return
         now = utcnow()
+        metrics_run = run_id_for_metrics or done[0][0].run_id
+        stmt = update(t_pf).where(t_pf.c.id == bindparam("rid")).values(
+            status=SUCCESS, run_id=metrics_run, records_ingested=bindparam("recs"), bytes_read=bindparam("nbytes"),
+            snapshot_id=snapshot_id, error=None, processed_at=now, claimed_at=None, claimed_by=None)
         with write_tx(self.engine) as conn:
-            for claim, records, bytes_read in done:
-                res = conn.execute(update(t_pf).where(
-                    t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING,
-                ).values(status=SUCCESS, run_id=run_id_for_metrics or claim.run_id, records_ingested=records,
-                         bytes_read=bytes_read, snapshot_id=snapshot_id, error=None, processed_at=now,
-                         claimed_at=None, claimed_by=None))
-                if res.rowcount != 1:
-                    raise ClaimLost(f"claim on {claim.file.path} was taken over")
-            conn.execute(update(t_runs).where(t_runs.c.id == (run_id_for_metrics or done[0][0].run_id)).values(
+            self._lock_held(conn, [c for c, _, _ in done])
+            conn.execute(stmt, [dict(rid=c.row_id, recs=n, nbytes=b) for c, n, b in done])
+            conn.execute(update(t_runs).where(t_runs.c.id == metrics_run).values(
                 heartbeat_at=now, files_processed=t_runs.c.files_processed + len(done),
                 records_ingested=t_runs.c.records_ingested + sum(r for _, r, _ in done),
                 bytes_read=t_runs.c.bytes_read + sum(b for _, _, b in done)))
