@@ -78,6 +78,7 @@ class _Batch:
     pending_tables: list = field(default_factory=list)   # (claim, fitted arrow table) not yet written
     pending_bytes: int = 0
     source_bytes: int = 0
+    timings: dict = field(default_factory=lambda: dict.fromkeys(("read", "write", "stage", "commit", "complete"), 0.0))
 
     def size(self) -> int:
         return len(self.claims) + len(self.pending_tables)
@@ -224,7 +225,9 @@ class BatchIngest:
         if not b.pending_tables:
             return
         tables = [t for _, t in b.pending_tables]
+        t0 = time.perf_counter()
         written = write_data_files(self.tbl, tables, b.batch_id, first_task=len(b.claims))
+        b.timings["write"] += time.perf_counter() - t0
         for (claim, t), files in zip(b.pending_tables, written):
             b.claims.append(claim)
             b.data_files.append(files)
@@ -242,11 +245,14 @@ class BatchIngest:
                 break
             claim = todo[i]
             i += 1
+            t1 = time.perf_counter()
             try:
                 data = self._read(claim.file)
             except BadFile as e:
                 self._fail(claim, str(e), result, note)
                 continue
+            finally:
+                b.timings["read"] += time.perf_counter() - t1
             b.pending_tables.append((claim, data))
             b.pending_bytes += data.nbytes
             b.source_bytes += claim.file.size or 0
@@ -256,16 +262,24 @@ class BatchIngest:
         if not b.claims:
             return todo[i:]
         self.crash("before-stage")
+        t1 = time.perf_counter()
         self.ledger.stage(b.batch_id, [(c, [d.file_path for d in dfs], n)
                                         for c, dfs, n in zip(b.claims, b.data_files, b.records)])
+        t2 = time.perf_counter()
         self.crash("after-stage")
         props = {P_RUN: self.run_id, P_ORCH: self.orchestrator, P_MODE: self.mode, P_INGESTION: self.ing.id}
         self.tbl, snapshot_id = commit_batch(self.catalog, self.ing.table, self.tbl,
                                              [d for dfs in b.data_files for d in dfs], branch=self.branch,
                                              properties=props, batch_id=b.batch_id, retries=self.commit_retries)
+        t3 = time.perf_counter()
         self.crash("after-commit")
         self.ledger.complete_many([(c, n, c.file.size or 0) for c, n in zip(b.claims, b.records)],
                                   snapshot_id=snapshot_id)
+        t4 = time.perf_counter()
+        b.timings.update(stage=t2 - t1, commit=t3 - t2, complete=t4 - t3)
+        log.info("%s: batch %s committed as snapshot %s: %d file(s), %d records; %s", self.ing.id, b.batch_id[:8],
+                 snapshot_id, len(b.claims), sum(b.records),
+                 ", ".join(f"{k} {v:.2f}s" for k, v in b.timings.items()))
         for c in b.claims:
             note(c.file.path, "processed")
         self.crash("after-batch")
