@@ -74,7 +74,7 @@ def test_legacy_and_shadow_commit_concurrently(catalog, workspace_env, tmp_path,
         r = last_json_line(out)
         assert r["status"] == "SUCCESS" and r["files_processed"] == PER_SIDE, (r, err[-3000:])
     conflicts = sum(err.count("conflicted") for _, _, err in outs)
-    seqno = sum(err.count("sequence number") for _, _, err in outs)
+    seqno = sum(err.count("conflicted (ValueError") for _, _, err in outs)
     print(f"{catalog}: {2 * PER_SIDE // BATCH} batches in {elapsed:.1f} s, {conflicts} conflict(s) retried, "
           f"{seqno} of them the sequence-number ValueError")
 

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cutover.core.errors import InputError
+from cutover.core.iceberg import FORK_TAG
 from cutover.core.state.models import shadow_forks
 
 
@@ -84,6 +85,7 @@ def ensure_fork(ws, ingestion) -> int:
             if SHADOW_BRANCH not in tbl.metadata.refs:
                 raise
             fork_id = _fork_point(catalog, tbl, SHADOW_BRANCH)
+    catalog.ensure_tag(ingestion.table, FORK_TAG, fork_id)  # parity needs the fork snapshot after expiry
     _record(ws, ingestion, fork_id, replace=recorded is not None)
     return fork_id  # type: ignore[return-value]
 
