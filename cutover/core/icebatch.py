@@ -64,7 +64,7 @@ def write_data_files(tbl, tables: Sequence, batch_id: str, *, first_task: int = 
     return [[d] for d in written]
 
 
-def _is_conflict(e: BaseException) -> bool:
+def is_conflict(e: BaseException) -> bool:
     from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 
     if isinstance(e, (CommitFailedException, CommitStateUnknownException)):
@@ -103,7 +103,7 @@ def commit_batch(catalog, identifier: str, tbl, data_files: Iterable, *, branch:
                         fa.append_data_file(d)
             return tbl, tbl.metadata.refs[branch].snapshot_id
         except Exception as e:  # noqa: BLE001 - only conflicts are retried, the rest re-raised
-            if not _is_conflict(e) or attempt == retries:
+            if not is_conflict(e) or attempt == retries:
                 raise
             wait = min(max_wait, 0.05 * 2 ** attempt) * (0.5 + random.random())
             log.warning("commit of batch %s to %s@%s conflicted (%s: %s); retrying (%d/%d) in %.2f s",
