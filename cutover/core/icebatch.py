@@ -47,8 +47,91 @@ def new_batch_id() -> str:
 def write_data_files(tbl, tables: Sequence, batch_id: str, *, first_task: int = 0) -> list[list]:
     """Write each arrow table of ``tables`` (already fitted to ``tbl``'s schema) as its own data
     file; returns, per table, the list of pyiceberg ``DataFile`` written for it."""
+    return start_writing(tbl, tables, batch_id, first_task=first_task)()
+
+
+class _FlatWriter:
+    """pyiceberg's ``write_file`` for one data file per small table, with the per-table work done
+    once per batch instead of once per file (schema conversions, statistics plan, location
+    provider, writer options): the same Parquet bytes and DataFile fields, ~2x less CPU per
+    small file. Only for what it covers exactly -- unpartitioned tables whose column names
+    need no sanitizing and arrow types that already equal the table's -- else ``None``
+    (pyiceberg's own path is used)."""
+
+    def __init__(self, tbl, batch_id: str):
+        import pyarrow as pa
+        from pyiceberg.io.pyarrow import (
+            _get_parquet_writer_kwargs,
+            compute_statistics_plan,
+            parquet_path_to_id_mapping,
+            schema_to_pyarrow,
+        )
+        from pyiceberg.schema import sanitize_column_names
+        from pyiceberg.table import TableProperties
+        from pyiceberg.table.locations import load_location_provider
+        from pyiceberg.utils.properties import property_as_int
+
+        md = tbl.metadata
+        self.ok = md.spec().is_unpartitioned() and sanitize_column_names(md.schema()) == md.schema() and \
+            md.properties.get(TableProperties.WRITE_FILE_FORMAT, "parquet").lower() == "parquet"
+        if not self.ok:
+            return
+        self.io, self.md, self.batch_id = tbl.io, md, batch_id
+        schema = md.schema()
+        self.arrow_schema = schema_to_pyarrow(schema, include_field_ids=True).remove_metadata()
+        self.plain_types = [f.type for f in self.arrow_schema]
+        self.stats_columns = compute_statistics_plan(schema, md.properties)
+        self.mapping = parquet_path_to_id_mapping(schema)
+        self.kwargs = _get_parquet_writer_kwargs(md.properties)
+        self.row_group_size = property_as_int(md.properties, TableProperties.PARQUET_ROW_GROUP_LIMIT,
+                                              TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT)
+        self.locations = load_location_provider(table_location=md.location, table_properties=md.properties)
+        self.pa = pa
+
+    def fits(self, t) -> bool:
+        return self.ok and [f.type for f in t.schema] == self.plain_types
+
+    def write(self, task_id: int, t):
+        import pyarrow.parquet as pq
+        from pyiceberg.io.pyarrow import data_file_statistics_from_parquet_metadata
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+        from pyiceberg.typedef import Record
+
+        table = self.pa.Table.from_arrays(t.columns, schema=self.arrow_schema)
+        path = self.locations.new_data_location(data_file_name=f"00000-{task_id}-{self.batch_id}.parquet")
+        fo = self.io.new_output(path)
+        with fo.create(overwrite=True) as fos:
+            writer = pq.ParquetWriter(fos, schema=table.schema, store_decimal_as_integer=True, **self.kwargs)
+            writer.write(table, row_group_size=self.row_group_size)
+            writer.close()
+        stats = data_file_statistics_from_parquet_metadata(parquet_metadata=writer.writer.metadata,
+                                                           stats_columns=self.stats_columns,
+                                                           parquet_column_mapping=self.mapping)
+        return DataFile.from_args(content=DataFileContent.DATA, file_path=path, file_format=FileFormat.PARQUET,
+                                  partition=Record(), file_size_in_bytes=len(fo), sort_order_id=None,
+                                  spec_id=self.md.default_spec_id, equality_ids=None, key_metadata=None,
+                                  **stats.to_serialized_dict())
+
+
+_writers: dict = {}
+
+
+def start_writing(tbl, tables: Sequence, batch_id: str, *, first_task: int = 0):
+    """:func:`write_data_files` in the background (pyiceberg's writer pool): returns a function
+    that waits for the files and returns them, so the caller can read the next files meanwhile."""
     if not tables:
-        return []
+        return lambda: []
+    key = (id(tbl.metadata), batch_id)
+    fw = _writers.get(key)
+    if fw is None:
+        _writers.clear()  # one batch at a time per process
+        fw = _writers[key] = (_FlatWriter(tbl, batch_id), tbl.metadata)  # holds the metadata: its id stays valid
+    fw = fw[0]
+    if all(fw.fits(t) for t in tables):
+        from pyiceberg.utils.concurrent import ExecutorFactory
+
+        futures = [ExecutorFactory.get_or_create().submit(fw.write, first_task + i, t) for i, t in enumerate(tables)]
+        return lambda: [[f.result()] for f in futures]
     from pyiceberg.io.pyarrow import pyarrow_to_schema, write_file
     from pyiceberg.table import WriteTask
 
@@ -58,10 +141,15 @@ def write_data_files(tbl, tables: Sequence, batch_id: str, *, first_task: int = 
     wid = uuid.UUID(batch_id)
     tasks = [WriteTask(write_uuid=wid, task_id=first_task + i, schema=schema, record_batches=t.to_batches())
              for i, t in enumerate(tables)]
-    written = list(write_file(tbl.io, md, iter(tasks)))  # executor.map: one file per task, in order
-    if len(written) != len(tables):  # pragma: no cover - guards a change in pyiceberg's writer
-        raise RuntimeError(f"pyiceberg wrote {len(written)} data files for {len(tables)} tasks")
-    return [[d] for d in written]
+    pending = write_file(tbl.io, md, iter(tasks))  # executor.map: submitted now, one file per task, in order
+
+    def wait() -> list[list]:
+        written = list(pending)
+        if len(written) != len(tables):  # pragma: no cover - guards a change in pyiceberg's writer
+            raise RuntimeError(f"pyiceberg wrote {len(written)} data files for {len(tables)} tasks")
+        return [[d] for d in written]
+
+    return wait
 
 
 def is_conflict(e: BaseException) -> bool:

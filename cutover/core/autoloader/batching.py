@@ -21,8 +21,9 @@ Exactly-once, step by step (a SIGKILL may land between any two):
 6. complete every claim in one transaction.
 
 Memory: a file's rows are held only until its data file is written (groups of at most
-``WRITE_GROUP_FILES`` files / ``WRITE_GROUP_BYTES`` bytes), so a batch costs its
-DataFile descriptors, not its rows.
+``WRITE_GROUP_FILES`` files / ``WRITE_GROUP_BYTES`` bytes, written by pyiceberg's writer
+threads while the next group is read, at most ``WRITES_IN_FLIGHT`` groups pending), so a
+batch costs its DataFile descriptors, not its rows.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Callable
 
 from cutover.core.autoloader.discovery import DiscoveredFile, filesystem
 from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
-from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, landed, new_batch_id, write_data_files
+from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, landed, new_batch_id, start_writing
 from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH
 from cutover.core.records import ledger as L
 from cutover.core.records.ingestions import Ingestion
@@ -43,6 +44,7 @@ log = logging.getLogger("cutover.ingest")
 
 WRITE_GROUP_FILES = 64
 WRITE_GROUP_BYTES = 64 * 1024 * 1024
+WRITES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,11 @@ class _Batch:
     pending_tables: list = field(default_factory=list)   # (claim, fitted arrow table) not yet written
     pending_bytes: int = 0
     source_bytes: int = 0
+    in_flight: list = field(default_factory=list)        # (group, wait for its DataFiles)
     timings: dict = field(default_factory=lambda: dict.fromkeys(("read", "write", "stage", "commit", "complete"), 0.0))
 
     def size(self) -> int:
-        return len(self.claims) + len(self.pending_tables)
+        return len(self.claims) + len(self.pending_tables) + sum(len(g) for g, _ in self.in_flight)
 
 
 def committed(tbl, branch: str, entries, *, mode: str, ingestion_id: str) -> dict[str, tuple[int, int | None, str | None, list[str] | None]]:
@@ -221,18 +224,23 @@ class BatchIngest:
                 raise BadFile(f"branch {self.branch} of {self.ing.table} does not exist; start the shadow first")
         return fit_to_table(data, self.tbl.schema().as_arrow(), table_name=self.ing.table)
 
-    def _write_pending(self, b: _Batch) -> None:
-        if not b.pending_tables:
-            return
-        tables = [t for _, t in b.pending_tables]
-        t0 = time.perf_counter()
-        written = write_data_files(self.tbl, tables, b.batch_id, first_task=len(b.claims))
-        b.timings["write"] += time.perf_counter() - t0
-        for (claim, t), files in zip(b.pending_tables, written):
-            b.claims.append(claim)
-            b.data_files.append(files)
-            b.records.append(t.num_rows)
-        b.pending_tables, b.pending_bytes = [], 0
+    def _write_pending(self, b: _Batch, *, wait: bool = False) -> None:
+        """Start writing the read files (pyiceberg's writer threads) while the next ones are read;
+        at most ``WRITES_IN_FLIGHT`` groups (their rows) are held; ``wait``: all written."""
+        if b.pending_tables:
+            group = b.pending_tables
+            first = len(b.claims) + sum(len(g) for g, _ in b.in_flight)
+            b.in_flight.append((group, start_writing(self.tbl, [t for _, t in group], b.batch_id, first_task=first)))
+            b.pending_tables, b.pending_bytes = [], 0
+        while b.in_flight and (wait or len(b.in_flight) > WRITES_IN_FLIGHT):
+            group, result = b.in_flight.pop(0)
+            t0 = time.perf_counter()
+            written = result()
+            b.timings["write"] += time.perf_counter() - t0
+            for (claim, t), files in zip(group, written):
+                b.claims.append(claim)
+                b.data_files.append(files)
+                b.records.append(t.num_rows)
 
     def _one_batch(self, todo: list, result, note) -> list:
         """Ingest a prefix of ``todo`` as one batch; returns the claims left for the next one."""
@@ -258,7 +266,7 @@ class BatchIngest:
             b.source_bytes += claim.file.size or 0
             if len(b.pending_tables) >= WRITE_GROUP_FILES or b.pending_bytes >= WRITE_GROUP_BYTES:
                 self._write_pending(b)
-        self._write_pending(b)
+        self._write_pending(b, wait=True)
         if not b.claims:
             return todo[i:]
         self.crash("before-stage")
