@@ -140,6 +140,7 @@ class BatchIngest:
         self.crash = crash
         self.tbl = None
         self._fs = None
+        self._staged = None  # (batch,) between its stage and its completion
 
     # -- the whole list ------------------------------------------------------------------
     def process(self, files: list[DiscoveredFile], result=None,
@@ -166,13 +167,31 @@ class BatchIngest:
             except L.ClaimLost:
                 raise
             except BaseException:
-                # Give back what was not staged; staged claims stay PROCESSING (their intent is
-                # the evidence recovery needs) and are settled by whoever takes them over.
+                # Give back what was not staged. A staged batch is settled here when the table
+                # says whether it landed; otherwise its claims stay PROCESSING (their intent is
+                # the evidence recovery needs) for whoever takes them over.
                 try:
+                    self._settle_staged()
                     self.ledger.release(self.run_id)
                 finally:
                     raise
         return outcomes
+
+    def _settle_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        b, = staged
+        try:
+            sid = landed(self.catalog.load(self.ing.table), b.batch_id)
+            if sid is None:
+                self.ledger.release_batch(self.run_id, b.batch_id)
+            else:
+                self.ledger.complete_many([(c, n, c.file.size or 0) for c, n in zip(b.claims, b.records)],
+                                          snapshot_id=sid)
+        except Exception as e:  # noqa: BLE001 - left to recovery by the next claimer
+            log.warning("could not settle batch %s after an interruption (%s); its claims are left to recovery",
+                        b.batch_id[:8], type(e).__name__)
 
     # -- steps ---------------------------------------------------------------------------
     def _recover(self, claims: list, result, note) -> list:
@@ -273,6 +292,7 @@ class BatchIngest:
         t1 = time.perf_counter()
         self.ledger.stage(b.batch_id, [(c, [d.file_path for d in dfs], n)
                                         for c, dfs, n in zip(b.claims, b.data_files, b.records)])
+        self._staged = (b,)
         t2 = time.perf_counter()
         self.crash("after-stage")
         props = {P_RUN: self.run_id, P_ORCH: self.orchestrator, P_MODE: self.mode, P_INGESTION: self.ing.id}
@@ -283,6 +303,7 @@ class BatchIngest:
         self.crash("after-commit")
         self.ledger.complete_many([(c, n, c.file.size or 0) for c, n in zip(b.claims, b.records)],
                                   snapshot_id=snapshot_id)
+        self._staged = None
         t4 = time.perf_counter()
         b.timings.update(stage=t2 - t1, commit=t3 - t2, complete=t4 - t3)
         log.info("%s: batch %s committed as snapshot %s: %d file(s), %d records; %s", self.ing.id, b.batch_id[:8],

@@ -360,6 +360,15 @@ class Ledger:
                 t_pf.c.namespace == self.namespace, t_pf.c.batch_id.is_(None)))
             return res.rowcount
 
+    def release_batch(self, run_id: str, batch_id: str) -> int:
+        """Drop ``run_id``'s staged claims of ``batch_id``: only once the caller knows that batch was
+        not committed (its own commit failed or was interrupted before it landed)."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(delete(t_pf).where(
+                t_pf.c.claimed_by == run_id, t_pf.c.status == PROCESSING, t_pf.c.ingestion_id == self.ingestion_id,
+                t_pf.c.namespace == self.namespace, t_pf.c.batch_id == batch_id))
+            return res.rowcount
+
     def mark_vanished(self, entry: LedgerEntry) -> bool:
         """A dead run's claim on a file that is gone from the source: FAILED, with the reason."""
         with write_tx(self.engine) as conn:
