@@ -6,10 +6,12 @@ has its own CUTOVER_HOME and unique ingestion ids, and deletes its deployments.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
