@@ -166,15 +166,36 @@ def test_crash_before_commit_reingests(point, workspace_env, tmp_path, monkeypat
     check_exactly_once(ws, ing, files)
 
 
+def test_taker_killed_before_recovering_keeps_the_intent(workspace_env, tmp_path, monkeypatch, request):
+    """A run dies after its commit; the run taking its claims over dies too, right after claiming;
+    the third still finds the first run's batch (the intent stays on the rows until settled)."""
+    ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite")
+    short = dict(overrides, CUTOVER_INGEST_CLAIM_TIMEOUT=f"{SHORT_TIMEOUT}s")
+    _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT="after-commit:1", **short))
+    staged = {r.path: r.batch_id for r in ledger_rows(ws.autoloader_engine, ing.id) if r.status == "PROCESSING"}
+    assert len(staged) == BATCH and all(staged.values())
+    _sleep_past(SHORT_TIMEOUT, time.monotonic())
+    rc, _, err = finish(start_service_run(ing.id, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT="after-claim:1",
+                                                              **short)))
+    assert rc == -signal.SIGKILL, err[-2000:]
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, ing.id) if r.path in staged}
+    assert all(r.status == "PROCESSING" and r.attempts == 2 and r.batch_id == staged[p] for p, r in rows.items())
+    _sleep_past(SHORT_TIMEOUT, time.monotonic())
+    late = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
+    assert late.status == "SUCCESS", late.error
+    assert late.files_recovered == BATCH
+    check_exactly_once(ws, ing, files)
+
+
 @pytest.mark.slow
 def test_random_kills_exactly_once(workspace_env, tmp_path, monkeypatch, request):
     """20 runs in a row, each SIGKILLed at a random point of a batch (a crash hook between two
     steps, or an external kill after a random delay, landing anywhere, mid-write or mid-commit);
     then one run to the end: every file exactly once, data files and ledger agree."""
-    n = 60
+    n = 400
     ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite", n=n)
     rng = random.Random(14)
-    points = ["before-stage", "after-stage", "after-commit", "after-batch"]
+    points = ["after-claim", "before-stage", "after-stage", "after-commit", "after-batch"]
     killed = 0
     for i in range(20):
         env = dict(overrides, CUTOVER_INGEST_CLAIM_TIMEOUT=f"{SHORT_TIMEOUT}s")
@@ -184,7 +205,12 @@ def test_random_kills_exactly_once(workspace_env, tmp_path, monkeypatch, request
             rc, _, err = finish(proc, timeout=120)
         else:
             proc = start_service_run(ing.id, cutover_env(workspace_env, **env))
-            time.sleep(rng.uniform(1.0, 3.0))
+            runs_before = len(ws.runs.list(ingestion_id=ing.id))
+            deadline = time.monotonic() + 60
+            while len(ws.runs.list(ingestion_id=ing.id)) == runs_before and proc.poll() is None:
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.6))  # anywhere in its work: reading, writing, committing, marking
             kill_group(proc)
             rc, _, err = finish(proc, timeout=60)
         assert rc in (0, -signal.SIGKILL), f"run {i}: exit {rc}: {err[-2000:]}"

@@ -2,9 +2,9 @@
 
 Per batch:
 
-1. :func:`write_data_files` writes each source file's rows as its own Parquet data
-   file(s) (in parallel, through pyiceberg's writer) whose names carry the batch id
-   (pyiceberg's ``write_uuid``): ``00000-<n>-<batch id>.parquet``;
+1. :func:`start_writing` writes each source file's rows as its own Parquet data file
+   (in pyiceberg's writer threads, while the caller reads the next files) whose name
+   carries the batch id: ``00000-<n>-<batch id>.parquet``;
 2. the caller records the intent in the ledger (batch id + data file paths per source
    file), then :func:`commit_batch` adds every data file in ONE fast-append snapshot whose
    summary carries ``cutover.batch`` = the batch id;
@@ -42,12 +42,6 @@ P_BATCH_FILES = "cutover.batch-files"
 
 def new_batch_id() -> str:
     return str(uuid.uuid4())
-
-
-def write_data_files(tbl, tables: Sequence, batch_id: str, *, first_task: int = 0) -> list[list]:
-    """Write each arrow table of ``tables`` (already fitted to ``tbl``'s schema) as its own data
-    file; returns, per table, the list of pyiceberg ``DataFile`` written for it."""
-    return start_writing(tbl, tables, batch_id, first_task=first_task)()
 
 
 class _FlatWriter:
@@ -113,20 +107,19 @@ class _FlatWriter:
                                   **stats.to_serialized_dict())
 
 
-_writers: dict = {}
+def flat_writer(tbl, batch_id: str) -> _FlatWriter:
+    """The per-batch writer state for :func:`start_writing` (build it once per batch)."""
+    return _FlatWriter(tbl, batch_id)
 
 
-def start_writing(tbl, tables: Sequence, batch_id: str, *, first_task: int = 0):
-    """:func:`write_data_files` in the background (pyiceberg's writer pool): returns a function
-    that waits for the files and returns them, so the caller can read the next files meanwhile."""
+def start_writing(tbl, tables: Sequence, batch_id: str, *, first_task: int = 0, writer: _FlatWriter | None = None):
+    """Write each arrow table of ``tables`` (already fitted to ``tbl``'s schema) as its own data
+    file, in the background (pyiceberg's writer pool): returns a function
+    that waits for the files and returns them, so the caller can read the next files meanwhile.
+    ``writer``: the batch's :func:`flat_writer` (else built for this call)."""
     if not tables:
         return lambda: []
-    key = (id(tbl.metadata), batch_id)
-    fw = _writers.get(key)
-    if fw is None:
-        _writers.clear()  # one batch at a time per process
-        fw = _writers[key] = (_FlatWriter(tbl, batch_id), tbl.metadata)  # holds the metadata: its id stays valid
-    fw = fw[0]
+    fw = writer if writer is not None else _FlatWriter(tbl, batch_id)
     if all(fw.fits(t) for t in tables):
         from pyiceberg.utils.concurrent import ExecutorFactory
 

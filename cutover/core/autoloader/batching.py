@@ -35,7 +35,7 @@ from typing import Callable
 
 from cutover.core.autoloader.discovery import DiscoveredFile, filesystem
 from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
-from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, landed, new_batch_id, start_writing
+from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, flat_writer, landed, new_batch_id, start_writing
 from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH
 from cutover.core.records import ledger as L
 from cutover.core.records.ingestions import Ingestion
@@ -81,6 +81,7 @@ class _Batch:
     pending_bytes: int = 0
     source_bytes: int = 0
     in_flight: list = field(default_factory=list)        # (group, wait for its DataFiles)
+    writer: object = None                                # icebatch.flat_writer, built once per batch
     timings: dict = field(default_factory=lambda: dict.fromkeys(("read", "write", "stage", "commit", "complete"), 0.0))
 
     def size(self) -> int:
@@ -156,6 +157,7 @@ class BatchIngest:
         for i in range(0, len(files), self.limits.files):
             chunk = files[i:i + self.limits.files]
             claims = self.ledger.claim_many(chunk, self.run_id)
+            self.crash("after-claim")
             got = {c.file.path for c in claims}
             for f in chunk:
                 if f.path not in got:
@@ -249,7 +251,10 @@ class BatchIngest:
         if b.pending_tables:
             group = b.pending_tables
             first = len(b.claims) + sum(len(g) for g, _ in b.in_flight)
-            b.in_flight.append((group, start_writing(self.tbl, [t for _, t in group], b.batch_id, first_task=first)))
+            if b.writer is None:
+                b.writer = flat_writer(self.tbl, b.batch_id)
+            b.in_flight.append((group, start_writing(self.tbl, [t for _, t in group], b.batch_id, first_task=first,
+                                                     writer=b.writer)))
             b.pending_tables, b.pending_bytes = [], 0
         while b.in_flight and (wait or len(b.in_flight) > WRITES_IN_FLIGHT):
             group, result = b.in_flight.pop(0)

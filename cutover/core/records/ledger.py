@@ -187,7 +187,7 @@ class Ledger:
                 return None
             conn.execute(update(t_pf).where(t_pf.c.id == row.id).values(
                 status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size, etag=f.etag,
-                mtime=f.mtime, attempts=row.attempts + 1, error=None, batch_id=None, data_files=None))
+                mtime=f.mtime, attempts=row.attempts + 1, error=None))
             return Claim(row.id, f, run_id, row.status, row.claimed_by,
                          previous_batch=row.batch_id if row.status == PROCESSING else None,
                          previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else ())
@@ -239,8 +239,10 @@ class Ledger:
                     t_pf.c.id == row.id, t_pf.c.status == row.status,
                     t_pf.c.claimed_by.is_(None) if row.claimed_by is None else t_pf.c.claimed_by == row.claimed_by,
                 ).values(status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size,
-                         etag=f.etag, mtime=f.mtime, attempts=row.attempts + 1, error=None,
-                         batch_id=None, data_files=None))
+                         etag=f.etag, mtime=f.mtime, attempts=row.attempts + 1, error=None))
+                # The dead run's intent (batch id, data files) stays on the row until this run
+                # stages its own: if this run dies before settling it, the next one still knows
+                # which batch to look for.
                 if res.rowcount != 1:
                     continue
                 out.append(Claim(row.id, f, run_id, row.status, row.claimed_by,
