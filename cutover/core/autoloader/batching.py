@@ -38,7 +38,6 @@ from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
 from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, flat_writer, landed, new_batch_id, start_writing
 from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH
 from cutover.core.records import ledger as L
-from cutover.core.records.ingestions import Ingestion
 
 log = logging.getLogger("cutover.ingest")
 
@@ -131,7 +130,7 @@ class _Staged:
 class BatchIngest:
     """Runs the steps above for a list of files of one ingestion, in batches."""
 
-    def __init__(self, catalog, ledger: L.Ledger, ing: Ingestion, *, run_id: str, mode: str, orchestrator: str,
+    def __init__(self, catalog, ledger: L.Ledger, ing, *, run_id: str, mode: str, orchestrator: str,
                  limits: BatchLimits, commit_retries: int = 12, crash: CrashHook = _no_crash):
         self.catalog, self.ledger, self.ing = catalog, ledger, ing
         self.run_id, self.mode, self.orchestrator = run_id, mode, orchestrator
