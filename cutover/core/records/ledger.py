@@ -332,6 +332,8 @@ class Ledger:
         extra = {}
         if batch_id is not None:
             extra = dict(batch_id=batch_id, data_files=list(data_files or []))
+        elif status == FAILED:  # a dead run's intent (taken over, never landed) means nothing now
+            extra = dict(batch_id=None, data_files=None)
         with write_tx(self.engine) as conn:
             res = conn.execute(
                 update(t_pf)
