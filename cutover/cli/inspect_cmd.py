@@ -165,5 +165,7 @@ def snapshots(app: App, table_name, branch, limit, as_json) -> None:
         return
     app.table([(s.snapshot_id, datetime.fromtimestamp(s.timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                 s.added_records, s.total_records, s.properties.get("cutover.orchestrator", ""),
-                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12], s.file or "") for s in snaps],
-              ("snapshot", "at (UTC)", "added", "total", "orch", "mode", "run", "file"))
+                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12],
+                s.file or (f"batch {s.properties['cutover.batch'][:8]}: {s.properties.get('cutover.batch-files', '?')} file(s)"
+                           if s.properties.get("cutover.batch") else "")) for s in snaps],
+              ("snapshot", "at (UTC)", "added", "total", "orch", "mode", "run", "file(s)"))
