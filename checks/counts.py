@@ -153,7 +153,7 @@ def _check_counts_manifests(tbl, *, fork_snapshot_id, ingestion_id: str, live, s
                 if props.get(P_INGESTION, ingestion_id) == ingestion_id and \
                         props.get(P_MODE) == ("live" if name == "main" else "shadow"):
                     old_snaps[props[P_FILE]].add(p.snapshot_id)
-            elif props.get(P_BATCH) in batch_ids or (m and m.group(1) in batch_ids):
+            elif props.get(P_BATCH) or (m and m.group(1) in batch_ids):  # any cutover batch: a ledger row should own it
                 findings.append(Finding("file_processed_twice", file=None, detail=f"{name} holds data file {path} "
                                         f"({p.record_count} records) of a cutover batch that no ledger row accounts for"))
         batch_era = {e.path for e in (live if name == "main" else shadow) if e.data_files}

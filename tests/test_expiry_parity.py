@@ -128,3 +128,27 @@ def test_fork_expired_without_tag_is_an_error(ws_ing):
     c = _counts(ws, ing)
     assert c.verdict == ERROR and "expired" in c.error
     assert SHADOW_BRANCH in ws.catalog.load(ing.table).metadata.refs
+
+
+def test_late_commit_of_a_fenced_out_batch_is_reported(ws_ing):
+    """A run declared dead between its stage and its commit (the fence window) commits anyway after
+    the taker re-ingested its files: the extra data files belong to no ledger row -- reported."""
+    import pyarrow as pa
+
+    from cutover.core.icebatch import commit_batch, flat_writer, new_batch_id, start_writing
+
+    ws, ing, src = ws_ing
+    _, _, post_files = _shadowed(ws, ing, src, pre=10, post=10)
+    ws.service.run(ing, orchestrator="prefect", mode="shadow")
+    assert _counts(ws, ing).verdict == PASS
+    tbl = ws.catalog.load(ing.table)
+    late = tbl.scan(snapshot_id=tbl.metadata.refs[SHADOW_BRANCH].snapshot_id, limit=3).to_arrow()
+    late = pa.Table.from_arrays(late.columns, schema=tbl.schema().as_arrow())
+    bid = new_batch_id()
+    [[df]] = start_writing(tbl, [late], bid, writer=flat_writer(tbl, bid))()
+    commit_batch(ws.catalog, ing.table, tbl, [df], branch=SHADOW_BRANCH, batch_id=bid,
+                 properties={"cutover.mode": "shadow", "cutover.ingestion": ing.id})
+    c = _counts(ws, ing)
+    assert c.verdict == FAIL
+    assert any(f.kind == "file_processed_twice" and df.file_path in f.detail for f in c.findings), c.findings
+    assert any(f.kind == "row_count_mismatch" and f.file is None and f.shadow - f.legacy == 3 for f in c.findings)
