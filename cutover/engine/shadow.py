@@ -71,6 +71,8 @@ def ensure_fork(ws, ingestion) -> int:
     recorded = read_fork(ws, ingestion.id)
     if SHADOW_BRANCH in tbl.metadata.refs:
         if recorded is not None and recorded.table_name == ingestion.table and recorded.branch == SHADOW_BRANCH:
+            if FORK_TAG not in tbl.metadata.refs:  # a fork from before the tag: tag it while it exists
+                catalog.ensure_tag(ingestion.table, FORK_TAG, recorded.fork_snapshot_id)
             return recorded.fork_snapshot_id  # type: ignore[return-value]
         fork_id = _fork_point(catalog, tbl, SHADOW_BRANCH)  # created by someone else (or another ingestion)
     else:
