@@ -17,6 +17,8 @@ from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.quality import check_quality
 from checks.runs import check_runs
 from checks.spark_checks import has_shadow, processor_for
+
+from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
 from cutover.core.state.models import parity_results as t_results, shadow_forks as t_forks
@@ -128,7 +130,10 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         ws.autoloader_engine, ing.id, since=since, until=until,
                         grace_s=float(thresholds.get("ledger_grace", 0))))
                 elif name == "counts":
-                    res = _guard(name, lambda: check_counts(tbl, fork_snapshot_id=fork, ingestion_id=ing.id))
+                    res = _guard(name, lambda: check_counts(
+                        tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
+                        live=Ledger(ws.autoloader_engine, ing.id, "live", claim_timeout=0).entries(),
+                        shadow=Ledger(ws.autoloader_engine, ing.id, "shadow", claim_timeout=0).entries()))
                 elif spark:
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),

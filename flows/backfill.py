@@ -249,10 +249,9 @@ def run_chunk(ingestion_id: str, key: str, files: list, mode: str, flow_run_id: 
     error = None
     skipped = 0
     try:
-        for f in ws.service.pending(ing, mode, files):
-            if ws.service.process_file(ing, f, run_id=run_id, mode=mode, orchestrator="prefect",
-                                       result=res) == "skipped":
-                skipped += 1
+        outcomes = ws.service.process_files(ing, ws.service.pending(ing, mode, files), run_id=run_id, mode=mode,
+                                            orchestrator="prefect", result=res)  # in batches: one commit each
+        skipped += sum(1 for o in outcomes.values() if o == "skipped")
     except Exception as e:  # noqa: BLE001 - recorded on the run and the chunk; the flow goes on
         error = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])
         with contextlib.suppress(Exception):

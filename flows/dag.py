@@ -12,7 +12,7 @@ partitions of ``discover -> [ingest-0 | ingest-1] -> publish`` run concurrently)
 
 - ``discover``: (shadow: fork the branch first) list the source, diff the ledger of the mode's
   namespace: the pending files;
-- ``ingest`` (partition i of n): ``process_file`` for the pending files with
+- ``ingest`` (partition i of n): ``process_files`` (in batches) for the pending files with
   ``crc32(path) % n == i`` -- claims, one Iceberg snapshot per file on the mode's branch;
 - ``publish``: waits for every upstream step whatever its outcome (``allow_failure``) and
   closes the run record: SUCCESS / PARTIAL / FAILED from the counters, FAILED with the first
@@ -67,8 +67,8 @@ def ingest_step(ingestion_id: str, mode: str, step: str, run_id: str, files: lis
     mine = [DiscoveredFile(**f) for f in files if partition_of(f["path"], count) == idx]
     res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
     counts: dict[str, Any] = {"files": len(mine), "processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
-    for f in mine:
-        outcome = ws.service.process_file(ing, f, run_id=run_id, mode=mode, orchestrator="prefect", result=res)
+    for outcome in ws.service.process_files(ing, mine, run_id=run_id, mode=mode, orchestrator="prefect",
+                                            result=res).values():  # in batches: one commit each
         counts[outcome] = counts.get(outcome, 0) + 1
     counts["failures"] = [{"file": p, "reason": r} for p, r in res.failures]
     get_run_logger().info("partition %d/%d: %s", idx, count, {k: v for k, v in counts.items() if k != "failures"})

@@ -113,6 +113,19 @@ def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str
     return outcome, reason
 
 
+@task(name="process-batch", task_run_name="process {n} file(s)", **STORAGE_TASK_OPTIONS)
+def process_batch(ingestion_id: str, files: list, run_id: str, mode: str, n: int = 0) -> dict[str, Any]:
+    """Claim and ingest a batch of files in one Iceberg commit (``[ingest] batch_files`` per task):
+    {"outcomes": {path: processed|failed|skipped|recovered}, "failures": [{file, reason}]}."""
+    ws = workspace()
+    ing = ws.ingestions.get(ingestion_id)
+    res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
+    outcomes = ws.service.process_files(ing, files, run_id=run_id, mode=mode, orchestrator="prefect", result=res)
+    for path, reason in res.failures:
+        get_run_logger().warning("%s FAILED: %s", path, reason)
+    return {"outcomes": outcomes, "failures": [{"file": p, "reason": r} for p, r in res.failures]}
+
+
 @task(name="complete-run", **STORAGE_TASK_OPTIONS)
 def complete_run(run_id: str, error: str | None) -> dict[str, Any]:
     """Close the run record: SUCCESS, PARTIAL or FAILED from its counters (or the error)."""
@@ -175,11 +188,13 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
         files = discover(ingestion_id)
         counts["discovered"] = len(files)
         todo = check_state(ingestion_id, mode, files)
-        for f in todo:
-            outcome, reason = process_file(ingestion_id, f, run_id, mode)
-            counts[outcome] = counts.get(outcome, 0) + 1
-            if outcome == "failed":
-                failures.append({"file": f.path, "reason": reason or ""})
+        step = max(1, int(ws.settings.batch_files))  # one task, one Iceberg commit per batch
+        for i in range(0, len(todo), step):
+            chunk = todo[i:i + step]
+            out = process_batch(ingestion_id, chunk, run_id, mode, n=len(chunk))
+            for outcome in out["outcomes"].values():
+                counts[outcome] = counts.get(outcome, 0) + 1
+            failures.extend(out["failures"])
     except ClaimLost as e:
         error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
     except Exception as e:  # noqa: BLE001 - recorded on the run record; the flow run fails below

@@ -45,7 +45,8 @@ def test_two_processes_same_ingestion_exactly_once(backend, workspace_env, tmp_p
     ing = add_ingestion(ws, "orders", tmp_path / "src", table="raw.orders")
     ws.catalog.catalog  # the SQL catalog's own tables exist before the race on the Iceberg table
 
-    env = cutover_env(workspace_env, **overrides)
+    # batches of 10 (one claim transaction and one commit each): small enough for the two to share the work
+    env = cutover_env(workspace_env, CUTOVER_INGEST_BATCH_FILES="10", **overrides)
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(2)]
     procs = [start_service_run(ing.id, env, ready=ready[i], go=go) for i in range(2)]

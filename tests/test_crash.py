@@ -1,9 +1,11 @@
 """Crash safety: a run SIGKILLed midway loses and duplicates nothing.
 
-Crash points (the service's test hook ``CUTOVER_TEST_CRASH_AT``):
-- ``after-commit:N``: killed right after the Nth Iceberg commit, before the
-  ledger is marked: the file is committed but its claim is still PROCESSING;
-- ``after-file:N``: killed after the Nth file is fully done;
+Files are committed in batches (``CUTOVER_INGEST_BATCH_FILES`` = 4 here). Crash points
+(the service's test hook ``CUTOVER_TEST_CRASH_AT``):
+- ``after-commit:N``: killed right after the Nth batch commit, before the ledger is
+  marked: the batch is committed but its claims are still PROCESSING (staged);
+- ``after-batch:N``: killed after the Nth batch is fully done;
+- ``before-stage`` / ``after-stage``: data files written, intent not yet / already recorded;
 - an external SIGKILL at whatever point the run has reached.
 
 Then:
@@ -11,13 +13,14 @@ Then:
   alone (the file is not pending for it) and does not reap the dead run;
 - a run started after the claim timeout (1 s, slept past) marks the dead run
   CRASHED, finishes the remaining files, and completes the committed-but-not-marked
-  file from its snapshot (recovered, not appended twice).
+  files from the batch's data files in the table's current state (recovered, not appended twice).
 The end state is checked like the concurrency test: every file SUCCESS once in the
-ledger, one snapshot per file, total-records == the source's rows, runs' counts add up.
+ledger, its data files in the table exactly once, no stray data file, runs' counts add up.
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 
@@ -31,7 +34,7 @@ from tests.helpers import (
     add_ingestion,
     check_exactly_once,
     cutover_env,
-    file_snapshots,
+    batch_snapshots,
     finish,
     kill_group,
     ledger_rows,
@@ -41,12 +44,15 @@ from tests.helpers import (
 )
 
 N_FILES = 24
+BATCH = 4
 SHORT_TIMEOUT = 1.0
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def _setup(tmp_path, request, monkeypatch, backend: str, n: int = N_FILES, pad: int = 0):
     overrides = use_backend(backend, request, monkeypatch)
+    monkeypatch.setenv("CUTOVER_INGEST_BATCH_FILES", str(BATCH))
+    overrides = {**overrides, "CUTOVER_INGEST_BATCH_FILES": str(BATCH)}
     files = write_csv_files(tmp_path / "src", n, pad=pad)
     ws = Workspace()
     ing = add_ingestion(ws, "orders", tmp_path / "src", table="raw.orders")
@@ -77,38 +83,40 @@ def _sleep_past(seconds: float, since: float) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_crash_after_commit_before_ledger_mark(backend, workspace_env, tmp_path, monkeypatch, request):
     ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, backend)
-    k = 5
+    k = 2
     dead = _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT=f"after-commit:{k}", **overrides))
     t_crash = time.monotonic()
 
-    # state at the crash: k commits, k-1 marked, one committed-but-not-marked claim
+    # state at the crash: k batch commits, k-1 batches marked, one committed-but-not-marked (staged) batch
     rows = ledger_rows(ws.autoloader_engine, ing.id)
-    assert sorted(r.status for r in rows) == ["PROCESSING"] + ["SUCCESS"] * (k - 1)
-    [orphan] = [r for r in rows if r.status == "PROCESSING"]
-    assert orphan.claimed_by == dead
-    snaps = file_snapshots(ws.catalog, ing.table)
-    assert len(snaps) == k and snaps[-1].file == orphan.path and snaps[-1].run_id == dead
+    assert sorted(r.status for r in rows) == ["PROCESSING"] * BATCH + ["SUCCESS"] * (k - 1) * BATCH
+    orphans = [r for r in rows if r.status == "PROCESSING"]
+    assert {r.claimed_by for r in orphans} == {dead} and len({r.batch_id for r in orphans}) == 1
+    assert all(r.data_files for r in orphans)
+    snaps = batch_snapshots(ws.catalog, ing.table)
+    assert len(snaps) == k and snaps[-1].properties["cutover.batch"] == orphans[0].batch_id
+    assert snaps[-1].run_id == dead
 
-    # a run started before the claim timeout passed leaves the dead run's claim alone
+    # a run started before the claim timeout passed leaves the dead run's claims alone
     early = _workspace(monkeypatch, "60s").service.run(ing)
     assert early.status == "SUCCESS", early.error
-    assert early.files_processed == N_FILES - k and early.files_recovered == 0
-    assert early.files_processed + early.files_skipped == N_FILES - k  # the claimed file: skipped or not pending
-    row = [r for r in ledger_rows(ws.autoloader_engine, ing.id) if r.path == orphan.path][0]
-    assert (row.status, row.claimed_by, row.attempts) == ("PROCESSING", dead, 1)
+    assert early.files_processed == N_FILES - k * BATCH and early.files_recovered == 0
+    for row in ledger_rows(ws.autoloader_engine, ing.id):
+        if row.path in {o.path for o in orphans}:
+            assert (row.status, row.claimed_by, row.attempts) == ("PROCESSING", dead, 1)
     assert ws.runs.get(dead).status == "RUNNING"
-    assert len(file_snapshots(ws.catalog, ing.table)) == N_FILES  # the orphan was not appended again
 
     # past the claim timeout: the dead run is CRASHED, its commit recovered, not re-appended
     _sleep_past(SHORT_TIMEOUT, t_crash)
     late = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
     assert late.status == "SUCCESS", late.error
-    assert (late.files_recovered, late.files_processed, late.files_failed) == (1, 0, 0)
+    assert (late.files_recovered, late.files_processed, late.files_failed) == (BATCH, 0, 0)
     rec = ws.runs.get(dead)
     assert rec.status == "CRASHED" and "heartbeat" in rec.error and rec.ended_at is not None
-    assert rec.files_processed == k  # the recovered file is credited to the run that committed it
-    row = [r for r in ledger_rows(ws.autoloader_engine, ing.id) if r.path == orphan.path][0]
-    assert (row.status, row.run_id, row.snapshot_id, row.attempts) == ("SUCCESS", dead, snaps[-1].snapshot_id, 2)
+    assert rec.files_processed == k * BATCH  # the recovered files are credited to the run that committed them
+    for row in ledger_rows(ws.autoloader_engine, ing.id):
+        if row.path in {o.path for o in orphans}:
+            assert (row.status, row.run_id, row.snapshot_id, row.attempts) == ("SUCCESS", dead, snaps[-1].snapshot_id, 2)
 
     report = check_exactly_once(ws, ing, files)
     assert report["runs"] == 3
@@ -118,14 +126,14 @@ def test_crash_after_commit_before_ledger_mark(backend, workspace_env, tmp_path,
     assert (again.files_processed, again.files_recovered, again.files_skipped) == (0, 0, 0)
 
 
-def test_crash_after_file(workspace_env, tmp_path, monkeypatch, request):
+def test_crash_after_batch(workspace_env, tmp_path, monkeypatch, request):
     ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite")
-    k = 6
-    dead = _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT=f"after-file:{k}", **overrides))
+    k = 3
+    dead = _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT=f"after-batch:{k}", **overrides))
     t_crash = time.monotonic()
     rows = ledger_rows(ws.autoloader_engine, ing.id)
-    assert [r.status for r in rows] == ["SUCCESS"] * k
-    assert len(file_snapshots(ws.catalog, ing.table)) == k
+    assert [r.status for r in rows] == ["SUCCESS"] * k * BATCH
+    assert len(batch_snapshots(ws.catalog, ing.table)) == k
 
     # before the timeout the dead run is left RUNNING, and there is no claim to steal
     early_ws = _workspace(monkeypatch, "60s")
@@ -134,9 +142,83 @@ def test_crash_after_file(workspace_env, tmp_path, monkeypatch, request):
     _sleep_past(SHORT_TIMEOUT, t_crash)
     late = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
     assert late.status == "SUCCESS", late.error
-    assert (late.files_processed, late.files_recovered) == (N_FILES - k, 0)
+    assert (late.files_processed, late.files_recovered) == (N_FILES - k * BATCH, 0)
     rec = ws.runs.get(dead)
-    assert rec.status == "CRASHED" and rec.files_processed == k
+    assert rec.status == "CRASHED" and rec.files_processed == k * BATCH
+    check_exactly_once(ws, ing, files)
+
+
+@pytest.mark.parametrize("point", ["before-stage", "after-stage"])
+def test_crash_before_commit_reingests(point, workspace_env, tmp_path, monkeypatch, request):
+    """Killed with the batch's data files written (and, after-stage, its intent recorded) but not
+    committed: the taker finds none of them in the table and ingests the files again, once."""
+    ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite")
+    dead = _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT=f"{point}:2", **overrides))
+    t_crash = time.monotonic()
+    rows = ledger_rows(ws.autoloader_engine, ing.id)
+    held = [r for r in rows if r.status == "PROCESSING"]
+    assert len(held) == BATCH and all(bool(r.batch_id) == (point == "after-stage") for r in held)
+    _sleep_past(SHORT_TIMEOUT, t_crash)
+    late = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
+    assert late.status == "SUCCESS", late.error
+    assert (late.files_processed, late.files_recovered) == (N_FILES - BATCH, 0)
+    assert ws.runs.get(dead).status == "CRASHED"
+    check_exactly_once(ws, ing, files)
+
+
+def test_taker_killed_before_recovering_keeps_the_intent(workspace_env, tmp_path, monkeypatch, request):
+    """A run dies after its commit; the run taking its claims over dies too, right after claiming;
+    the third still finds the first run's batch (the intent stays on the rows until settled)."""
+    ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite")
+    short = dict(overrides, CUTOVER_INGEST_CLAIM_TIMEOUT=f"{SHORT_TIMEOUT}s")
+    _crashed_run(ws, ing, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT="after-commit:1", **short))
+    staged = {r.path: r.batch_id for r in ledger_rows(ws.autoloader_engine, ing.id) if r.status == "PROCESSING"}
+    assert len(staged) == BATCH and all(staged.values())
+    _sleep_past(SHORT_TIMEOUT, time.monotonic())
+    rc, _, err = finish(start_service_run(ing.id, cutover_env(workspace_env, CUTOVER_TEST_CRASH_AT="after-claim:1",
+                                                              **short)))
+    assert rc == -signal.SIGKILL, err[-2000:]
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, ing.id) if r.path in staged}
+    assert all(r.status == "PROCESSING" and r.attempts == 2 and r.batch_id == staged[p] for p, r in rows.items())
+    _sleep_past(SHORT_TIMEOUT, time.monotonic())
+    late = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
+    assert late.status == "SUCCESS", late.error
+    assert late.files_recovered == BATCH
+    check_exactly_once(ws, ing, files)
+
+
+@pytest.mark.slow
+def test_random_kills_exactly_once(workspace_env, tmp_path, monkeypatch, request):
+    """20 runs in a row, each SIGKILLed at a random point of a batch (a crash hook between two
+    steps, or an external kill after a random delay, landing anywhere, mid-write or mid-commit);
+    then one run to the end: every file exactly once, data files and ledger agree."""
+    n = 400
+    ws, ing, files, overrides = _setup(tmp_path, request, monkeypatch, "sqlite", n=n)
+    rng = random.Random(14)
+    points = ["after-claim", "before-stage", "after-stage", "after-commit", "after-batch"]
+    killed = 0
+    for i in range(20):
+        env = dict(overrides, CUTOVER_INGEST_CLAIM_TIMEOUT=f"{SHORT_TIMEOUT}s")
+        if i % 2 == 0:
+            env["CUTOVER_TEST_CRASH_AT"] = f"{rng.choice(points)}:{rng.randint(1, 2)}"
+            proc = start_service_run(ing.id, cutover_env(workspace_env, **env))
+            rc, _, err = finish(proc, timeout=120)
+        else:
+            proc = start_service_run(ing.id, cutover_env(workspace_env, **env))
+            runs_before = len(ws.runs.list(ingestion_id=ing.id))
+            deadline = time.monotonic() + 60
+            while len(ws.runs.list(ingestion_id=ing.id)) == runs_before and proc.poll() is None:
+                assert time.monotonic() < deadline, "the run never started"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.6))  # anywhere in its work: reading, writing, committing, marking
+            kill_group(proc)
+            rc, _, err = finish(proc, timeout=60)
+        assert rc in (0, -signal.SIGKILL), f"run {i}: exit {rc}: {err[-2000:]}"
+        killed += rc == -signal.SIGKILL
+        _sleep_past(SHORT_TIMEOUT, time.monotonic())
+    assert killed >= 10, f"only {killed} of 20 runs were killed"
+    last = _workspace(monkeypatch, f"{SHORT_TIMEOUT}s").service.run(ing)
+    assert last.status == "SUCCESS", last.error
     check_exactly_once(ws, ing, files)
 
 

@@ -6,16 +6,18 @@ has its own CUTOVER_HOME and unique ingestion ids, and deletes its deployments.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from tests.helpers import ROOT, add_ingestion, file_snapshots, ledger_rows, write_csv_files
+from tests.helpers import ROOT, add_ingestion, batch_snapshots, ledger_rows, write_csv_files
 from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server, wait_flow_run  # noqa: F401
 from tests.helpers import invoke_cli as _cli
 
@@ -78,8 +80,8 @@ def test_live_run_end_to_end(prefect_server, prefect_env, prefect_cleanup, tmp_p
     assert sorted(r.path for r in rows) == sorted(files) and {r.status for r in rows} == {"SUCCESS"}
     assert {r.run_id for r in rows} == {rec.id}
 
-    snaps = file_snapshots(ws.catalog, ing.table, "main")
-    assert len(snaps) == 4
+    snaps = batch_snapshots(ws.catalog, ing.table, "main")
+    assert len(snaps) == 1  # the 4 files in one batch commit
     assert {s.properties["cutover.orchestrator"] for s in snaps} == {"prefect"}
     assert {s.properties["cutover.run-id"] for s in snaps} == {rec.id}
     assert sum(s.added_records for s in snaps) == sum(files.values())
@@ -89,7 +91,7 @@ def test_live_run_end_to_end(prefect_server, prefect_env, prefect_cleanup, tmp_p
         again = ad.trigger(iid)
     assert wait_flow_run(prefect_server, again).state.type.value == "COMPLETED"
     assert _prefect_record(ws, iid, again).files_processed == 0
-    assert len(file_snapshots(ws.catalog, ing.table, "main")) == 4
+    assert len(batch_snapshots(ws.catalog, ing.table, "main")) == 1
 
 
 def test_failed_and_partial_runs(prefect_server, prefect_env, prefect_cleanup, tmp_path):
@@ -161,7 +163,7 @@ def test_shadow_run(prefect_server, prefect_env, prefect_cleanup, tmp_path, caps
     tbl = ws.catalog.load(ing.table)
     assert Catalog.head(tbl) == main_head  # main untouched
     branch_snaps = [s for s in Catalog.ancestry(tbl, SHADOW_BRANCH, stop_at=main_head)]
-    assert len(branch_snaps) == 3
+    assert len(branch_snaps) == 1  # the 3 files in one batch commit
     assert {(s.properties["cutover.orchestrator"], s.properties["cutover.mode"]) for s in branch_snaps} == {
         ("prefect", "shadow")}
     assert sum(s.added_records for s in branch_snaps) == sum(files.values())
@@ -326,6 +328,9 @@ def test_cancel_running_cancels_the_flow_run_and_closes_the_record(prefect_serve
                                                                    tmp_path):
     """cancel_running: the worker kills the flow run; the run record is closed CANCELLED, no claim is left."""
     write_csv_files(tmp_path / "src", 400)
+    home = Path(os.environ["CUTOVER_HOME"])  # the deployment's workspace: batches of 10, cancelled between two
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "cutover.toml").write_text("[ingest]\nbatch_files = 10\n")
     ws = _workspace()
     iid = "pf-cancel"
     prefect_cleanup(iid)

@@ -24,7 +24,7 @@ CORE = {
     "ingestion": ("cutover.cli.ingestion_cmd:ingestion", "Manage ingestions: add, list, show, remove."),
     "runs": ("cutover.cli.inspect_cmd:runs", "Run records of both orchestrators."),
     "ledger": ("cutover.cli.inspect_cmd:ledger", "The processed-file ledger of an ingestion."),
-    "table": ("cutover.cli.inspect_cmd:table", "Iceberg tables: row counts per branch and snapshots."),
+    "table": ("cutover.cli.inspect_cmd:table", "Iceberg tables: row counts per branch, snapshots, maintain."),
     "shadow": ("cutover.cli.shadow_cmd:shadow", "Shadow runs: start, stop, run --once (legacy stays authoritative)."),
     "parity": ("cutover.cli.parity_cmd:parity", "Parity verdict per ingestion; `parity history` for streaks."),
     "waive": ("cutover.cli.parity_cmd:waive", "Waive one check of one ingestion until a date."),

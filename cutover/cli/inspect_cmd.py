@@ -86,6 +86,30 @@ def counts(app: App, ingestion_ids, as_json) -> None:
               ("ingestion", "table", "rows (main)", "snapshots", "rows (cutover-shadow)"))
 
 
+@table.command("maintain")
+@click.argument("ingestion_id")
+@click.option("--retain", default="24h", show_default=True, help="Expire snapshots older than this (ref heads are kept).")
+@click.option("--orphan-age", default="1h", show_default=True,
+              help="Remove unreferenced files only when older than this (in-flight batches write files first).")
+@click.option("--dry-run", is_flag=True, help="Show what would be expired and removed; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def maintain(app: App, ingestion_id, retain, orphan_age, dry_run, as_json) -> None:
+    """Expire old snapshots, remove orphan and old metadata files (safe while both sides ingest)."""
+    from cutover.commands.table import maintain as do_maintain
+
+    res = do_maintain(Workspace(app.settings), ingestion_id, retain=retain, orphan_age=orphan_age, dry_run=dry_run)
+    if as_json:
+        app.json(res.as_dict())
+        return
+    verb = "would expire" if dry_run else "expired"
+    app.echo(f"{res.table}: {verb} {res.snapshots_expired} of {res.snapshots_before} snapshot(s), kept refs "
+             f"{', '.join(sorted(res.kept_refs))}; {'would remove' if dry_run else 'removed'} {res.orphans_removed} "
+             f"orphan file(s) and {res.metadata_files_removed} old metadata file(s), {res.orphan_bytes / 1e6:.1f} MB; "
+             f"metadata {res.metadata_bytes_before / 1e6:.1f} MB -> {res.metadata_bytes_after / 1e6:.1f} MB")
+    app.echo(f"compaction: {res.compaction}")
+
+
 @table.command("snapshots")
 @click.argument("table_name")
 @click.option("--branch", default="main", show_default=True)
@@ -100,5 +124,7 @@ def snapshots(app: App, table_name, branch, limit, as_json) -> None:
         return
     app.table([(s.snapshot_id, datetime.fromtimestamp(s.timestamp_ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                 s.added_records, s.total_records, s.properties.get("cutover.orchestrator", ""),
-                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12], s.file or "") for s in res.snapshots],
-              ("snapshot", "at (UTC)", "added", "total", "orch", "mode", "run", "file"))
+                s.properties.get("cutover.mode", ""), (s.run_id or "")[:12],
+                s.file or (f"batch {s.properties['cutover.batch'][:8]}: {s.properties.get('cutover.batch-files', '?')} file(s)"
+                           if s.properties.get("cutover.batch") else "")) for s in res.snapshots],
+              ("snapshot", "at (UTC)", "added", "total", "orch", "mode", "run", "file(s)"))

@@ -54,6 +54,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "claim_timeout": ("duration", lambda h: 900.0),
         "engine": ("str", lambda h: "arrow"),
         "commit_retries": ("int", lambda h: 12),
+        # one Iceberg commit per batch of files, closed at whichever limit comes first
+        "batch_files": ("int", lambda h: 1000),
+        "batch_bytes": ("int", lambda h: 256 * 1024 * 1024),
+        "batch_seconds": ("duration", lambda h: 30.0),
         "spark_remote": ("str", lambda h: "sc://localhost:15002"),  # or "local" / "local[N]": see docs/spark.md
         "spark_catalog": ("str", lambda h: "cutover"),  # "spark_catalog": plain local tables, no Iceberg
     },
@@ -115,6 +119,9 @@ class Settings:
     catalog_name: str
     spark_remote: str = "sc://localhost:15002"
     spark_catalog: str = "cutover"
+    batch_files: int = 1000
+    batch_bytes: int = 256 * 1024 * 1024
+    batch_seconds: float = 30.0
     parity: dict[str, float] = field(default_factory=dict)
     watch: dict[str, Any] = field(default_factory=dict)
     catalog_properties: dict[str, str] = field(default_factory=dict)
@@ -148,6 +155,9 @@ class Settings:
                 "commit_retries": self.commit_retries,
                 "spark_remote": redact_remote(self.spark_remote),
                 "spark_catalog": self.spark_catalog,
+                "batch_files": self.batch_files,
+                "batch_bytes": self.batch_bytes,
+                "batch_seconds": self.batch_seconds,
             },
             "scheduler": {
                 "jobstore_url": redact_url(self.jobstore_url),
@@ -294,6 +304,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog_name=catalog_name,
         spark_remote=values["ingest.spark_remote"],
         spark_catalog=values["ingest.spark_catalog"],
+        batch_files=values["ingest.batch_files"],
+        batch_bytes=values["ingest.batch_bytes"],
+        batch_seconds=values["ingest.batch_seconds"],
         parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
         watch={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("watch.")},
         catalog_properties=catalog,
@@ -314,6 +327,9 @@ DEFAULT_TOML = """\
 # engine = "arrow"        # or "spark"
 # spark_remote = "sc://localhost:15002"   # Spark Connect; "local[2]" starts one in-process
 # spark_catalog = "cutover"               # Spark-side Iceberg catalog; "spark_catalog" = plain local tables
+# batch_files = 1000      # one Iceberg commit per batch: at most this many files,
+# batch_bytes = 268435456 # this many source bytes,
+# batch_seconds = "30s"   # or this long reading
 
 [watch]
 # `cutover watch` rollback triggers for ingestions in CUTOVER

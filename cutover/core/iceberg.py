@@ -18,6 +18,7 @@ from cutover.core.redact import redact_text
 
 SHADOW_BRANCH = "cutover-shadow"
 MAIN = "main"
+FORK_TAG = "cutover-fork"  # the shadow's fork snapshot, kept through snapshot expiry
 P_RUN, P_ORCH, P_MODE, P_FILE, P_INGESTION = (
     "cutover.run-id", "cutover.orchestrator", "cutover.mode", "cutover.file", "cutover.ingestion")
 
@@ -211,6 +212,23 @@ class Catalog:
         if branch in tbl.metadata.refs:
             return
         tbl.manage_snapshots().create_branch(snapshot_id=snapshot_id, branch_name=branch).commit()
+
+    def ensure_tag(self, identifier: str, tag: str, snapshot_id: int | None) -> bool:
+        """Tag ``snapshot_id`` (expiry keeps tagged snapshots); False when it is gone or already tagged."""
+        if snapshot_id is None:
+            return False
+        for attempt in range(self.commit_retries + 1):
+            tbl = self.load(identifier)
+            if tag in tbl.metadata.refs or tbl.metadata.snapshot_by_id(snapshot_id) is None:
+                return False
+            try:
+                tbl.manage_snapshots().create_tag(snapshot_id=snapshot_id, tag_name=tag).commit()
+                return True
+            except Exception:  # noqa: BLE001 - a concurrent commit: reload and look again
+                if attempt == self.commit_retries:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+        return False
 
     # -- reads -----------------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cutover.core.errors import InputError
-from cutover.core.iceberg import MAIN, SHADOW_BRANCH
+from cutover.core.iceberg import FORK_TAG, MAIN, SHADOW_BRANCH
 from cutover.core.state.models import shadow_forks
 
 
@@ -67,6 +67,8 @@ def ensure_fork(ws, ingestion) -> int:
     recorded = read_fork(ws, ingestion.id)
     if SHADOW_BRANCH in tbl.metadata.refs:
         if recorded is not None and recorded.table_name == ingestion.table and recorded.branch == SHADOW_BRANCH:
+            if FORK_TAG not in tbl.metadata.refs:  # a fork from before the tag: tag it while it exists
+                catalog.ensure_tag(ingestion.table, FORK_TAG, recorded.fork_snapshot_id)
             return recorded.fork_snapshot_id  # type: ignore[return-value]
         fork_id = _fork_point(catalog, tbl, SHADOW_BRANCH)  # created by someone else (or another ingestion)
     else:
@@ -81,6 +83,7 @@ def ensure_fork(ws, ingestion) -> int:
             if SHADOW_BRANCH not in tbl.metadata.refs:
                 raise
             fork_id = _fork_point(catalog, tbl, SHADOW_BRANCH)
+    catalog.ensure_tag(ingestion.table, FORK_TAG, fork_id)  # parity needs the fork snapshot after expiry
     _record(ws, ingestion, fork_id, replace=recorded is not None)
     return fork_id  # type: ignore[return-value]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from cutover.core.autoloader.batching import BatchLimits
 from cutover.core.autoloader.service import IngestionService, processor_for
 from cutover.core.config import Settings, load_settings
 from cutover.core.db import ensure_schema, get_engine
@@ -38,7 +39,8 @@ class Workspace:
     @cached_property
     def service(self):
         return IngestionService(self.autoloader_engine, self.catalog, claim_timeout=self.settings.claim_timeout,
-                                processor=processor_for(self.settings))
+                                processor=processor_for(self.settings),
+                                batch_limits=BatchLimits.from_settings(self.settings))
 
     @cached_property
     def runs(self):

@@ -189,12 +189,14 @@ def _ingest(store, job, run, wf, s) -> dict:
     counts = {"processed": 0, "failed": 0, "skipped": 0, "recovered": 0}
     res = RunResult(run_id=run_id, ingestion_id=iid, status="RUNNING")
     try:
-        for f in files:
+        step = max(1, int(ws.settings.batch_files))
+        for i in range(0, len(files), step):  # a cancel is honoured between batches (one commit each)
             if store.conn.hexists(store.k_run(run_id), "cancel"):
                 store.mark_step(run_id, s.name, "cancelled")
                 return {"status": "cancelled", **counts}
-            outcome = ws.service.process_file(ing, f, run_id=run_id, mode="live", orchestrator="legacy", result=res)
-            counts[outcome] = counts.get(outcome, 0) + 1
+            for outcome in ws.service.process_files(ing, files[i:i + step], run_id=run_id, mode="live",
+                                                    orchestrator="legacy", result=res).values():
+                counts[outcome] = counts.get(outcome, 0) + 1
     except ClaimLost as e:
         store.mark_step(run_id, s.name, "failed", f"{e}: this run was considered dead (no heartbeat within the "
                                                   f"claim timeout)")

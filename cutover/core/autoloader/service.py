@@ -4,13 +4,15 @@ Both orchestrators call this, the legacy ones directly and the Prefect flow
 through tasks wrapping the same steps, so any difference parity finds is an
 orchestration difference, not a re-implementation bug.
 
-Exactly-once across the ledger and Iceberg:
+Exactly-once across the ledger and Iceberg (arrow engine: see
+``cutover.core.autoloader.batching`` for the batch commit, one snapshot per batch):
 - a file is processed only under a claim (the ledger fences concurrent runs);
-- its rows are one Iceberg snapshot tagged with ``cutover.file``;
-- the claim is completed after the commit, conditional on still holding it;
-- when a dead run's claim is taken over, the branch is first searched for a
-  snapshot of that file: if the dead run had committed, the ledger is
-  completed from that snapshot instead of appending the rows again.
+- its rows are its own data file(s), recorded in its ledger row with the batch id
+  before the batch's one Iceberg commit (summary ``cutover.batch``);
+- the claims are completed after the commit, conditional on still holding them;
+- when a dead run's claim is taken over, its recorded data files are looked up
+  in the branch's current state: if the dead run had committed, the ledger is
+  completed from them instead of appending the rows again.
 
 ``[ingest] engine = "spark"``: read + append (and the snapshot lookup) are
 delegated to ``cutover.core.spark.engine.SparkProcessor``; everything else here is
@@ -26,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from cutover.core.autoloader.batching import BatchIngest, BatchLimits, committed
+from cutover.core.autoloader.batching import branch_for  # noqa: F401 (re-exported: callers ask the service)
 from cutover.core.autoloader.discovery import DiscoveredFile, discover, filesystem
 from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
 from cutover.core.db import ensure_schema, get_engine
@@ -60,10 +64,6 @@ class RunResult:
         return d
 
 
-def branch_for(mode: str) -> str:
-    return MAIN if mode == "live" else SHADOW_BRANCH
-
-
 class Heartbeat(threading.Thread):
     """Keeps a run's claims and run record fresh while it works."""
 
@@ -93,8 +93,10 @@ def processor_for(settings):
 
 
 class IngestionService:
-    def __init__(self, engine, catalog: Catalog, *, claim_timeout: float, processor=None):
+    def __init__(self, engine, catalog: Catalog, *, claim_timeout: float, processor=None,
+                 batch_limits: BatchLimits | None = None):
         self.engine = engine
+        self.batch_limits = batch_limits or BatchLimits()
         self.catalog = catalog
         self.claim_timeout = claim_timeout
         self.runs = R.RunStore(engine)
@@ -106,7 +108,8 @@ class IngestionService:
     def from_settings(cls, settings) -> "IngestionService":
         ensure_schema(settings)
         return cls(get_engine(settings.autoloader_url), Catalog.from_settings(settings),
-                   claim_timeout=settings.claim_timeout, processor=processor_for(settings))
+                   claim_timeout=settings.claim_timeout, processor=processor_for(settings),
+                   batch_limits=BatchLimits.from_settings(settings))
 
     def ledger(self, ingestion_id: str, namespace: str) -> L.Ledger:
         return L.Ledger(self.engine, ingestion_id, namespace, claim_timeout=self.claim_timeout)
@@ -126,24 +129,54 @@ class IngestionService:
         """Files still to process; also settles dead runs' claims on files that left the source."""
         ledger = self.ledger(ing.id, mode)
         present = {f.path for f in files}
-        for entry in ledger.stale_claims():
-            if entry.path in present:
-                continue
-            snap = (self.processor or self.catalog).find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
-                                                                       mode=mode, ingestion_id=ing.id)
+        gone = [e for e in ledger.stale_claims() if e.path not in present]
+        if gone and self.processor is None:
+            done = committed(self.catalog.find(ing.table), branch_for(mode), gone, mode=mode, ingestion_id=ing.id)
+            for entry in gone:
+                if entry.path not in done:  # a committed one is settled by the next claimer... if it comes back
+                    ledger.mark_vanished(entry)
+        for entry in gone if self.processor is not None else ():
+            snap = self.processor.find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
+                                                     mode=mode, ingestion_id=ing.id)
             if snap is None:
                 ledger.mark_vanished(entry)
         return ledger.diff(files)
 
+    def batch_ingest(self, ing: Ingestion, *, run_id: str, mode: str, orchestrator: str) -> BatchIngest:
+        return BatchIngest(self.catalog, self.ledger(ing.id, mode), ing, run_id=run_id, mode=mode,
+                           orchestrator=orchestrator, limits=self.batch_limits,
+                           commit_retries=self.catalog.commit_retries, crash=_crash_point)
+
+    def process_files(self, ing: Ingestion, files: list[DiscoveredFile], *, run_id: str, mode: str,
+                      orchestrator: str, result: RunResult | None = None,
+                      on_file: Callable[[str, str], None] | None = None) -> dict[str, str]:
+        """Claim and ingest ``files``: in batches with the arrow engine, one by one with Spark.
+        Returns path -> processed | failed | skipped | recovered."""
+        if self.processor is None:
+            return self.batch_ingest(ing, run_id=run_id, mode=mode, orchestrator=orchestrator).process(
+                files, result, on_file)
+        out = {}
+        for f in files:
+            out[f.path] = outcome = self.process_file(ing, f, run_id=run_id, mode=mode, orchestrator=orchestrator,
+                                                      result=result)
+            if outcome == "recovered" and result is not None:
+                result.files_recovered += 1
+            if on_file:
+                on_file(f.path, outcome)
+            _crash_point("after-file")
+        return out
+
     def process_file(self, ing: Ingestion, f: DiscoveredFile, *, run_id: str, mode: str,
                      orchestrator: str, result: RunResult | None = None) -> str:
         """Claim and ingest one file. Returns processed | failed | skipped | recovered."""
+        if self.processor is None:  # a batch of one
+            return self.batch_ingest(ing, run_id=run_id, mode=mode, orchestrator=orchestrator).process(
+                [f], result)[f.path]
         ledger = self.ledger(ing.id, mode)
         claim = ledger.claim(f, run_id)
         if claim is None:
             return "skipped"
-        steps = self.processor if self.processor is not None else _ArrowSteps(self.catalog)
-        return self._process_with(steps, ing, f, claim, ledger, run_id=run_id, mode=mode, orchestrator=orchestrator,
+        return self._process_with(self.processor, ing, f, claim, ledger, run_id=run_id, mode=mode, orchestrator=orchestrator,
                                   branch=branch_for(mode), result=result)
 
     def _process_with(self, steps, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
@@ -215,15 +248,9 @@ class IngestionService:
             files = self.discover(ing)
             result.discovered = len(files)
             todo = self.pending(ing, mode, files)
-            for f in todo:
-                outcome = self.process_file(ing, f, run_id=run_id, mode=mode, orchestrator=orchestrator, result=result)
-                if outcome == "skipped":
-                    result.files_skipped += 1
-                elif outcome == "recovered":
-                    result.files_recovered += 1
-                if on_file:
-                    on_file(f.path, outcome)
-                _crash_point("after-file")
+            outcomes = self.process_files(ing, todo, run_id=run_id, mode=mode, orchestrator=orchestrator,
+                                          result=result, on_file=on_file)
+            result.files_skipped += sum(1 for o in outcomes.values() if o == "skipped")
         except L.ClaimLost as e:
             error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
         except Exception as e:  # noqa: BLE001 - recorded on the run, re-raised as InputError by callers
@@ -258,39 +285,3 @@ def _crash_point(name: str) -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _ArrowSteps:
-    """The in-process (pyarrow + pyiceberg) engine's steps for one file, in the shape of the
-    Spark engine's: find the file's commit, read and fit it, append it as one snapshot.
-    One instance per file: the table loaded to look for the commit is the one appended to."""
-
-    def __init__(self, catalog):
-        self.catalog = catalog
-        self.tbl = None
-
-    def find_file_snapshot(self, identifier: str, *, branch: str, path: str, mode: str, ingestion_id: str):
-        self.tbl = tbl = self.catalog.find(identifier)
-        if tbl is None or (branch != MAIN and branch not in tbl.metadata.refs):
-            return None
-        for info in self.catalog.ancestry(tbl, branch):
-            p = info.properties
-            if p.get(P_FILE) == path and p.get(P_MODE) == mode and p.get(P_INGESTION, ingestion_id) == ingestion_id:
-                return info
-        return None
-
-    def prepare(self, ing: Ingestion, f: DiscoveredFile, *, mode: str, branch: str):
-        fs, _ = filesystem(ing.source_uri, ing.storage_options())
-        data = read_file(fs, f.path, ing.format, ing.options)
-        tbl = self.tbl
-        if tbl is None:
-            if mode != "live":
-                raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
-            self.tbl = tbl = self.catalog.load_or_create(ing.table, data.schema)
-        if branch != MAIN and branch not in tbl.metadata.refs:
-            raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
-        return fit_to_table(data, tbl.schema().as_arrow(), table_name=ing.table)
-
-    def append(self, ing: Ingestion, data, *, branch: str, properties: dict[str, str]) -> tuple[int, int]:
-        snapshot_id = self.catalog.append(ing.table, data, branch=branch, properties=properties, tbl=self.tbl)
-        return data.num_rows, snapshot_id

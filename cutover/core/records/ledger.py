@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.db import write_tx
@@ -58,6 +58,9 @@ class Claim:
     run_id: str
     previous_status: str | None  # None: new row; PROCESSING: taken over from a dead run
     previous_run: str | None
+    # the dead run's intent, when it had staged the file in a batch before dying
+    previous_batch: str | None = None
+    previous_data_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class LedgerEntry:
     claimed_at: datetime | None
     claimed_by: str | None
     processed_at: datetime | None
+    batch_id: str | None = None
+    data_files: list[str] | None = None
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
@@ -89,7 +94,8 @@ def _entry(row) -> LedgerEntry:
     return LedgerEntry(
         ingestion_id=row.ingestion_id, namespace=row.namespace, path=row.path, status=row.status,
         size=row.size, etag=row.etag, run_id=row.run_id, records_ingested=row.records_ingested,
-        bytes_read=row.bytes_read, error=row.error, snapshot_id=row.snapshot_id, attempts=row.attempts,
+        bytes_read=row.bytes_read, error=row.error, snapshot_id=row.snapshot_id, batch_id=row.batch_id,
+        data_files=list(row.data_files) if row.data_files else None, attempts=row.attempts,
         claimed_at=_aware(row.claimed_at), claimed_by=row.claimed_by, processed_at=_aware(row.processed_at),
     )
 
@@ -182,7 +188,67 @@ class Ledger:
             conn.execute(update(t_pf).where(t_pf.c.id == row.id).values(
                 status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size, etag=f.etag,
                 mtime=f.mtime, attempts=row.attempts + 1, error=None))
-            return Claim(row.id, f, run_id, row.status, row.claimed_by)
+            return Claim(row.id, f, run_id, row.status, row.claimed_by,
+                         previous_batch=row.batch_id if row.status == PROCESSING else None,
+                         previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else ())
+
+    def claim_many(self, files: Iterable[DiscoveredFile], run_id: str) -> list[Claim]:
+        """:meth:`claim` for several files in one transaction (a batch's claims); the ones not got are left out."""
+        files = list(files)
+        if not files:
+            return []
+        now = utcnow()
+        out: list[Claim] = []
+        with write_tx(self.engine) as conn:
+            paths = [f.path for f in files]
+            existing = {}
+            for i in range(0, len(paths), 500):
+                q = select(t_pf).where(self._key(), t_pf.c.path.in_(paths[i:i + 500]))
+                if self._pg:
+                    q = q.with_for_update(skip_locked=True)
+                existing.update({r.path: r for r in conn.execute(q)})
+            new = [f for f in files if f.path not in existing]
+            if new:
+                ins = (postgresql.insert(t_pf) if self._pg else sqlite.insert(t_pf))
+                ins = ins.on_conflict_do_nothing(index_elements=["ingestion_id", "namespace", "path"]).returning(
+                    t_pf.c.id, t_pf.c.path)
+                got = {}
+                for i in range(0, len(new), 200):
+                    chunk = new[i:i + 200]
+                    rows = conn.execute(ins.values([dict(
+                        ingestion_id=self.ingestion_id, namespace=self.namespace, path=f.path, size=f.size,
+                        etag=f.etag, mtime=f.mtime, status=PROCESSING, run_id=run_id, attempts=1,
+                        claimed_at=now, claimed_by=run_id) for f in chunk])).all()
+                    got.update({r.path: r.id for r in rows})
+            else:
+                got = {}
+            for f in files:
+                if f.path in got:
+                    out.append(Claim(got[f.path], f, run_id, None, None))
+                    continue
+                row = existing.get(f.path)
+                if row is None:  # inserted (or locked) concurrently by another claimer: theirs
+                    continue
+                takeover = (
+                    (row.status == PROCESSING and self.is_stale(row.claimed_at, now))
+                    or (row.status == FAILED and (row.size, row.etag) != (f.size, f.etag))
+                )
+                if not takeover:
+                    continue
+                res = conn.execute(update(t_pf).where(
+                    t_pf.c.id == row.id, t_pf.c.status == row.status,
+                    t_pf.c.claimed_by.is_(None) if row.claimed_by is None else t_pf.c.claimed_by == row.claimed_by,
+                ).values(status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size,
+                         etag=f.etag, mtime=f.mtime, attempts=row.attempts + 1, error=None))
+                # The dead run's intent (batch id, data files) stays on the row until this run
+                # stages its own: if this run dies before settling it, the next one still knows
+                # which batch to look for.
+                if res.rowcount != 1:
+                    continue
+                out.append(Claim(row.id, f, run_id, row.status, row.claimed_by,
+                                 previous_batch=row.batch_id if row.status == PROCESSING else None,
+                                 previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else ()))
+        return out
 
     def heartbeat(self, run_id: str) -> int:
         """Refresh every claim ``run_id`` holds; returns how many it still holds."""
@@ -198,24 +264,83 @@ class Ledger:
 
     # -- completing ------------------------------------------------------------------
     def complete(self, claim: Claim, *, records: int, bytes_read: int, snapshot_id: int | None,
-                 run_id_for_metrics: str | None = None) -> None:
+                 run_id_for_metrics: str | None = None, batch_id: str | None = None,
+                 data_files: list[str] | None = None) -> None:
         """Mark SUCCESS (and count it on the run) in one transaction, if the claim is still ours."""
         self._finish(claim, SUCCESS, records=records, bytes_read=bytes_read, snapshot_id=snapshot_id,
-                     error=None, metrics_run=run_id_for_metrics or claim.run_id)
+                     error=None, metrics_run=run_id_for_metrics or claim.run_id, batch_id=batch_id,
+                     data_files=data_files)
+
+    def _lock_held(self, conn, claims: list[Claim]) -> None:
+        """Inside a write transaction: raise :class:`ClaimLost` unless every claim is still held by
+        its run (locking the rows on PostgreSQL; SQLite's write lock is already ours)."""
+        held: set[int] = set()
+        ids = [c.row_id for c in claims]
+        runs = {c.run_id for c in claims}
+        for i in range(0, len(ids), 500):
+            q = select(t_pf.c.id).where(t_pf.c.id.in_(ids[i:i + 500]), t_pf.c.claimed_by.in_(runs),
+                                        t_pf.c.status == PROCESSING)
+            if self._pg:
+                q = q.with_for_update()
+            held.update(conn.execute(q).scalars())
+        lost = [c for c in claims if c.row_id not in held]
+        if lost:
+            raise ClaimLost(f"claim on {lost[0].file.path} was taken over"
+                            + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
+
+    def stage(self, batch_id: str, staged: Iterable[tuple[Claim, list[str], int]]) -> None:
+        """Write a batch's intent before its Iceberg commit: per claimed file, the batch id,
+        its data file paths and records. Also the fence: raises :class:`ClaimLost` (and
+        writes nothing) unless every claim is still held by its run."""
+        staged = list(staged)
+        if not staged:
+            return
+        stmt = update(t_pf).where(t_pf.c.id == bindparam("rid")).values(
+            batch_id=batch_id, data_files=bindparam("dfs", type_=t_pf.c.data_files.type),
+            records_ingested=bindparam("recs"))
+        with write_tx(self.engine) as conn:
+            self._lock_held(conn, [c for c, _, _ in staged])
+            conn.execute(stmt, [dict(rid=c.row_id, dfs=list(d), recs=n) for c, d, n in staged])
+
+    def complete_many(self, done: Iterable[tuple[Claim, int, int]], *, snapshot_id: int | None,
+                      run_id_for_metrics: str | None = None) -> None:
+        """Mark a committed batch SUCCESS ((claim, records, bytes) each) and count it on the run, in one
+        transaction; raises :class:`ClaimLost` (changing nothing) if any claim was taken over."""
+        done = list(done)
+        if not done:
+            return
+        now = utcnow()
+        metrics_run = run_id_for_metrics or done[0][0].run_id
+        stmt = update(t_pf).where(t_pf.c.id == bindparam("rid")).values(
+            status=SUCCESS, run_id=metrics_run, records_ingested=bindparam("recs"), bytes_read=bindparam("nbytes"),
+            snapshot_id=snapshot_id, error=None, processed_at=now, claimed_at=None, claimed_by=None)
+        with write_tx(self.engine) as conn:
+            self._lock_held(conn, [c for c, _, _ in done])
+            conn.execute(stmt, [dict(rid=c.row_id, recs=n, nbytes=b) for c, n, b in done])
+            conn.execute(update(t_runs).where(t_runs.c.id == metrics_run).values(
+                heartbeat_at=now, files_processed=t_runs.c.files_processed + len(done),
+                records_ingested=t_runs.c.records_ingested + sum(r for _, r, _ in done),
+                bytes_read=t_runs.c.bytes_read + sum(b for _, _, b in done)))
 
     def fail(self, claim: Claim, reason: str, *, bytes_read: int | None = None) -> None:
         self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None, error=reason,
                      metrics_run=claim.run_id)
 
     def _finish(self, claim: Claim, status: str, *, records: int, bytes_read: int, snapshot_id, error,
-                metrics_run: str) -> None:
+                metrics_run: str, batch_id: str | None = None, data_files: list[str] | None = None) -> None:
         now = utcnow()
+        extra = {}
+        if batch_id is not None:
+            extra = dict(batch_id=batch_id, data_files=list(data_files or []))
+        elif status == FAILED:  # a dead run's intent (taken over, never landed) means nothing now
+            extra = dict(batch_id=None, data_files=None)
         with write_tx(self.engine) as conn:
             res = conn.execute(
                 update(t_pf)
                 .where(t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING)
                 .values(status=status, run_id=metrics_run, records_ingested=records, bytes_read=bytes_read,
-                        snapshot_id=snapshot_id, error=error, processed_at=now, claimed_at=None, claimed_by=None)
+                        snapshot_id=snapshot_id, error=error, processed_at=now, claimed_at=None, claimed_by=None,
+                        **extra)
             )
             if res.rowcount != 1:
                 raise ClaimLost(f"claim on {claim.file.path} was taken over")
@@ -228,11 +353,24 @@ class Ledger:
             conn.execute(update(t_runs).where(t_runs.c.id == metrics_run).values(heartbeat_at=now, **vals))
 
     def release(self, run_id: str) -> int:
-        """Drop every claim ``run_id`` still holds: the files become new again."""
+        """Drop every claim ``run_id`` still holds and has not staged: the files become new again.
+
+        A staged claim (batch id + data files written before the commit) is kept: its batch may
+        have committed, and the row is the evidence recovery needs. It is settled by the run
+        that takes it over once it is stale."""
         with write_tx(self.engine) as conn:
             res = conn.execute(delete(t_pf).where(
                 t_pf.c.claimed_by == run_id, t_pf.c.status == PROCESSING, t_pf.c.ingestion_id == self.ingestion_id,
-                t_pf.c.namespace == self.namespace))
+                t_pf.c.namespace == self.namespace, t_pf.c.batch_id.is_(None)))
+            return res.rowcount
+
+    def release_batch(self, run_id: str, batch_id: str) -> int:
+        """Drop ``run_id``'s staged claims of ``batch_id``: only once the caller knows that batch was
+        not committed (its own commit failed or was interrupted before it landed)."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(delete(t_pf).where(
+                t_pf.c.claimed_by == run_id, t_pf.c.status == PROCESSING, t_pf.c.ingestion_id == self.ingestion_id,
+                t_pf.c.namespace == self.namespace, t_pf.c.batch_id == batch_id))
             return res.rowcount
 
     def mark_vanished(self, entry: LedgerEntry) -> bool:

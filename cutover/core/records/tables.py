@@ -92,6 +92,10 @@ processed_files = Table(
     Column("bytes_read", BigInteger, nullable=True),
     Column("error", Text, nullable=True),
     Column("snapshot_id", BigInteger, nullable=True),
+    # The Iceberg commit that holds the file: written BEFORE the commit (the intent), so a
+    # run taking over a dead run's claim can look the batch up in the table's current state.
+    Column("batch_id", String(64), nullable=True),
+    Column("data_files", JSON, nullable=True),  # Iceberg data file paths holding this file's rows
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("claimed_at", DateTime(timezone=True), nullable=True),
     Column("claimed_by", String(64), nullable=True),
