@@ -7,11 +7,11 @@ Rendering (text tables, JSON, redaction) and the error -> exit-code mapping live
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
+from cutover.core.osutil import process_started_at
 from cutover.core.output import Output, exit_with, run_click
 
 __all__ = ["App", "DefaultGroup", "command_started_at", "exit_with", "pass_app", "process_started_at", "run_main"]
@@ -19,19 +19,6 @@ __all__ = ["App", "DefaultGroup", "command_started_at", "exit_with", "pass_app",
 
 class App(Output):
     """The running `cutover` command: its settings and its output (stdout results, stderr notes)."""
-
-
-def process_started_at() -> float:
-    """This process's start as a Unix time (from /proc; ~10 ms resolution), as
-    ``cutover.engine.pause.process_started_at`` (not imported: `cutover --help` stays fast)."""
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return time.time()
 
 
 _command_started_at: float | None = None

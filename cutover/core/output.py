@@ -22,6 +22,7 @@ import click
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError
 from cutover.core.redact import redact_text
 from cutover.core.config import load_settings
+from cutover.core.osutil import atomic_write
 
 EXIT_INTERRUPTED = 130
 
@@ -146,23 +147,9 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
         return EXIT_PARTIAL
 
 
-def write_text_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write a command's output file whole or not at all (temporary file, fsync, rename)."""
-    import contextlib
-    import tempfile  # (stdlib, imported on use: `cutover --help` stays fast)
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def write_text_atomic(path, text: str, *, mode: int = 0o644) -> None:
+    """Write a command's output file whole or not at all (``cutover.core.osutil.atomic_write``)."""
+    atomic_write(Path(path), text, mode=mode)
 
 
 def human_duration(seconds: float) -> str:

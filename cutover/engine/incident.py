@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 from cutover.core.errors import InputError
+from cutover.core.osutil import process_started_at
 from cutover.core.redact import redact_text
 from cutover.core.state import lock, states
 from cutover.core.state.snapshots import Snapshot
@@ -17,18 +18,6 @@ from cutover.protocol import IncidentReader, OrchestratorError
 
 Echo = Callable[[str], None]
 LOCK_WAIT_S = 300.0  # how long pause waits for an execute/rollback to finish its steps (CUTOVER_PAUSE_LOCK_WAIT_S)
-
-
-def process_started_at() -> float:
-    """This process's start as a Unix time (from /proc; ~10 ms resolution), for time-to-safe."""
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return time.time()
 
 
 def reason(e: BaseException) -> str:

@@ -42,6 +42,7 @@ from sqlalchemy import select
 
 from cutover.core.errors import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, CutoverError, InputError
 from cutover.core.records.tables import runs as t_runs
+from cutover.core.output import human_duration
 from cutover.core.redact import redact_text
 from cutover.core.state import audit
 from cutover.core.state import states
@@ -72,18 +73,6 @@ def _aware(dt: datetime | None) -> datetime | None:
     if dt is not None and dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt
-
-
-def _human(seconds: float) -> str:
-    s = int(round(seconds))
-    for unit, n in (("h", 3600), ("m", 60)):
-        if s >= n and s % n == 0:
-            return f"{s // n}{unit}"
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
 
 
 @dataclass(frozen=True)
@@ -244,7 +233,7 @@ def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds
     since = now - timedelta(seconds=th.window)
     if cutover_at is not None and cutover_at > since:
         since = cutover_at
-    window_text = f"the last {_human(th.window)}" + (" (since the cutover)" if since == cutover_at else "")
+    window_text = f"the last {human_duration(th.window)}" + (" (since the cutover)" if since == cutover_at else "")
     runs = ws.runs.list(ingestion_id=iid, since=since, orchestrator="prefect", mode="live")
     # backfill runs reprocess history on purpose: they say nothing about the live schedule
     finished = [r for r in runs if r.status not in ("RUNNING", "CANCELLED") and r.trigger != "backfill"]
@@ -287,8 +276,8 @@ def evaluate_ingestion(ws, iid: str, cutover_at: datetime | None, th: Thresholds
     else:
         t.value = round(prefect["unreachable_for_s"], 1)
         t.fired = t.value > th.unreachable_after
-        t.detail = (f"Prefect API unreachable since {down_since[:19]}Z ({_human(t.value)} "
-                    f"{'>' if t.fired else '<='} {_human(th.unreachable_after)}): {prefect.get('detail', '')}")
+        t.detail = (f"Prefect API unreachable since {down_since[:19]}Z ({human_duration(t.value)} "
+                    f"{'>' if t.fired else '<='} {human_duration(th.unreachable_after)}): {prefect.get('detail', '')}")
     ev.triggers.append(t)
 
     # 4. duration regression
