@@ -36,9 +36,10 @@ from cutover.core.errors import CutoverError, GateFailed, NotFound
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.shadowfork import ensure_fork
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
-from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
+from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired,
                           ingestion_of, mode_of, plan_one, record_ids)
 from flows.http import RetryCounter, check_health, open_client
+from flows.jobdeploy import desired_job, flow_name_of, is_job, runs_in
 from flows.local import api_url, ensure_work_pool
 
 PAGE = 200
@@ -64,7 +65,8 @@ class PrefectAdapter:
         self._client = None
         self._tmp_settings = None
         self._retries = None
-        self._flow_id = None  # of flow cutover-ingest, once created/read
+        self._flow_ids: dict[str, Any] = {}  # flow name -> id, once created/read
+        self._flow_names: dict[str, str] = {}  # id -> its flow (cutover-ingest, or a job's flow)
         self._pool_checked = False
 
     # -- plumbing ------------------------------------------------------------------------
@@ -135,12 +137,27 @@ class PrefectAdapter:
 
         try:
             r = c.request("GET", "/deployments/name/{flow_name}/{deployment_name}",
-                          path_params={"flow_name": FLOW_NAME, "deployment_name": deployment_name(ingestion_id, self.mode)})
+                          path_params={"flow_name": self._flow_name(ingestion_id),
+                                       "deployment_name": deployment_name(ingestion_id, self.mode)})
         except PrefectHTTPStatusError as e:
             if e.response is not None and e.response.status_code == 404:
                 return None
             raise
         return r.json()
+
+    def _flow_name(self, iid: str) -> str:
+        """The flow whose deployments run ``iid``: cutover-ingest, or a generic job's flow."""
+        if iid not in self._flow_names:
+            job = self.ws.jobs.find(iid) if self.ws.ingestions.find(iid) is None else None
+            self._flow_names[iid] = flow_name_of(job) if job is not None else FLOW_NAME
+        return self._flow_names[iid]
+
+    def _desired(self, item):
+        if is_job(item):
+            return desired_job(self.ws, item, self.mode, paused_on_create=self.paused_on_create,
+                               allow_approx=self.allow_approx)
+        return desired(self.ws, item, self.mode, paused_on_create=self.paused_on_create,
+                       allow_approx=self.allow_approx)
 
     # -- reader --------------------------------------------------------------------------
     def list_jobs(self) -> list[JobInfo]:
@@ -191,15 +208,17 @@ class PrefectAdapter:
     # -- writer --------------------------------------------------------------------------
     def plan_job(self, ingestion):
         """What ensure_job would do (read calls only): a flows.deploy.PlanItem."""
-        want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
-                       allow_approx=self.allow_approx)
+        want = self._desired(ingestion)
         with self.client() as c:
             return plan_one(c, want)
 
     def ensure_job(self, ingestion) -> str:
-        want = desired(self.ws, ingestion, self.mode, paused_on_create=self.paused_on_create,
-                       allow_approx=self.allow_approx)  # validates (schedule translation) before any write
-        if self.mode == "shadow":
+        """``ingestion``: an ingestion or a generic job (cutover.core.records.jobs.Job). A job that
+        Prefect does not run in this mode (``shadow: observe`` in shadow) gets no deployment."""
+        if is_job(ingestion) and not runs_in(ingestion, self.mode):
+            return UNCHANGED
+        want = self._desired(ingestion)  # validates (schedule translation) before any write
+        if self.mode == "shadow" and not is_job(ingestion):
             ensure_fork(self.ws, ingestion)
         with self.client() as c:
             item = plan_one(c, want)
@@ -207,19 +226,25 @@ class PrefectAdapter:
                 ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
                 self._pool_checked = True
             if item.action == "create":
-                cached = self._flow_id is not None
+                name = want.flow_name
+                cached = name in self._flow_ids
                 if not cached:
-                    self._flow_id = c.create_flow_from_name(FLOW_NAME)
+                    self._flow_ids[name] = c.create_flow_from_name(name)
                 try:
-                    apply(c, item, flow_id=self._flow_id)
+                    apply(c, item, flow_id=self._flow_ids[name])
                 except Exception:  # noqa: BLE001 - a cached flow id may be stale (flow deleted): once more
                     if not cached:
                         raise
-                    self._flow_id = c.create_flow_from_name(FLOW_NAME)
-                    apply(c, item, flow_id=self._flow_id)
+                    self._flow_ids[name] = c.create_flow_from_name(name)
+                    apply(c, item, flow_id=self._flow_ids[name])
             else:
                 apply(c, item)
-        record_ids(self.ws, item)
+        if is_job(ingestion):
+            if item.deployment_id and (ingestion.prefect_deployment_id, ingestion.prefect_flow_id) != \
+                    (item.deployment_id, item.flow_id):
+                self.ws.jobs.set_prefect_ids(ingestion.id, item.deployment_id, item.flow_id)
+        else:
+            record_ids(self.ws, item)
         return _ACTIONS[item.action]
 
     def remove_job(self, ingestion_id: str) -> bool:
@@ -233,9 +258,9 @@ class PrefectAdapter:
                 c.delete_deployment(dep["id"])
             except ObjectNotFound:
                 return False
-        ing = self.ws.ingestions.find(ingestion_id)
+        ing = self.ws.ingestions.find(ingestion_id) or self.ws.jobs.find(ingestion_id)
         if ing is not None and ing.prefect_deployment_id == str(dep["id"]):
-            self.ws.ingestions.set_prefect_ids(ingestion_id, None, None)
+            (self.ws.jobs if is_job(ing) else self.ws.ingestions).set_prefect_ids(ingestion_id, None, None)
         return True
 
     def pause(self, ingestion_id: str) -> bool:
@@ -265,10 +290,10 @@ class PrefectAdapter:
         with self.client() as c:
             dep = self._deployment(c, ingestion_id)
             if dep is None:
-                raise NotFound(f"no Prefect deployment {full_name(ingestion_id, self.mode)}",
+                raise NotFound(f"no Prefect deployment {self._flow_name(ingestion_id)}/{deployment_name(ingestion_id, self.mode)}",
                                fix=f"deploy it first: cutover prefect deploy {ingestion_id} --mode {self.mode}")
             if dep["paused"] and not force:
-                raise GateFailed(f"Prefect deployment {full_name(ingestion_id, self.mode)} is paused",
+                raise GateFailed(f"Prefect deployment {self._flow_name(ingestion_id)}/{deployment_name(ingestion_id, self.mode)} is paused",
                                  fix="resume it first, or force the run (cutover prefect trigger --force)")
             fr = c.create_flow_run_from_deployment(dep["id"], parameters={"trigger": "manual"},
                                                    tags=["trigger:manual"])

@@ -107,6 +107,7 @@ class Desired:
     paused_on_create: bool
     description: str
     warnings: list[str] = field(default_factory=list)
+    flow_name: str = FLOW_NAME  # generic jobs run flows/jobs.py's flows (flows/jobdeploy.py)
 
 
 def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
@@ -256,18 +257,19 @@ class PlanItem:
                 "warnings": self.desired.warnings}
 
 
-def read_existing(client, ingestion_id: str, mode: str):
+def read_existing(client, ingestion_id: str, mode: str, *, flow_name: str = FLOW_NAME):
     from prefect.exceptions import ObjectNotFound
 
     try:
-        return client.read_deployment_by_name(full_name(ingestion_id, mode))
+        return client.read_deployment_by_name(f"{flow_name}/{deployment_name(ingestion_id, mode)}")
     except ObjectNotFound:
         return None
 
 
 def plan_one(client, want: Desired) -> PlanItem:
     """Read calls only."""
-    existing = read_existing(client, want.ingestion_id, want.mode) if client is not None else None
+    existing = read_existing(client, want.ingestion_id, want.mode, flow_name=want.flow_name) \
+        if client is not None else None
     if existing is None:
         return PlanItem(want.ingestion_id, want.mode, "create", [], want, paused=want.paused_on_create)
     diffs = differences(existing, want)
@@ -298,7 +300,7 @@ def apply(client, item: PlanItem, *, flow_id=None) -> PlanItem:
     if item.action == "unchanged":
         return item
     if item.action == "create":
-        flow_id = flow_id or client.create_flow_from_name(FLOW_NAME)
+        flow_id = flow_id or client.create_flow_from_name(want.flow_name)
         dep_id = client.create_deployment(
             flow_id=flow_id, name=want.name, work_pool_name=want.work_pool, work_queue_name=want.work_queue,
             tags=want.tags, parameters=want.parameters, entrypoint=want.entrypoint, pull_steps=want.pull_steps,

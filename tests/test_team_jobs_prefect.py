@@ -1,0 +1,141 @@
+"""A team's own jobs on the Prefect side, for real (issue #15 item 3): the session's Prefect server
+and process worker run flows/jobs.py from deployments the adapter made.
+
+- a callable is imported from its code location (a directory) and called with its args/kwargs;
+  one that raises ends Failed, with the traceback in the flow-run logs;
+- a command's exit code decides the state (an accepted non-zero code Completes, another Fails),
+  its output is in the flow-run logs and the output tail in job_run_output;
+- the shadow deployment of an env job runs it with CUTOVER_MODE=shadow and its prefix; an observe
+  job gets no shadow deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from sqlalchemy import select
+
+from cutover.core.records.jobs import validate_job
+from cutover.core.records.tables import job_run_output
+from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server, wait_flow_run  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+
+def _ws():
+    from cutover.core.workspace import Workspace
+
+    return Workspace()
+
+
+def _logs(server, flow_run_id: str) -> str:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with server.client() as c:
+        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return "\n".join(lg.message for lg in logs)
+
+
+def _run(ws, server, job_id: str, mode: str = "live"):
+    from flows.adapter import PrefectAdapter
+
+    with PrefectAdapter(ws, server.url, mode=mode, paused_on_create=False) as ad:
+        assert ad.ensure_job(ws.jobs.get(job_id)) == "created"
+        fr = ad.trigger(job_id)
+    return wait_flow_run(server, fr, timeout=120)
+
+
+def _record(ws, job_id: str, flow_run_id):
+    recs = [r for r in ws.runs.list(ingestion_id=job_id, orchestrator="prefect") if r.external_id == str(flow_run_id)]
+    assert len(recs) == 1, recs
+    return recs[0]
+
+
+def test_callables_ok_and_raising(prefect_server, prefect_env, prefect_cleanup, tmp_path):
+    code = tmp_path / "teamcode"
+    (code / "acme_t").mkdir(parents=True)
+    (code / "acme_t" / "__init__.py").write_text("")
+    out = tmp_path / "out"
+    (code / "acme_t" / "jobs.py").write_text(textwrap.dedent(f"""
+        import json, os
+
+        def export(region, *, full=False):
+            path = os.path.join({str(out)!r}, f"{{region}}.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                json.dump({{"region": region, "full": full, "mode": os.environ.get("CUTOVER_MODE")}}, fh)
+            return path
+
+        def broken():
+            return helper_that_fails(3)
+
+        def helper_that_fails(n):
+            raise ValueError(f"upstream returned {{n}} rows too many")
+    """))
+    ws = _ws()
+    ws.jobs.upsert([
+        validate_job({"id": "t-export", "kind": "callable", "target": "acme_t.jobs:export", "args": ["eu"],
+                      "kwargs": {"full": True}, "code_location": str(code), "shadow": "env"}),
+        validate_job({"id": "t-broken", "kind": "callable", "target": "acme_t.jobs:broken",
+                      "code_location": str(code), "shadow": "observe"}),
+    ], replace_existing=False)
+    for j in ("t-export", "t-broken"):
+        prefect_cleanup(j)
+
+    fr = _run(ws, prefect_server, "t-export")
+    assert fr.state.type.value == "COMPLETED", fr.state.message
+    assert json.loads((out / "eu.json").read_text()) == {"region": "eu", "full": True, "mode": "live"}
+    assert _record(ws, "t-export", fr.id).status == "SUCCESS"
+
+    fr = _run(ws, prefect_server, "t-broken")
+    assert fr.state.type.value == "FAILED"
+    assert "ValueError" in fr.state.message
+    logs = _logs(prefect_server, fr.id)
+    assert "Traceback (most recent call last)" in logs and "helper_that_fails" in logs
+    assert "upstream returned 3 rows too many" in logs
+    rec = _record(ws, "t-broken", fr.id)
+    assert rec.status == "FAILED" and "ValueError" in rec.error
+
+    # shadow: the env job runs with the shadow variables; the observe job gets no shadow deployment
+    from flows.adapter import PrefectAdapter
+
+    with PrefectAdapter(ws, prefect_server.url, mode="shadow", paused_on_create=False) as ad:
+        assert ad.ensure_job(ws.jobs.get("t-broken")) == "unchanged"
+        assert ad.is_paused("t-broken") is None
+    (out / "eu.json").unlink()
+    fr = _run(ws, prefect_server, "t-export", mode="shadow")
+    assert fr.state.type.value == "COMPLETED", fr.state.message
+    assert json.loads((out / "eu.json").read_text())["mode"] == "shadow"
+    assert _record(ws, "t-export", fr.id).mode == "shadow"
+
+
+def test_command_exit_codes(prefect_server, prefect_env, prefect_cleanup, tmp_path):
+    ws = _ws()
+    script = tmp_path / "sync.sh"
+    script.write_text('#!/bin/sh\necho "syncing $1 for $ETL_ENV"\necho "3 rows rejected" >&2\nexit "$2"\n')
+    script.chmod(0o755)
+    ws.jobs.upsert([
+        validate_job({"id": "t-sync-ok", "kind": "command", "argv": [str(script), "customers", "3"],
+                      "env": {"ETL_ENV": "prod"}, "ok_exit_codes": [0, 3], "shadow": "observe"}),
+        validate_job({"id": "t-sync-bad", "kind": "command", "shell": f"{script} orders 1", "cwd": str(tmp_path),
+                      "env": {"ETL_ENV": "prod"}, "shadow": "observe"}),
+    ], replace_existing=False)
+    for j in ("t-sync-ok", "t-sync-bad"):
+        prefect_cleanup(j)
+
+    fr = _run(ws, prefect_server, "t-sync-ok")
+    assert fr.state.type.value == "COMPLETED", fr.state.message
+    logs = _logs(prefect_server, fr.id)
+    assert "syncing customers for prod" in logs and "3 rows rejected" in logs
+    rec = _record(ws, "t-sync-ok", fr.id)
+    with ws.autoloader_engine.connect() as conn:
+        row = conn.execute(select(job_run_output).where(job_run_output.c.run_id == rec.id)).one()
+    assert row.exit_code == 3 and "syncing customers for prod" in row.output_tail
+
+    fr = _run(ws, prefect_server, "t-sync-bad")
+    assert fr.state.type.value == "FAILED"
+    assert "exited 1" in fr.state.message
+    assert "syncing orders for prod" in _logs(prefect_server, fr.id)
+    assert _record(ws, "t-sync-bad", fr.id).status == "FAILED"
