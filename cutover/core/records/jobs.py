@@ -8,7 +8,9 @@ Two kinds, next to the ``ingestion`` kind of ``cutover.core.records.ingestions``
   or ``package:NAME`` (an installed distribution; nothing is added to the path);
 - ``command``: a process, ``argv: [prog, arg, ...]`` (no shell) or ``shell: "a shell line"``
   (run by ``/bin/sh -c``, or the crontab's SHELL), in ``cwd`` with ``env`` added to the
-  environment, succeeding when its exit code is one of ``ok_exit_codes`` (default ``[0]``).
+  environment, succeeding when its exit code is one of ``ok_exit_codes`` (default ``[0]``). The
+  shell line runs under ``env["SHELL"]`` when the job sets it (a crontab's SHELL), else /bin/sh;
+  ``stdin`` (optional) is written to the command's standard input (a crontab's ``%`` part).
 
 Both: ``schedule``/``timezone`` (the same forms as an ingestion's, ``cutover.core.schedule.triggers``),
 ``timeout_s`` (None: no limit), ``retries`` and ``retry_delay_s``, ``shadow`` (how the job can be
@@ -58,7 +60,7 @@ COMMON_FIELDS = {"id", "kind", "name", "schedule", "timezone", "timeout_s", "ret
                  "owner", "paused", "legacy"}
 FIELDS = {
     CALLABLE: COMMON_FIELDS | {"target", "args", "kwargs", "code_location"},
-    COMMAND: COMMON_FIELDS | {"argv", "shell", "cwd", "env", "ok_exit_codes"},
+    COMMAND: COMMON_FIELDS | {"argv", "shell", "cwd", "env", "ok_exit_codes", "stdin"},
 }
 TAG = "$cutover"
 
@@ -168,6 +170,7 @@ class Job:
     cwd: str | None = None
     env: dict = field(default_factory=dict, repr=False)
     ok_exit_codes: tuple[int, ...] = (0,)
+    stdin: str | None = None  # written to the command's stdin
     # both
     timeout_s: float | None = None
     retries: int = 0
@@ -353,7 +356,10 @@ def _command(raw: dict, where: str, common: dict) -> Job:
             isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
         raise InputError(f"{where}: ok_exit_codes must be a list of exit codes 0-255", fix="e.g. ok_exit_codes: [0, 3]")
     cwd = raw.get("cwd")
-    return Job(**common, argv=argv, shell=shell, cwd=str(cwd) if cwd else None,
+    stdin = raw.get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        raise InputError(f"{where}: stdin must be text", fix="e.g. stdin: 'line 1\\n'")
+    return Job(**common, argv=argv, shell=shell, cwd=str(cwd) if cwd else None, stdin=stdin,
                env={k: "" if v is None else str(v) for k, v in env.items()},
                ok_exit_codes=tuple(sorted(set(codes))))
 
@@ -384,7 +390,7 @@ def split_definitions(items: list, *, where: str) -> tuple[list[tuple[int, dict]
 # -- storage -------------------------------------------------------------------------------------
 
 _SPEC_KEYS = ("args", "kwargs", "code_location", "argv", "shell", "cwd", "env", "ok_exit_codes",
-              "retry_delay_s")
+              "retry_delay_s", "stdin")
 
 
 def values_of(job: Job) -> dict[str, Any]:
@@ -402,7 +408,7 @@ def _row_to_job(row) -> Job:
         id=row.id, kind=row.kind, name=row.name, schedule=row.schedule, timezone=row.timezone, target=row.target,
         args=list(spec.get("args") or []), kwargs=dict(spec.get("kwargs") or {}), code_location=spec.get("code_location"),
         argv=tuple(spec["argv"]) if spec.get("argv") is not None else None, shell=spec.get("shell"), cwd=spec.get("cwd"),
-        env=dict(spec.get("env") or {}), ok_exit_codes=tuple(spec.get("ok_exit_codes") or (0,)),
+        env=dict(spec.get("env") or {}), ok_exit_codes=tuple(spec.get("ok_exit_codes") or (0,)), stdin=spec.get("stdin"),
         timeout_s=row.timeout_s, retries=row.retries, retry_delay_s=float(spec.get("retry_delay_s") or 0.0),
         shadow=row.shadow, owner=row.owner, paused=bool(row.paused), legacy=dict(row.legacy or {}),
         prefect_deployment_id=row.prefect_deployment_id, prefect_flow_id=row.prefect_flow_id,
