@@ -44,6 +44,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 from cutover.core import jobenv
 from cutover.core.records import runs as R
+from cutover.core.records.jobruns import redact_output, secret_values
 from cutover.core.records.jobs import decode_value
 from cutover.core.records.tables import job_run_output
 from cutover.core.redact import redact_text
@@ -75,14 +76,17 @@ def _check(mode: str, trigger: str, shadow: str | None, job_id: str) -> None:
         raise ValueError(f"job {job_id} cannot run in shadow ({why}); {jobenv.SHADOW_FIX}")
 
 
-def _start(job_id: str, mode: str, trigger: str, output_prefix: str | None) -> tuple[str, dict[str, str]]:
-    """Open the run record and compute the run's CUTOVER_* variables."""
+def _start(job_id: str, mode: str, trigger: str, output_prefix: str | None, command: str) -> tuple[str, dict[str, str]]:
+    """Open the run record (and its job_run_output row) and compute the run's CUTOVER_* variables."""
     from prefect.runtime import deployment, flow_run
+    from sqlalchemy import insert
 
     ws = workspace()
     run_id = uuid.uuid4().hex
     ws.runs.start(job_id, orchestrator="prefect", mode=mode, trigger=trigger, external_id=flow_run.id,
                   prefect_deployment_id=str(deployment.id) if deployment.id else None, run_id=run_id)
+    with ws.autoloader_engine.begin() as conn:
+        conn.execute(insert(job_run_output).values(run_id=run_id, job_id=job_id, command=redact_text(command)[:2000]))
     prefix = output_prefix or (jobenv.default_output_prefix(ws.settings.home, job_id) if mode == "shadow" else None)
     env = jobenv.env_for(mode, job_id=job_id, output_prefix=prefix, run_id=run_id, orchestrator="prefect")
     return run_id, env
@@ -143,7 +147,7 @@ def run_callable(job_id: str, target: str, args: list | None = None, kwargs: dic
     """Call one team function as its legacy scheduler did; Failed (traceback in the logs) when it raises."""
     _check(mode, trigger, shadow, job_id)
     logger = get_run_logger()
-    run_id, env = _start(job_id, mode, trigger, output_prefix)
+    run_id, env = _start(job_id, mode, trigger, output_prefix, target)
     os.environ.update(env)  # the flow-run process is this run's own: the job reads them
     logger.info("run record %s; %s", run_id, ", ".join(f"{k}={v}" for k, v in env.items() if k in jobenv.VARIABLES))
     if args is None and kwargs is None:  # a credential among the kwargs: never a Prefect parameter
@@ -170,9 +174,9 @@ def run_callable(job_id: str, target: str, args: list | None = None, kwargs: dic
 # -- command -------------------------------------------------------------------------------------
 
 
-def _stream(pipe, name: str, logger, tail: deque) -> None:
+def _stream(pipe, name: str, logger, tail: deque, secrets: list[str]) -> None:
     for raw in iter(pipe.readline, b""):
-        line = redact_text(raw.decode("utf-8", "replace").rstrip("\n"))
+        line = redact_output(raw.decode("utf-8", "replace").rstrip("\n"), secrets)
         tail.append(f"{name}: {line}" if name == "stderr" else line)
         (logger.warning if name == "stderr" else logger.info)("%s", line)
     pipe.close()
@@ -180,23 +184,32 @@ def _stream(pipe, name: str, logger, tail: deque) -> None:
 
 @task(name="execute", cache_policy=NO_CACHE, persist_result=False)
 def execute(job_id: str, run_id: str, argv: list[str] | None, shell: str | None, cwd: str | None, env: dict,
-            ok_exit_codes: list[int], timeout_s: float | None) -> dict:
-    """Run the process; raises (the task fails, and is retried) unless its exit code is accepted."""
+            ok_exit_codes: list[int], timeout_s: float | None, stdin: str | None = None) -> dict:
+    """Run the process; raises (the task fails, and is retried) unless its exit code is accepted.
+    A shell line runs under the job's SHELL (a crontab's), else /bin/sh; ``stdin`` is its input."""
     logger = get_run_logger()
-    cmd = list(argv) if argv else [os.environ.get("SHELL") or "/bin/sh", "-c", shell]
-    shown = redact_text(shell if shell is not None else " ".join(argv or []))
+    secrets = secret_values(env)
+    cmd = list(argv) if argv else [env.get("SHELL") or "/bin/sh", "-c", shell]
+    shown = redact_output(shell if shell is not None else " ".join(argv or []), secrets)
     full_env = {**os.environ, **env}
     if cwd and not os.path.isdir(cwd):
         raise FileNotFoundError(f"working directory {cwd} does not exist on this worker")
     logger.info("$ %s%s", shown, f"  (in {cwd})" if cwd else "")
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd or None, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=cwd or None, env=full_env,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     tail: deque = deque(maxlen=TAIL_LINES)
-    readers = [threading.Thread(target=_stream, args=(p, n, logger, tail), daemon=True)
+    readers = [threading.Thread(target=_stream, args=(p, n, logger, tail, secrets), daemon=True)
                for p, n in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
     for t in readers:
         t.start()
+    if stdin is not None:
+        try:
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # the command did not read it
+            pass
     timed_out = False
     try:
         proc.wait(timeout=timeout_s)
@@ -238,13 +251,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _record_output(run_id: str, job_id: str, code: int | None, sig: int | None, tail: str, command: str) -> None:
-    from sqlalchemy import delete, insert
+    """The last attempt's exit code, signal and output tail on the run's job_run_output row."""
+    from sqlalchemy import update
 
     try:
         with workspace().autoloader_engine.begin() as conn:
-            conn.execute(delete(job_run_output).where(job_run_output.c.run_id == run_id))  # the last attempt's
-            conn.execute(insert(job_run_output).values(run_id=run_id, job_id=job_id, exit_code=code, signal=sig,
-                                                       output_tail=tail, command=command))
+            conn.execute(update(job_run_output).where(job_run_output.c.run_id == run_id).values(
+                exit_code=code, signal=sig, output_tail=tail, command=command))
     except Exception as e:  # noqa: BLE001 - the flow-run logs hold the output anyway
         get_run_logger().warning("could not record the output of run %s: %s", run_id, redact_text(str(e)))
 
@@ -260,13 +273,14 @@ def run_command(job_id: str, argv: list[str] | None = None, shell: str | None = 
     if (argv is None) == (shell is None):
         raise ValueError("give exactly one of argv and shell")
     logger = get_run_logger()
-    run_id, env = _start(job_id, mode, trigger, output_prefix)
+    run_id, env = _start(job_id, mode, trigger, output_prefix, shell if shell is not None else " ".join(argv or []))
     stored = workspace().jobs.find(job_id)  # its env, credentials included (never in the deployment)
     env = {**(stored.env if stored is not None else {}), **env}
+    stdin = stored.stdin if stored is not None else None
     codes = list(ok_exit_codes or [0])
     try:
         out = execute.with_options(retries=int(retries), retry_delay_seconds=float(retry_delay_s))(
-            job_id, run_id, argv, shell, cwd, env, codes, timeout_s)
+            job_id, run_id, argv, shell, cwd, env, codes, timeout_s, stdin)
     except BaseException as e:
         msg = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
         _finish(run_id, R.FAILED if isinstance(e, Exception) else R.CANCELLED, msg)
