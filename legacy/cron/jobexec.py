@@ -21,6 +21,7 @@ stderr (one line, no secret) and runs it anyway, with the command's own exit cod
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "sche
     if job is not None:
         ok_codes = job.ok_exit_codes
         secrets += secret_values(job.env)
-    shown = redact_output(subprocess.list2cmdline(list(argv)) if os.name == "nt" else " ".join(argv), secrets)
+    shown = redact_output(shlex.join(argv), secrets)
     run_id = None
     if store is not None:
         try:

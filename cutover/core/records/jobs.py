@@ -45,7 +45,8 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, delete, insert, select, update
 
 from cutover.core.errors import InputError, NotFound
-from cutover.core.redact import MASK, is_secret_key, redact_mapping, redact_text
+from cutover.core.redact import MASK, is_secret_key, redact_mapping
+from cutover.core.records.jobruns import redact_output, secret_values
 from cutover.core.records.tables import jobs as t_jobs
 from cutover.core.schedule import triggers as sched
 
@@ -209,8 +210,8 @@ class Job:
             a, k = self.call_args()
             parts = [repr(x) for x in a] + [f"{n}={MASK if is_secret_key(n) else repr(v)}" for n, v in k.items()]
             text = f"{self.target}({', '.join(parts)})"
-            return redact_text(text if len(text) <= 160 else text[:157] + "...")
-        return redact_text(self.command_line())
+            return redact_output(text if len(text) <= 160 else text[:157] + "...")
+        return redact_output(self.command_line(), secret_values(self.env))
 
     def public_dict(self) -> dict[str, Any]:
         """The printable form: env values and credential-like kwargs masked."""
@@ -222,7 +223,14 @@ class Job:
         d["schedule_text"] = sched.describe(self.schedule)
         d["target_text"] = self.describe_target()
         if self.shell is not None:
-            d["shell"] = redact_text(self.shell)
+            d["shell"] = redact_output(self.shell, secret_values(self.env))
+        if self.argv is not None:
+            d["argv"] = [redact_output(a, secret_values(self.env)) for a in self.argv]
+        if self.stdin is not None:
+            d["stdin"] = redact_output(self.stdin, secret_values(self.env))
+        if self.legacy:
+            d["legacy"] = {k: redact_output(v, secret_values(self.env)) if isinstance(v, str) else v
+                           for k, v in redact_mapping(self.legacy).items()}
         return d
 
     def definition(self) -> dict[str, Any]:
