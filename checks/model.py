@@ -25,6 +25,7 @@ FINDING_KINDS = (
     "row_missing_in_shadow",
     "row_missing_in_legacy",
     "duplicate_key",
+    "fire_time_mismatch",  # an observe-only job ran off the translated schedule (checks.jobparity)
 )
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 from sqlalchemy import insert, select
 
 from checks import spark_checks
 from checks.counts import check_counts
+from checks.jobparity import applicable, check_fire_times
 from checks.ledger import check_ledger
 from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.quality import check_quality
@@ -21,7 +22,7 @@ from checks.spark_checks import has_shadow, processor_for
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
-from cutover.core.state.models import parity_results as t_results, shadow_forks as t_forks
+from cutover.core.state.models import cutover_states as t_states, parity_results as t_results, shadow_forks as t_forks
 from cutover.core.state.waivers import WaiverStore
 
 log = logging.getLogger("cutover.parity")
@@ -83,6 +84,46 @@ def fork_of(state_engine, ingestion_id: str) -> tuple[int | None, datetime | Non
     return row[0], at
 
 
+def _job_checks(ws, job, checks: list[str], *, since, until, fork, forked_at, thresholds) -> list[CheckResult]:
+    """The checks that apply to a generic job (see checks.jobparity), in the order asked."""
+    names = applicable(job, checks)
+    if not names:
+        return [CheckResult.errored(c, f"{job.id} is a {job.kind} job declared shadow: {job.shadow}; the checks that "
+                                       f"apply to it: {', '.join(applicable(job, list(CHECKS)))}") for c in checks]
+    shadow_start = forked_at or _in_state_since(ws, job.id, states.SHADOW)
+    start = max(t for t in (since, shadow_start) if t is not None) if (since or shadow_start) else None
+    out = []
+    for name in names:
+        if name == "runs" and job.shadow == "observe":
+            res = _guard(name, lambda: check_fire_times(
+                job, ws.runs.list(ingestion_id=job.id, since=start, orchestrator="legacy", mode="live"),
+                since=start or until - timedelta(days=1), until=until, thresholds=thresholds))
+        elif name == "runs":
+            res = _guard(name, lambda: check_runs(
+                ws.runs.list(ingestion_id=job.id, since=start, orchestrator="legacy", mode="live"),
+                ws.runs.list(ingestion_id=job.id, since=start, orchestrator="prefect", mode="shadow"),
+                until=until, thresholds=thresholds))
+        elif name == "ledger":
+            res = _guard(name, lambda: check_ledger(ws.autoloader_engine, job.id, since=since, until=until,
+                                                    grace_s=float(thresholds.get("ledger_grace", 0))))
+        else:
+            res = _guard(name, lambda: check_counts(
+                _guard_table(ws, job.table), fork_snapshot_id=fork, ingestion_id=job.id,
+                live=Ledger(ws.autoloader_engine, job.id, "live", claim_timeout=0).entries(),
+                shadow=Ledger(ws.autoloader_engine, job.id, "shadow", claim_timeout=0).entries()))
+        out.append(res)
+    return out
+
+
+def _in_state_since(ws, iid: str, state: str) -> datetime | None:
+    """When ``iid`` entered ``state``, if it is in it now (a job without a fork: its shadow start)."""
+    with ws.state_engine.connect() as conn:
+        row = conn.execute(select(t_states.c.state, t_states.c.updated_at).where(t_states.c.ingestion_id == iid)).first()
+    if row is None or row[0] != state or row[1] is None:
+        return None
+    return row[1] if row[1].tzinfo else row[1].replace(tzinfo=timezone.utc)
+
+
 def _guard(name: str, fn) -> CheckResult:
     try:
         return fn()
@@ -114,7 +155,10 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
         results: list[CheckResult] = []
-        if forked_at is None and not (_spark_has_shadow(spark, ing) if spark else _has_shadow(ws, ing)):
+        if getattr(ing, "kind", None) in ("callable", "command"):  # a team's own job (checks.jobparity)
+            results = _job_checks(ws, ing, checks, since=since, until=until, fork=fork, forked_at=forked_at,
+                                  thresholds=thresholds)
+        elif forked_at is None and not (_spark_has_shadow(spark, ing) if spark else _has_shadow(ws, ing)):
             for name in checks:
                 results.append(CheckResult.errored(name, f"no shadow for {ing.id}: run `cutover shadow start {ing.id}` first"))
         else:

@@ -48,6 +48,23 @@ def stop(app: App, ingestion_ids, all_, dry_run, reason) -> None:
                   before=before)
 
 
+@shadow.command("declare")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--as", "as_", required=True, type=click.Choice(["observe", "env", "sdk"]),
+              help="observe: Prefect does not run it in shadow (schedules and legacy runs are compared); "
+                   "env: it reads CUTOVER_MODE/CUTOVER_ICEBERG_BRANCH/CUTOVER_LEDGER_NAMESPACE/CUTOVER_OUTPUT_PREFIX; "
+                   "sdk: it uses cutover.sdk.")
+@click.option("--table", default=None, help="sdk jobs: the Iceberg table the job appends to (forked at shadow start).")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_app
+def declare(app: App, job_ids, as_, table, dry_run) -> None:
+    """Declare how generic jobs can be shadowed: a job without a declaration cannot enter SHADOW."""
+    res = C.shadow_declare(Workspace(app.settings), job_ids, as_=as_, table=table, dry_run=dry_run)
+    for jid, before, now, tbl in res.changes:
+        app.echo(f"{'would declare' if dry_run else 'declared'} {jid}: shadow {before or '(undeclared)'} -> {now}"
+                 + (f", table {tbl}" if tbl else ""))
+
+
 SHADOW_RUN_FORMATS = ("text", "json", "md")
 
 

@@ -12,7 +12,7 @@ By area:
 - ``ingestions``: ingestion_add|list|show|export|remove, runs, ledger, table_counts, table_snapshots
 - ``schedules``: schedules_verify, schedules_translate
 - ``migration``: inventory, plan, execute_check + execute, status, log, unlock,
-  shadow_start, shadow_stop, shadow_run_once
+  shadow_start, shadow_stop, shadow_run_once, shadow_declare
 - ``verdicts``: parity, parity_history, waive, waivers_list, waivers_remove
 - ``rollback``: rollback; ``pause``: pause, pause_list, resume; ``watch``: watch_interval, watch
 - ``runbook``: runbook_list, runbook_show, runbook_prepare + runbook_run

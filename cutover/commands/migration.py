@@ -14,6 +14,8 @@ from checks.parity import run_parity
 from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.jobenv import SHADOW_CHOICES, SHADOW_FIX
+from cutover.core.records.items import is_job
 from cutover.core.state import audit, lock, states
 from cutover.core.workspace import Workspace
 from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
@@ -154,8 +156,10 @@ class ShadowMoves(Result):
 
 def shadow_moves(ws: Workspace, ids, all_: bool, *, to: str) -> ShadowMoves:
     """The moves that start (to SHADOW) or stop (to LEGACY) the shadows of these ingestions."""
-    items = ws.ingestions.resolve(ids, all_=all_)
+    items = ws.items.resolve(ids, all_=all_)
     cur = states.get_states(ws.state_engine)
+    if to == states.SHADOW:
+        refuse_undeclared([i for i in items if cur.get(i.id, states.LEGACY) != states.SHADOW])
     moves, already = [], []
     for ing in items:
         st = cur.get(ing.id, states.LEGACY)
@@ -177,6 +181,57 @@ def shadow_moves(ws: Workspace, ids, all_: bool, *, to: str) -> ShadowMoves:
                                 "args": {"from_state": states.SHADOW, "to_state": states.LEGACY}}),
             )))
     return ShadowMoves(moves, already)
+
+
+@dataclass
+class Declared(Result):
+    changes: list[tuple[str, str | None, str, str | None]]  # (job, shadow before, shadow now, table)
+    dry_run: bool
+
+    def as_dict(self) -> dict:
+        return {"dry_run": self.dry_run, "jobs": [{"id": j, "before": b, "shadow": a, "table": t}
+                                                   for j, b, a, t in self.changes]}
+
+
+def shadow_declare(ws: Workspace, ids, *, as_: str, table: str | None = None, dry_run: bool = False) -> Declared:
+    """Declare how generic jobs can be shadowed (observe | env | sdk; ``table``: the Iceberg table an
+    sdk job appends to). Only while a job is LEGACY or ROLLED_BACK (its shadow deployment follows the
+    declaration); all or nothing; audited."""
+    from dataclasses import replace as _replace
+
+    if as_ not in SHADOW_CHOICES:
+        raise InputError(f"--as {as_!r} is not one of {', '.join(SHADOW_CHOICES)}", fix=SHADOW_FIX)
+    if table and as_ != "sdk":
+        raise InputError("--table applies to sdk jobs only (the table they append to through cutover.sdk)",
+                         fix="leave --table out, or declare --as sdk")
+    items = ws.items.resolve(ids)
+    not_jobs = [i.id for i in items if not is_job(i)]
+    if not_jobs:
+        raise InputError(f"{', '.join(not_jobs)} {'is an ingestion' if len(not_jobs) == 1 else 'are ingestions'}: "
+                         "an ingestion is shadowed by cutover itself", fix="declare generic jobs only")
+    cur = states.get_states(ws.state_engine)
+    busy = [i.id for i in items if cur.get(i.id, states.LEGACY) not in (states.LEGACY, states.ROLLED_BACK)]
+    if busy:
+        raise InputError(f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} past LEGACY: the declaration "
+                         "decides how the shadow runs", fix=f"stop the shadow first (cutover shadow stop {' '.join(busy)})")
+    new = [_replace(j, shadow=as_, table=(table or j.table) if as_ == "sdk" else None) for j in items]
+    changes = [(o.id, o.shadow, n.shadow, n.table) for o, n in zip(items, new)]
+    if not dry_run:
+        with lock.locked(ws.state_engine, f"shadow declare {' '.join(i.id for i in items)}"):
+            ws.jobs.upsert(new, replace_existing=True)
+            audit.record(ws.state_engine, "shadow-declare", target=",".join(i.id for i in items),
+                         detail={"shadow": as_, "table": table})
+    return Declared(changes, dry_run)
+
+
+def refuse_undeclared(items) -> None:
+    """A job that does not say how it can be shadowed never enters SHADOW (it would run twice
+    against production): InputError (exit 2) naming them and the three choices. Nothing changes."""
+    bad = [i.id for i in items if is_job(i) and i.shadow not in SHADOW_CHOICES]
+    if bad:
+        raise InputError(f"job(s) {', '.join(bad)} declare no shadow mode, so they cannot enter SHADOW "
+                         f"(they would run twice against production)",
+                         fix=f"run `cutover shadow declare {' '.join(bad)} --as observe|env|sdk`, or {SHADOW_FIX}")
 
 
 def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: Callable[[ShadowMoves], None] | None,
@@ -238,7 +293,7 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
                     info: Echo) -> ShadowRun:
     """Run legacy live and Prefect shadow now against the same files, wait for both, and compare
     them (parity). ``info`` hears the progress of each run."""
-    items = ws.ingestions.resolve(ids, all_=all_)
+    items = ws.items.resolve(ids, all_=all_)
     cur = states.get_states(ws.state_engine)
     not_shadow = [i.id for i in items if cur.get(i.id, states.LEGACY) != states.SHADOW]
     if not_shadow:
@@ -247,7 +302,8 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     sides = LiveSides(ws)
     prefect = sides.prefect("shadow")
-    flow_runs = {i.id: prefect.trigger(i.id) for i in items}  # queued first: the worker starts while legacy runs
+    # queued first: the worker starts while legacy runs. An observe-only job has no shadow run.
+    flow_runs = {i.id: prefect.trigger(i.id) for i in items if not (is_job(i) and i.shadow == "observe")}
     for iid, fr in flow_runs.items():
         info(f"{iid}: Prefect shadow flow run {fr} queued")
     legacy_results, errors = {}, []

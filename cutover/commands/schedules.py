@@ -30,7 +30,7 @@ def targets(settings: Settings, ids, all_: bool, schedule_text: str | None, tz: 
     if not ids and not all_:
         raise InputError("no ingestion named", fix="name one or more ingestion ids, pass --all, or try one with "
                                                    "--schedule 'daily 02:30' --timezone Europe/Berlin")
-    items = Workspace(settings).ingestions.resolve(ids, all_=all_)
+    items = Workspace(settings).items.resolve(ids, all_=all_)
     return [(i.id, i.schedule, i.timezone) for i in items]
 
 

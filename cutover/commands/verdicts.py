@@ -70,10 +70,10 @@ def parity(ws: Workspace, ingestion_ids=(), *, since: str = "24h", checks: str =
         raise InputError(f"--checks {checks!r} names an unknown check", fix=f"use {','.join(CHECKS)}")
     window = None if since == "fork" else since_time(since)
     if ingestion_ids:
-        items = ws.ingestions.resolve(ingestion_ids)
+        items = ws.items.resolve(ingestion_ids)
     else:  # every ingestion with a shadow to compare: those in SHADOW
         current = states.get_states(ws.state_engine)
-        items = [i for i in ws.ingestions.list() if current.get(i.id) == states.SHADOW]
+        items = [i for i in ws.items.list() if current.get(i.id) == states.SHADOW]
         if not items:
             raise InputError("no ingestion is in SHADOW: there is nothing to compare",
                              fix="start shadows with `cutover shadow start`, or name ingestions explicitly")
@@ -93,7 +93,7 @@ class ParityHistory(Result):
 def parity_history(ws: Workspace, ingestion_id: str | None = None, *, limit: int = 30) -> ParityHistory:
     """Stored parity verdicts (of one ingestion, or all) and each ingestion's clean streak."""
     if ingestion_id:
-        ws.ingestions.get(ingestion_id)
+        ws.items.get(ingestion_id)
     rows = history(ws.state_engine, ingestion_id, limit)
     return ParityHistory(rows, {r["ingestion"]: streak(ws.state_engine, r["ingestion"]) for r in rows})
 
@@ -111,7 +111,7 @@ class Waiver(Result):
 def waive(ws: Workspace, ingestion_id: str, check: str, *, reason: str, owner: str, expires: str,
           dry_run: bool = False) -> Waiver:
     """Waive one check of one ingestion until a date (it expires by itself); audited."""
-    ws.ingestions.get(ingestion_id)
+    ws.items.get(ingestion_id)
     exp = parse_expiry(expires)
     if dry_run:
         return Waiver(None, ingestion_id, check, owner, reason, exp)

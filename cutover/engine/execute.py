@@ -46,7 +46,7 @@ def check_stale(ws, plan: Plan, wave: Wave) -> None:
     cur_states = states.get_states(ws.state_engine)
     problems = []
     for m in wave.moves:
-        ing = ws.ingestions.find(m.ingestion_id)
+        ing = ws.items.find(m.ingestion_id)
         if ing is None:
             problems.append(f"{m.ingestion_id} was removed")
             continue
@@ -71,7 +71,7 @@ def evaluate_gates(ws, plan: Plan, wave: Wave, verifier: Callable | None = None)
     for m in wave.moves:
         if m.to_state != states.CUTOVER:
             continue
-        ing = ws.ingestions.get(m.ingestion_id)
+        ing = ws.items.get(m.ingestion_id)
         why = []
         for name, arg in conditions:
             if name == "streak":

@@ -30,7 +30,7 @@ def select_ingestions(ws, *, all_: bool, select: str | None) -> dict:
     if all_ == bool(select):
         raise InputError("say what to pause", fix="pass --all, or --select with id globs / owner=, format=, state=, ...")
     st = states.get_states(ws.state_engine)
-    ids = [ing.id for ing in ws.ingestions.list()
+    ids = [ing.id for ing in ws.items.list()
            if all_ or selected({"ingestion": ing, "state": st.get(ing.id, states.LEGACY)}, select)]
     if not ids:
         raise InputError("no ingestion matches" if select else "there are no ingestions",

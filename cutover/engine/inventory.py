@@ -35,7 +35,7 @@ def translation(ing) -> tuple[str | None, str | None]:
 def build_inventory(ws, *, verify: bool = True, horizon_days: int = 90) -> list[dict]:
     st = states.get_states(ws.state_engine)
     rows = []
-    for ing in ws.ingestions.list():
+    for ing in ws.items.list():
         prefect_schedule, translate_error = translation(ing)
         verified = None
         if verify:

@@ -25,6 +25,7 @@ from typing import Callable, Protocol
 
 from cutover.core.errors import GateFailed, PartialFailure
 from cutover.core.redact import redact_text
+from cutover.core.records.items import is_job
 from cutover.core.state import audit, lock, states
 from cutover.core.state.journal import DONE, FAILED, RUNNING, Journal, save_operation_plan, unfinished_operation_plans
 from cutover.core.state.snapshots import active
@@ -146,12 +147,14 @@ class Apply:
         kw = step.kw
         iid = step.ingestion_id
         if step.action == "fork_shadow":
-            ing = ws.ingestions.get(iid)
+            ing = ws.items.get(iid)
+            if is_job(ing) and not ing.table:  # only an sdk job appends to a table of its own
+                return f"nothing to fork ({ing.kind} job, shadow: {ing.shadow})"
             fork = ensure_fork(ws, ing)
             seeded = seed_baseline(ws, ing, fork)
             return f"fork snapshot {fork}, {sum(seeded.values())} baseline file(s)"
         if step.action == "deploy_prefect":
-            ing = ws.ingestions.get(iid)
+            ing = ws.items.get(iid)
             side = self.sides.prefect(kw["mode"])
             action = side.ensure_job(ing)
             if kw.get("paused"):

@@ -70,9 +70,9 @@ def targets(ws, ids: list[str], *, all_: bool = False, wave: int | None = None, 
         raise InputError(f"the plan has no wave {wave}", fix=f"waves are 1..{len(p.waves)}")
     if all_:
         st = states.get_states(ws.state_engine)
-        return [i.id for i in ws.ingestions.list() if st.get(i.id, states.LEGACY) in ROLLBACK_FROM]
+        return [i.id for i in ws.items.list() if st.get(i.id, states.LEGACY) in ROLLBACK_FROM]
     for i in ids:
-        ws.ingestions.get(i)  # NotFound with the known ids
+        ws.items.get(i)  # NotFound with the known ids
     return list(dict.fromkeys(ids))
 
 
@@ -174,7 +174,7 @@ def missed_intervals(ws, iid: str, *, now: datetime | None = None) -> dict:
     successful (SUCCESS or PARTIAL) live run of either orchestrator started in [fire time, next fire time)."""
     now = now or datetime.now(timezone.utc)
     out = {"ingestion_id": iid, "paused_at": None, "resumed_at": None, "missed": [], "more": 0}
-    ing = ws.ingestions.find(iid)
+    ing = ws.items.find(iid)
     if ing is None or ing.schedule is None:
         return out
     paused_at, resumed_at = legacy_paused_window(ws, iid)

@@ -44,7 +44,7 @@ def compute_status(ws, sides) -> dict:
     paused_by_operator = active_pause(ws)
     behind, paused_ids = unpaused_behind_snapshot(ws, paused_by_operator, prefect, errors)
     rows = []
-    for ing in ws.ingestions.list():
+    for ing in ws.items.list():
         state = st.get(ing.id, states.LEGACY)
         owner = states.LIVE_OWNER[state]
         lg = legacy.get(ing.id) if legacy is not None else None

@@ -58,7 +58,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,127}$")
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 COMMON_FIELDS = {"id", "kind", "name", "schedule", "timezone", "timeout_s", "retries", "retry_delay_s", "shadow",
-                 "owner", "paused", "legacy"}
+                 "owner", "paused", "legacy", "table"}
 FIELDS = {
     CALLABLE: COMMON_FIELDS | {"target", "args", "kwargs", "code_location"},
     COMMAND: COMMON_FIELDS | {"argv", "shell", "cwd", "env", "ok_exit_codes", "stdin"},
@@ -180,12 +180,25 @@ class Job:
     owner: str | None = None
     paused: bool = False  # paused in the legacy orchestrator
     legacy: dict = field(default_factory=dict)  # provenance and legacy-only settings
+    table: str | None = None  # shadow: sdk -- the Iceberg table it appends to (forked at shadow start, counted by parity)
     prefect_deployment_id: str | None = None
     prefect_flow_id: str | None = None
 
     @property
     def schedule_timezone(self) -> str:
         return sched.schedule_timezone(self.schedule, self.timezone)
+
+    # -- what the engine reads of every inventory item (an ingestion's fields, a job's values) --
+    size_class = "small"
+    priority = "normal"
+    work_queue = "default"
+    credentials = None
+    key_columns = ()
+    batch_paused = False
+
+    @property
+    def format(self) -> str:
+        return self.kind
 
     @property
     def code_package(self) -> str | None:
@@ -295,13 +308,22 @@ def validate_job(raw: dict[str, Any], *, where: str = "job") -> Job:
         timeout_s=_number(raw, "timeout_s", where), retries=_number(raw, "retries", where, integer=True, default=0),
         retry_delay_s=_number(raw, "retry_delay_s", where, default=0.0), shadow=shadow,
         owner=str(raw["owner"]) if raw.get("owner") is not None else None, paused=bool(raw.get("paused") or False),
-        legacy=dict(legacy),
+        legacy=dict(legacy), table=_table(raw.get("table"), where),
     )
     if common["timeout_s"] == 0:
         raise InputError(f"{where}: timeout_s 0 would stop every run at once", fix="leave it out for no limit")
     if kind == CALLABLE:
         return _callable(raw, where, common)
     return _command(raw, where, common)
+
+
+def _table(value, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", value):
+        raise InputError(f"{where}: table {value!r} is not 'namespace.table'",
+                         fix="name the Iceberg table the job appends to through cutover.sdk, e.g. table: acme.orders")
+    return value
 
 
 def _callable(raw: dict, where: str, common: dict) -> Job:
@@ -398,7 +420,7 @@ def split_definitions(items: list, *, where: str) -> tuple[list[tuple[int, dict]
 # -- storage -------------------------------------------------------------------------------------
 
 _SPEC_KEYS = ("args", "kwargs", "code_location", "argv", "shell", "cwd", "env", "ok_exit_codes",
-              "retry_delay_s", "stdin")
+              "retry_delay_s", "stdin", "table")
 
 
 def values_of(job: Job) -> dict[str, Any]:
@@ -414,7 +436,7 @@ def _row_to_job(row) -> Job:
     spec = dict(row.spec or {})
     return Job(
         id=row.id, kind=row.kind, name=row.name, schedule=row.schedule, timezone=row.timezone, target=row.target,
-        args=list(spec.get("args") or []), kwargs=dict(spec.get("kwargs") or {}), code_location=spec.get("code_location"),
+        args=list(spec.get("args") or []), kwargs=dict(spec.get("kwargs") or {}), code_location=spec.get("code_location"), table=spec.get("table"),
         argv=tuple(spec["argv"]) if spec.get("argv") is not None else None, shell=spec.get("shell"), cwd=spec.get("cwd"),
         env=dict(spec.get("env") or {}), ok_exit_codes=tuple(spec.get("ok_exit_codes") or (0,)), stdin=spec.get("stdin"),
         timeout_s=row.timeout_s, retries=row.retries, retry_delay_s=float(spec.get("retry_delay_s") or 0.0),
