@@ -322,11 +322,15 @@ class TeamAPSchedulerAdapter:
         """Create or update the store job of a callable job; a paused job stays paused."""
         if job.kind != "callable":
             raise InputError(f"job {job.id} is a {job.kind} job", fix="the APScheduler side runs callable jobs")
-        if job.legacy.get("orchestrator") != ORCHESTRATOR or job.legacy.get("jobstore") != self.url:
-            from dataclasses import replace
+        from dataclasses import replace
 
-            job = replace(job, legacy={**job.legacy, "orchestrator": ORCHESTRATOR, "jobstore": self.url,
-                                       "table": self.table_name, "job_id": job.legacy.get("job_id") or job.id})
+        from cutover.core.records.jobs import values_of
+
+        cur = self.ws.jobs.find(job.id)
+        keep = {k: v for k, v in (cur.legacy if cur else {}).items() if k.startswith("paused_")}
+        job = replace(job, legacy={**job.legacy, "orchestrator": ORCHESTRATOR, "jobstore": self.url,
+                                   "table": self.table_name, "job_id": job.legacy.get("job_id") or job.id, **keep})
+        if cur is None or values_of(cur) != values_of(job):
             self.ws.jobs.upsert([job], replace_existing=True, taken={i.id for i in self.ws.ingestions.list()})
         state = job_state(job)
         if job.paused:
