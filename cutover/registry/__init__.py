@@ -161,3 +161,35 @@ def parity_streak(engine, ingestion_id: str) -> int:
 def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> list[dict]:
     """The ingestion's parity verdicts, newest first (``checks.parity.history``)."""
     return _load("checks.parity:history")(engine, ingestion_id, limit)
+
+
+# -- generic sides (issue #15): a team's own jobs (callables, commands), one adapter per orchestrator ----
+
+# name -> "module:Class" of a cutover.protocol.OrchestratorWriter over the generic jobs of one source
+# (ids: cutover job ids). APScheduler: the callable jobs of a team job store (url, table); cron: the
+# command jobs of a crontab FILE (crontab).
+GENERIC_SIDES: dict[str, str] = {
+    "apscheduler": "legacy.apscheduler.teamside:TeamAPSchedulerAdapter",
+    "cron": "legacy.cron.jobside:CronJobsAdapter",
+}
+
+
+def generic_side(name: str, ws, *args, **kwargs):
+    """The generic side ``name`` of :data:`GENERIC_SIDES` over a workspace (loaded on first use)."""
+    try:
+        spec = GENERIC_SIDES[name]
+    except KeyError:
+        from cutover.core.errors import InputError
+
+        raise InputError(f"no generic side {name!r}", fix=f"use one of {', '.join(GENERIC_SIDES)}") from None
+    return _load(spec)(ws, *args, **kwargs)
+
+
+def generic_side_for(ws, job):
+    """The generic side that runs ``job`` on the legacy side, from where it was imported (its ``legacy``)."""
+    src = job.legacy or {}
+    if src.get("orchestrator") == "apscheduler":
+        return generic_side("apscheduler", ws, src["jobstore"], src.get("table", "apscheduler_jobs"))
+    if src.get("orchestrator") == "cron":
+        return generic_side("cron", ws, src["crontab"])
+    return None

@@ -319,8 +319,9 @@ def scaffold_cmd(app: App, directory, source, schedule, namespace) -> None:
 @click.option("--home", type=click.Path(file_okay=False),
               help="The cutover home holding the run records (cron's environment has no CUTOVER_HOME).")
 @click.option("--trigger", type=click.Choice(["scheduled", "manual"]), default="scheduled", show_default=True)
+@click.option("--run-id", help="The run record's id (default: a new one).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_cmd(job_id: str, home: str | None, trigger: str, command) -> None:
+def exec_cmd(job_id: str, home: str | None, trigger: str, run_id: str | None, command) -> None:
     """Run COMMAND as cron would and record the run: start, end, exit code, duration, output tail.
 
     stdin, stdout and stderr pass through; the exit code is the command's (128+N when killed by
@@ -341,7 +342,7 @@ def exec_cmd(job_id: str, home: str | None, trigger: str, command) -> None:
         sys.stderr.write(f"cutover cron exec: cannot read the settings ({type(e).__name__}): run not recorded\n")
         ws = None
     argv = list(command[1:] if command and command[0] == "--" else command)
-    sys.exit(run_and_record(ws, job_id, argv, trigger=trigger) if ws is not None else _plain(argv))
+    sys.exit(run_and_record(ws, job_id, argv, trigger=trigger, run_id=run_id) if ws is not None else _plain(argv))
 
 
 def _plain(argv) -> int:

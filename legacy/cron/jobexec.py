@@ -89,7 +89,7 @@ def _warn(msg: str) -> None:
         pass
 
 
-def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "scheduled",
+def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "scheduled", run_id: str | None = None,
                    tail_bytes: int = TAIL_BYTES, stdout=None, stderr=None) -> int:
     """Run ``argv`` (stdin inherited, stdout/stderr passed through and kept) with a start and an end
     record for job ``job_id``; returns the exit code to exit with (128+N when killed by signal N)."""
@@ -108,10 +108,10 @@ def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "sche
         ok_codes = job.ok_exit_codes
         secrets += secret_values(job.env)
     shown = redact_output(shlex.join(argv), secrets)
-    run_id = None
+    wanted, run_id = run_id, None
     if store is not None:
         try:
-            run_id = store.start(job_id, trigger=trigger, command=shown[:2000])
+            run_id = store.start(job_id, trigger=trigger, command=shown[:2000], run_id=wanted)
         except Exception as e:  # noqa: BLE001
             _warn(f"cannot record the start of job {job_id} ({type(e).__name__}): running it unrecorded")
     keep = _Tail(tail_bytes)
