@@ -30,8 +30,9 @@ What it gives the job:
   ledger and counts checks therefore read an sdk job exactly like a reference ingestion.
 
 The workspace (ledger DB, catalog) is the one ``CUTOVER_HOME`` / ``cutover.toml`` names, as
-for every cutover command; the run record is the one the side opened (``CUTOVER_RUN_ID``),
-else the Run opens and closes its own.
+for every cutover command. The run record is the one the side opened: ``CUTOVER_RUN_ID`` (the
+Prefect flows set it), else a RUNNING legacy record of this job opened by this process or its
+parent (APScheduler's run listener, ``cutover cron exec``); else the Run opens and closes its own.
 
 Shadow safety: in shadow a Run never creates a table nor writes ``main`` or the live ledger
 (:func:`cutover.core.jobenv.read` refuses inconsistent variables); the branch must exist
@@ -173,7 +174,7 @@ class Run:
         self.branch = env.branch
         self.ws = workspace or Workspace()
         self.ledger = self.ws.ledger(jid, env.namespace)
-        self.run_id = run_id or env.run_id or uuid.uuid4().hex
+        self.run_id = run_id or env.run_id or self._legacy_record(jid, env) or uuid.uuid4().hex
         self._own_record = self.ws.runs.find(self.run_id) is None
         if self._own_record:
             self.ws.runs.start(jid, orchestrator=env.orchestrator, mode=env.mode, trigger=trigger, run_id=self.run_id)
@@ -185,6 +186,20 @@ class Run:
         self._hb = Heartbeat(self.ledger, self.ws.runs, self.run_id,
                              interval=max(0.5, min(30.0, self.ws.settings.claim_timeout / 3)))
         self._hb.start()
+
+    def _legacy_record(self, jid: str, env: jobenv.JobEnv) -> str | None:
+        """The run record a legacy side opened for this very run, when it could not pass its id:
+        APScheduler's listener (same process) or ``cutover cron exec`` (the parent process) record a
+        RUNNING run with their pid before the job starts. None: the Run opens its own."""
+        if env.orchestrator != "legacy" or env.mode != "live":
+            return None
+        import socket
+
+        host, pids = socket.gethostname(), {os.getpid(), os.getppid()}
+        for r in self.ws.runs.list(ingestion_id=jid, orchestrator="legacy", mode="live", limit=20):
+            if r.status == R.RUNNING and r.host == host and r.pid in pids:
+                return r.id
+        return None
 
     # -- files ---------------------------------------------------------------------------
     def files(self, source_uri: str, pattern: str = "*", *, storage_options: dict | None = None) -> list[DiscoveredFile]:

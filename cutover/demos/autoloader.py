@@ -36,6 +36,7 @@ SCENARIOS: dict[str, str] = {
     "autoloader": "cutover.demos.autoloader:run_demo",
     "cron": "cutover.demos.cron:run_cron_demo",
     "rq": "cutover.demos.rq:run_rq_demo",
+    "team": "cutover.demos.team:run_team_demo",
 }
 DEFAULT_SCENARIO = "autoloader"
 

@@ -12,6 +12,7 @@ wrapper receives the side it wraps in its constructor.
 from __future__ import annotations
 
 from cutover.core.workflow import RQ_CONFIG_NAME
+from cutover.registry.jobsides import JobsLegacySide
 from cutover.protocol import JobInfo, run_legacy_now
 from flows.adapter import PrefectAdapter
 from legacy.apscheduler.adapters import APSchedulerAdapter
@@ -120,7 +121,7 @@ def legacy_side(ws, *, cron=None, rq=None, with_cron: bool | None = None, with_r
         side = CronLegacySide(ws, cron, base=side)
     if with_rq if with_rq is not None else (home / RQ_CONFIG_NAME).exists():
         side = RQLegacySide(ws, rq, base=side)
-    return side
+    return JobsLegacySide(ws, side)  # a team's own jobs go to the side they were imported from
 
 
 class _WithLegacy:

@@ -24,7 +24,8 @@ def add_jobs(url: str, home: str) -> list[str]:
     sched = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone="UTC")
     sched.start(paused=True)  # writes the jobs, runs nothing
     try:
-        sched.add_job("acme_etl.orders:load_orders", "interval", hours=1, id="acme-orders-load",
+        sched.add_job("acme_etl.orders:load_orders", "interval", hours=1, start_date="2026-01-01 00:20:00",
+                      id="acme-orders-load",
                       name="Load the order exports into acme.orders", kwargs={"source_dir": f"{data}/orders"},
                       misfire_grace_time=900, coalesce=True, max_instances=1, replace_existing=True)
         sched.add_job("acme_etl.reports:revenue_report", "cron", hour=6, minute=15, timezone="Europe/Berlin",
