@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# `make demo SCENARIO=cron` tells another legacy orchestrator's story (`cutover demo --help`).
+# `make demo SCENARIO=cron` tells another legacy orchestrator's story (`cutover demo --help`);
+# `make demo SCENARIO=team` migrates a team's own jobs (examples/acme_etl).
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin

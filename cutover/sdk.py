@@ -62,6 +62,8 @@ __all__ = ["Run", "mode", "is_shadow", "branch", "ledger_namespace", "output_pre
            "job_id", "BadFile"]
 
 log = logging.getLogger("cutover.sdk")
+RECORDER_WAIT_S = 5.0
+_ATTACHED: set[str] = set()  # legacy run records a Run of this process already attached to
 
 
 # -- where am I --------------------------------------------------------------------------------
@@ -195,11 +197,19 @@ class Run:
             return None
         import socket
 
+        import time
+
         host, pids = socket.gethostname(), {os.getpid(), os.getppid()}
-        for r in self.ws.runs.list(ingestion_id=jid, orchestrator="legacy", mode="live", limit=20):
-            if r.status == R.RUNNING and r.host == host and r.pid in pids:
-                return r.id
-        return None
+        # APScheduler's listener hears of the run just after the job started: give it a moment
+        deadline = time.monotonic() + (RECORDER_WAIT_S if os.environ.get(jobenv.RECORDER) else 0)
+        while True:
+            for r in self.ws.runs.list(ingestion_id=jid, orchestrator="legacy", mode="live", limit=20):
+                if r.status == R.RUNNING and r.host == host and r.pid in pids and r.id not in _ATTACHED:
+                    _ATTACHED.add(r.id)
+                    return r.id
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     # -- files ---------------------------------------------------------------------------
     def files(self, source_uri: str, pattern: str = "*", *, storage_options: dict | None = None) -> list[DiscoveredFile]:

@@ -216,7 +216,7 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
     """
     settings = _settings_env(app)
     ws = Workspace(settings)
-    ws.ingestions.get(ingestion_id)
+    ws.items.get(ingestion_id)  # an ingestion or a team's job
     with PrefectAdapter(ws, mode=mode) as ad:
         app.echo(ad.trigger(ingestion_id, force=force))
 

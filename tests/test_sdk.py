@@ -145,3 +145,26 @@ def test_bad_rows_fail_one_file_only(workspace_env, tmp_path):
     assert ws.runs.get(s.run_id).status == R.PARTIAL
     with pytest.raises(InputError, match="not claimed"):
         sdk.Run(JOB, workspace=ws).append(TABLE, pa.table({"id": [1]}), file=bad)
+
+
+def test_a_legacy_run_record_is_attached_not_doubled(workspace_env, tmp_path, monkeypatch):
+    """Under APScheduler's run listener (same process) or `cutover cron exec` (the parent process)
+    the job's files count on that run's record; no second legacy record is opened."""
+    import threading
+    import time
+
+    from cutover.core.records.jobruns import JobRunStore
+
+    src = tmp_path / "src"
+    write_csv_files(src, 2)
+    ws = Workspace()
+    store = JobRunStore(ws.autoloader_engine)
+    monkeypatch.setenv(jobenv.RECORDER, "apscheduler")
+    # the listener hears of the submission a moment after the job started
+    threading.Timer(0.3, lambda: store.start(JOB, trigger="scheduled", run_id="listener-run")).start()
+    t0 = time.monotonic()
+    s = load(src, ws)
+    assert s.run_id == "listener-run" and time.monotonic() - t0 < 5
+    recs = ws.runs.list(ingestion_id=JOB)
+    assert [r.id for r in recs] == ["listener-run"]
+    assert (recs[0].files_processed, recs[0].status) == (2, R.RUNNING)  # the listener closes it

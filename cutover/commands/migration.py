@@ -231,7 +231,7 @@ def refuse_undeclared(items) -> None:
     if bad:
         raise InputError(f"job(s) {', '.join(bad)} declare no shadow mode, so they cannot enter SHADOW "
                          f"(they would run twice against production)",
-                         fix=f"run `cutover shadow declare {' '.join(bad)} --as observe|env|sdk`, or {SHADOW_FIX}")
+                         fix=f"run `cutover shadow declare {' '.join(bad)} --as observe|env|sdk`: {SHADOW_FIX}")
 
 
 def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: Callable[[ShadowMoves], None] | None,

@@ -35,15 +35,16 @@ from cutover.core.iceberg import MAIN, SHADOW_BRANCH
 MODE, BRANCH, NAMESPACE, OUTPUT_PREFIX = (
     "CUTOVER_MODE", "CUTOVER_ICEBERG_BRANCH", "CUTOVER_LEDGER_NAMESPACE", "CUTOVER_OUTPUT_PREFIX")
 JOB_ID, RUN_ID, ORCHESTRATOR = "CUTOVER_JOB_ID", "CUTOVER_RUN_ID", "CUTOVER_ORCHESTRATOR"
+# set in a legacy scheduler process whose runs cutover records (APScheduler's listeners): the record of
+# a run is opened by the listener just after the job is submitted, so cutover.sdk waits for it
+RECORDER = "CUTOVER_RUN_RECORDER"
 VARIABLES = (MODE, BRANCH, NAMESPACE, OUTPUT_PREFIX)
 
 # how a job can be shadowed: never run by Prefect in shadow / reads the variables / uses cutover.sdk
 OBSERVE, ENV, SDK = "observe", "env", "sdk"
 SHADOW_CHOICES = (OBSERVE, ENV, SDK)
-SHADOW_FIX = ("declare how the job can be shadowed with `shadow:` in its definition: observe (Prefect does not "
-              "run it during shadow; schedules and legacy runs are compared), env (it reads CUTOVER_MODE, "
-              "CUTOVER_ICEBERG_BRANCH, CUTOVER_LEDGER_NAMESPACE, CUTOVER_OUTPUT_PREFIX and writes elsewhere in "
-              "shadow) or sdk (it uses cutover.sdk)")
+SHADOW_FIX = ("observe (Prefect does not run it during shadow), env (it reads CUTOVER_MODE and the other "
+              "CUTOVER_* variables and writes elsewhere in shadow) or sdk (it uses cutover.sdk)")
 
 
 def check_shadow(value, *, where: str) -> str | None:

@@ -208,8 +208,8 @@ class _Story:
         self.setup()
         self.imports()
         self.step("4. The Prefect side: a local server and worker")
-        self.cmd("prefect", "up")
-        self.prefect_up = True
+        self.prefect_up = True  # stopped at the end whatever happens
+        self.cmd("prefect", "up", "--timeout", "300")
         self.shadow()
         self.parity()
         self.cutover()
@@ -317,6 +317,10 @@ class _Story:
         self.cmd("shadow", "run", "--once", "--all")
         self.check(self.ws.catalog.total_records(TABLE) == self.rows,
                    f"main holds every order once ({self.rows}): the legacy run took the new export")
+        legacy_runs = self.ws.runs.list(ingestion_id=SDK, orchestrator="legacy")
+        self.check(len(legacy_runs) == 2 and legacy_runs[0].files_processed == 1,
+                   "each legacy run of the sdk job is one run record, its files counted on it (the listener's "
+                   "record, which cutover.sdk attaches to)")
         reports = self.home / "reports"
         self.cmd("parity", "--since", "fork", "--format", "text,json,html", "--out", str(reports))
         report = json.loads((reports / "parity.json").read_text())

@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, delete, insert, inspect, select, update
 
 from cutover.core.db import sqlite_path, write_tx
 from cutover.core.errors import InputError, NotFound
+from cutover.core.jobenv import RECORDER
 from cutover.core.records.jobruns import FAILED, MISSED, SUCCESS, JobRunStore, effective_status, redact_output
 from cutover.core.redact import redact_url
 from cutover.core.schedule import triggers as schedules
@@ -249,6 +250,9 @@ def record_runs(scheduler, *, home: str | None = None, ws=None) -> RunRecorder:
         ws = Workspace(load_settings(env))
     rec = RunRecorder(ws)
     scheduler.add_listener(rec, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    import os
+
+    os.environ[RECORDER] = "apscheduler"  # cutover.sdk in this process waits for the run records
     return rec
 
 
