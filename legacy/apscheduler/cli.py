@@ -251,11 +251,14 @@ def resume(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
               help="Where the imported callables' code lives (a directory, or an installed package).")
 @click.option("--shadow", type=click.Choice(["observe", "env", "sdk"]),
               help="How the imported callable jobs can be shadowed (default: undeclared).")
+@click.option("--verify-days", type=click.IntRange(0, 3660), default=366, show_default=True,
+              help="Verify each imported job's Prefect schedule against its legacy fire times over this many days "
+                   "(0: do not).")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, with_jobs: bool, code_location: str | None,
-               shadow: str | None, dry_run: bool, as_json: bool) -> None:
+               shadow: str | None, verify_days: int, dry_run: bool, as_json: bool) -> None:
     """Import the jobs of an existing APScheduler 3 job store, with their real triggers.
 
     The source is only read (never restored through APScheduler, which would
@@ -281,7 +284,7 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, with_jobs
         js = JobSync(ws.settings)
         ours_paused = {i: ing.batch_paused or bool(js.is_paused(i)) for i, ing in existing.items()}
     team, rest = plan_team_jobs(rows, ws, source=jobstore_url, table=table, code_location=code_location, shadow=shadow,
-                                read_inventory=not fresh) if with_jobs else ([], rows)
+                                read_inventory=not fresh, verify_days=verify_days) if with_jobs else ([], rows)
     items = plan_import(rest, existing, replace=replace, ours_paused=ours_paused)
     if not with_jobs:
         items = [_hint_jobs(i) for i in items]

@@ -180,23 +180,37 @@ def slug_id(store_id: str, taken: set[str]) -> str:
     return jid
 
 
-def _translation(spec: dict | None, tz: str) -> tuple[str | None, list[str]]:
+VERIFY_DAYS = 366  # a whole year: both DST changes of every zone
+
+
+def _translation(spec: dict | None, tz: str, verify_days: int = VERIFY_DAYS) -> tuple[str | None, list[str]]:
+    """(the Prefect schedule, notes), with the verdict of ``cutover.core.schedule.verify`` over
+    ``verify_days`` from now in the notes when the two sides do not fire alike (0: not verified)."""
     from cutover.core.schedule.translate import translate
+    from cutover.core.schedule.verify import verify
 
     if spec is None:
         return "manual", []
+    approx = False
     try:
-        return translate(spec, tz).describe(), []
+        text, notes = translate(spec, tz).describe(), []
     except InputError as exact_error:
         try:
             t = translate(spec, tz, allow_approx=True)
         except InputError as e:
             return None, [e.one_line()]
-        return t.describe() + " (approximate)", [exact_error.one_line(), *t.notes]
+        text, notes, approx = t.describe() + " (approximate)", [exact_error.one_line(), *t.notes], True
+    if verify_days <= 0:
+        return text, notes
+    r = verify(spec, tz, start=utcnow(), horizon=timedelta(days=verify_days), allow_approx=approx)
+    if not r.ok:
+        notes.append(f"schedule verification over {verify_days} days: {r.summary()}")
+    return text, notes
 
 
 def convert(store_id: str, next_run_time: float | None, state: dict, *, taken: set[str], source: str, table: str,
-            code_location: str | None = None, shadow: str | None = None, existing: Job | None = None) -> TeamItem:
+            code_location: str | None = None, shadow: str | None = None, existing: Job | None = None,
+            verify_days: int = VERIFY_DAYS) -> TeamItem:
     """The callable job of one job state (``existing``: the one imported earlier from the same job)."""
     from apscheduler.triggers.base import BaseTrigger
     from apscheduler.triggers.combining import BaseCombiningTrigger
@@ -254,7 +268,7 @@ def convert(store_id: str, next_run_time: float | None, state: dict, *, taken: s
         return cannot(f"its trigger {trig} cannot be reproduced exactly as a schedule")
     if isinstance(trig, BaseCombiningTrigger) and not _same_times(trig, rebuilt):
         return cannot(f"its trigger {trig} cannot be reproduced exactly as a schedule")
-    ps, notes = _translation(job.schedule, job.timezone)
+    ps, notes = _translation(job.schedule, job.timezone, verify_days)
     if existing is None:
         action = "create"
     else:
@@ -272,8 +286,8 @@ def _same_times(a, b, n: int = 300) -> bool:
 
 
 def plan_team_jobs(rows: list[tuple[str, float | None, bytes]], ws, *, source: str, table: str,
-                   code_location: str | None = None, shadow: str | None = None,
-                   read_inventory: bool = True) -> tuple[list[TeamItem], list[tuple[str, float | None, bytes]]]:
+                   code_location: str | None = None, shadow: str | None = None, read_inventory: bool = True,
+                   verify_days: int = VERIFY_DAYS) -> tuple[list[TeamItem], list[tuple[str, float | None, bytes]]]:
     """(callable items, rows left to the ingestion import) for the rows of a team job store."""
     from legacy.apscheduler.jobstore import load_job_state
 
@@ -293,7 +307,7 @@ def plan_team_jobs(rows: list[tuple[str, float | None, bytes]], ws, *, source: s
             rest.append((store_id, nrt, blob))
             continue
         items.append(convert(store_id, nrt, state, taken=taken, source=source, table=table,
-                             code_location=code_location, shadow=shadow,
+                             code_location=code_location, shadow=shadow, verify_days=verify_days,
                              existing=by_store.get((source, table, store_id))))
     return items, rest
 

@@ -78,13 +78,16 @@ def _started(entry: dict) -> datetime | None:
               help="Also import every other job line as a command job, wrapped in place by `cutover cron exec`.")
 @click.option("--shadow", type=click.Choice(["observe", "env", "sdk"]),
               help="How the imported command jobs can be shadowed (default: undeclared).")
+@click.option("--verify-days", type=click.IntRange(0, 3660), default=366, show_default=True,
+              help="Verify each imported job's Prefect schedule against its legacy fire times over this many days "
+                   "(0: do not).")
 @click.option("--undo", is_flag=True, help="Put the wrapped lines back byte for byte and remove their command jobs.")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported and adopted; write nothing.")
 @_install_opt
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, output_dir, replace_existing, with_jobs,
-               shadow, undo, dry_run, install, as_json) -> None:
+               shadow, verify_days, undo, dry_run, install, as_json) -> None:
     """Bring crontab lines into the inventory and the managed block.
 
     A line belongs to an ingestion by its marker comment '# cutover: ingestion=<id>' or by
@@ -118,7 +121,7 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     fresh = dry_run and _fresh(app.settings)
     plan = plan_import(ws, crontab, mapping=mapping, definitions=defs, timezone=tz, replace_existing=replace_existing,
                        run_log=run_log, wrapper=wrapper, output_dir=output_dir, read_inventory=not fresh,
-                       jobs=with_jobs, shadow=shadow)
+                       jobs=with_jobs, shadow=shadow, verify_days=verify_days)
     if install:
         plan.config.install = True
     if not dry_run:

@@ -215,6 +215,9 @@ def job_id_for(line: CronLine, taken: set[str]) -> str:
         rest = [w for w in words[1:] if not w.startswith("-")]
         prog = Path(rest[-1] if prog == "flock" and rest else (rest[0] if rest else words[1])).name
     stem = prog.rsplit(".", 1)[0] if "." in prog[1:] else prog
+    if stem in ("echo", "printf", "cat", "date", "curl", "wget", "sleep", "true", "test", "find", "rm", "mail"):
+        plain = [w for w in words[1:] if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,30}", w)]
+        stem = f"{stem}-{plain[0]}" if plain else stem
     base = _SLUG.sub("-", stem.lower()).strip("-")[:100] or "job"
     if not base[0].isalnum():
         base = "job-" + base

@@ -77,7 +77,8 @@ def _definitions_from_wrapper(command: str) -> dict[str, dict]:
 def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = None,
                 definitions: Iterable["Ingestion"] = (), timezone: str | None = None, replace_existing: bool = False,
                 run_log: str | None = None, wrapper: str | None = None, output_dir: str | None = None,
-                read_inventory: bool = True, jobs: bool = False, shadow: str | None = None) -> ImportPlan:
+                read_inventory: bool = True, jobs: bool = False, shadow: str | None = None,
+                verify_days: int = 366) -> ImportPlan:
     """What `cutover cron import` would do (reads only).
 
     Jobs: every job line with a marker, and unmarked job lines outside the managed block whose
@@ -163,7 +164,7 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
                      wrapper=wrapper or inferred.get("wrapper"), timezone=tz,
                      output_dir=output_dir or inferred.get("output_dir"))
     job_plan = plan_jobs(ws, cf.path, default_tz=tz, skip={it.line for it in items}, read_inventory=read_inventory,
-                         shadow=shadow, enabled=jobs)
+                         shadow=shadow, enabled=jobs, verify_days=verify_days)
     taken_lines = {i.line for i in job_plan.items}
     ignored = [ig for ig in ignored if ig["line"] not in taken_lines]
     if cfg.run_log is None and items:

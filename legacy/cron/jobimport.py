@@ -55,15 +55,26 @@ class JobPlan:
         return {"jobs": [i.as_dict() for i in self.items], "lines": self.lines, "problems": self.problems}
 
 
-def _prefect(spec: dict, tz: str) -> tuple[str | None, str | None]:
+def _prefect(spec: dict, tz: str, verify_days: int = 366) -> tuple[str | None, str | None]:
+    """(the Prefect schedule, None) when it fires as cron over ``verify_days`` from now (the
+    verification of ``cutover.core.schedule.verify``; 0: not verified), else (it or None, why not)."""
+    from datetime import datetime, timedelta, timezone
+
+    from cutover.core.schedule.verify import verify
+
     try:
-        return translate(spec, tz).describe(), None
+        text = translate(spec, tz).describe()
     except InputError as e:
         return None, e.one_line()
+    if verify_days <= 0:
+        return text, None
+    r = verify(spec, tz, start=datetime.now(timezone.utc), horizon=timedelta(days=verify_days))
+    return text, None if r.ok else f"schedule verification over {verify_days} days: {r.summary()}"
 
 
 def plan_jobs(ws, crontab: str | Path, *, default_tz: str, skip: Iterable[int] = (), read_inventory: bool = True,
-              shadow: str | None = None, python: str | None = None, enabled: bool = True) -> JobPlan:
+              shadow: str | None = None, python: str | None = None, enabled: bool = True,
+              verify_days: int = 366) -> JobPlan:
     """What importing the command lines would do (reads only). ``skip``: line numbers the ingestion
     import takes (marked/mapped lines and the managed block); ``enabled`` False: list the lines only."""
     cf = CrontabFile(crontab)
@@ -97,7 +108,7 @@ def plan_jobs(ws, crontab: str | Path, *, default_tz: str, skip: Iterable[int] =
                                          f"does not have: restore the line from the job's backup "
                                          f"({cf.path.name}.bak.*) and import again")
                 continue
-            ps, err = _prefect(job.schedule, job.timezone) if job.schedule else ("manual", None)
+            ps, err = _prefect(job.schedule, job.timezone, verify_days) if job.schedule else ("manual", None)
             plan.items.append(JobItem(ln.n, job, "unchanged", "wrapped", ln.text, ln.text, ps, err))
             continue
         if not enabled:
@@ -114,7 +125,7 @@ def plan_jobs(ws, crontab: str | Path, *, default_tz: str, skip: Iterable[int] =
         wrapped = wrap_line(ln, jid, prefix)
         job = replace(job, legacy={**job.legacy, "wrapped": wrapped})
         action = "create" if cur is None else ("unchanged" if _same(cur, job) else "update")
-        ps, err = _prefect(job.schedule, job.timezone)
+        ps, err = _prefect(job.schedule, job.timezone, verify_days)
         plan.items.append(JobItem(ln.n, job, action, "wrap", ln.text, wrapped, ps, err))
     return plan
 

@@ -336,11 +336,9 @@ def _callable(raw: dict, where: str, common: dict) -> Job:
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise InputError(f"{where}: args must be a list and kwargs a mapping of names to values",
                          fix="e.g. args: [eu]  kwargs: {full: true}")
-    try:
-        args_e = [encode_value(a, path=f"args[{i}]") for i, a in enumerate(args)]
-        # values already in the stored (tagged) form come back equal: decode first, encode again
-        args_e = encode_value(decode_value(args_e))
-        kwargs_e = encode_value(decode_value({k: encode_value(v, path=f"kwargs.{k}") for k, v in kwargs.items()}))
+    try:  # args/kwargs come in the stored form (tags for tuples, dates ...): decoded, then encoded again
+        args_e = encode_value(decode_value(list(args)), path="args")
+        kwargs_e = encode_value(decode_value(dict(kwargs)), path="kwargs")
     except (Unencodable, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{where}: {e}", fix="give plain values (strings, numbers, lists, mappings, dates)") from None
     loc = raw.get("code_location")
