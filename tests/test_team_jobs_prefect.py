@@ -139,3 +139,74 @@ def test_command_exit_codes(prefect_server, prefect_env, prefect_cleanup, tmp_pa
     assert "exited 1" in fr.state.message
     assert "syncing orders for prod" in _logs(prefect_server, fr.id)
     assert _record(ws, "t-sync-bad", fr.id).status == "FAILED"
+
+
+def test_shadow_runs_leave_production_untouched(prefect_server, prefect_env, prefect_cleanup, tmp_path):
+    """examples/acme_etl's env and sdk jobs run by the Prefect worker in shadow: main's head, the live
+    ledger and every production output file stay exactly as the live runs left them; the env jobs
+    wrote under the shadow prefix, the sdk job to cutover-shadow and the shadow ledger."""
+    import shutil
+    from types import SimpleNamespace
+
+    from cutover.core.iceberg import MAIN, SHADOW_BRANCH
+    from cutover.core.shadowfork import ensure_fork
+    from cutover.demos.team import EXAMPLE, tree, write_customers, write_orders
+
+    acme = tmp_path / "acme"
+    shutil.copytree(EXAMPLE, acme, ignore=shutil.ignore_patterns("__pycache__"))
+    data = acme / "data"
+    for h in range(2):
+        write_orders(data / "orders", h)
+    write_customers(data / "inbox", 1)
+    ws = _ws()
+    ws.jobs.upsert([
+        validate_job({"id": "acme-orders-load", "kind": "callable", "target": "acme_etl.orders:load_orders",
+                      "kwargs": {"source_dir": str(data / "orders")}, "code_location": str(acme), "shadow": "sdk",
+                      "table": "acme.orders"}),
+        validate_job({"id": "t-report", "kind": "callable", "target": "acme_etl.reports:revenue_report",
+                      "args": [str(data / "orders"), str(data / "reports")], "code_location": str(acme),
+                      "shadow": "env"}),
+        validate_job({"id": "t-sync", "kind": "command", "shell": "$ACME_HOME/bin/sync_customers.sh",
+                      "env": {"ACME_HOME": str(acme)}, "shadow": "env"}),
+    ], replace_existing=False)
+    for j in ("acme-orders-load", "t-report", "t-sync"):
+        prefect_cleanup(j)
+    # production, as the legacy side left it: the live runs (the functions called as the scheduler calls them)
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "ACME_HOME": str(acme)}
+    code = (f"import sys; sys.path.insert(0, {str(acme)!r}); from acme_etl.orders import load_orders; "
+            f"from acme_etl.reports import revenue_report; load_orders({str(data / 'orders')!r}); "
+            f"revenue_report({str(data / 'orders')!r}, {str(data / 'reports')!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=str(tests_root()))
+    subprocess.run([str(acme / "bin" / "sync_customers.sh")], check=True, env=env)
+    ensure_fork(ws, SimpleNamespace(id="acme-orders-load", table="acme.orders"))
+    write_orders(data / "orders", 2)  # new input for the shadow
+    write_customers(data / "inbox", 2)
+
+    def production():
+        tbl = ws.catalog.load("acme.orders")
+        return (ws.catalog.head(tbl, MAIN), ws.catalog.total_records("acme.orders"),
+                [(e.path, e.status, e.run_id, e.records_ingested) for e in ws.ledger("acme-orders-load", "live").entries()],
+                {d: tree(data / d) for d in ("reports", "warehouse")})
+
+    before = production()
+    assert before[1] > 0 and before[3]["reports"] and before[3]["warehouse"]
+    for j in ("acme-orders-load", "t-report", "t-sync"):
+        fr = _run(ws, prefect_server, j, mode="shadow")
+        assert fr.state.type.value == "COMPLETED", (j, fr.state.message)
+    assert production() == before, "a shadow run changed production"
+    prefix = prefect_env / "shadow-output"
+    assert (prefix / "t-report" / str(data / "reports").lstrip("/") / "revenue_latest.csv").exists()
+    assert (prefix / "t-sync" / str(data / "warehouse" / "customers").lstrip("/") / "customers_2.csv").exists()
+    tbl = ws.catalog.load("acme.orders")
+    assert ws.catalog.head(tbl, SHADOW_BRANCH) != before[0]
+    shadow = {e.path: e for e in ws.ledger("acme-orders-load", "shadow").entries()}
+    assert any(p.endswith("orders_20261102_02.csv") and e.status == "SUCCESS" for p, e in shadow.items())
+
+
+def tests_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
