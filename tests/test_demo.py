@@ -136,6 +136,7 @@ def test_make_demo_passes_the_scenario():
 
     assert "/cutover demo --scenario autoloader" in dry()
     assert "/cutover demo --scenario cron" in dry("SCENARIO=cron")
+    assert "/cutover demo --scenario team" in dry("SCENARIO=team")
 
 
 # -- the cron story end to end (slow: a real Prefect server, wrapper processes) ---------------------
