@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cutover.core.errors import InputError
-from cutover.core.records.jobs import Job, decode_value, encode_value, load_inventory_file, validate_job
+from cutover.core.records.jobs import Job, decode_value, encode_value, validate_job
 from cutover.core.workspace import Workspace
 
 CALL = {"id": "orders-eu", "kind": "callable", "target": "acme.etl.orders:load", "args": ["eu", 3],
