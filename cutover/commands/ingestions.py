@@ -138,16 +138,21 @@ class Removed(Result):
 def ingestion_remove(ws: Workspace, ingestion_ids, *, dry_run: bool = False, echo=None) -> Removed:
     """Remove ingestions and their legacy (APScheduler) jobs; runs and ledger rows stay as history.
     Every id must exist, or nothing happens. ``echo`` hears of each removal as it is done."""
-    items = [ws.ingestions.get(i) for i in ingestion_ids]
+    jobs = [ws.jobs.get(i) for i in ingestion_ids if ws.ingestions.find(i) is None]  # generic jobs: the inventory row
+    items = [ws.ingestions.get(i) for i in ingestion_ids if i not in {j.id for j in jobs}]
     if dry_run:
-        return Removed([i.id for i in items], True)
+        return Removed([i.id for i in items] + [j.id for j in jobs], True)
+    for job in jobs:  # its legacy scheduler keeps it (`cutover cron import --undo` unwraps a crontab line)
+        ws.jobs.remove(job.id)
+        if echo is not None:
+            echo(job.id)
     legacy = LegacySide(ws)
     for ing in items:
         legacy.aps.remove_job(ing.id)
         ws.ingestions.remove(ing.id)
         if echo is not None:
             echo(ing.id)
-    return Removed([i.id for i in items], False)
+    return Removed([i.id for i in items] + [j.id for j in jobs], False)
 
 
 # -- runs | ledger ----------------------------------------------------------------------------

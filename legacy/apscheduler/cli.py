@@ -316,8 +316,11 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, with_jobs
         if not as_json:
             app.echo(f"Dry run: {summary}")
         return
-    apply_import(ws, items)
-    apply_team_jobs(ws, team)
+    from cutover.core.state import lock
+
+    with lock.locked(ws.state_engine, "legacy import"):  # one mutating operation at a time
+        apply_import(ws, items)
+        apply_team_jobs(ws, team)
     if as_json:
         return
     app.echo(summary.replace("to create", "created").replace("to update", "updated"))

@@ -44,10 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("cutover.teamstore")
 
 
-def _ts_to_dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
-
-
 class TeamStore:
     """A team's APScheduler 3 SQLAlchemyJobStore table, edited in place."""
 
@@ -202,11 +198,15 @@ class RunRecorder:
         manual = event.job_id.startswith(RUN_PREFIX)
         trigger = "manual" if manual else "scheduled"
         if event.code == EVENT_JOB_SUBMITTED:
+            from sqlalchemy.exc import IntegrityError
+
             for when in event.scheduled_run_times:
                 rid = _run_id(event.job_id, when)
                 if self.store.runs.find(rid) is None:
-                    self.store.start(jid, trigger=trigger, external_id=event.job_id, run_id=rid,
-                                     command=None)
+                    try:
+                        self.store.start(jid, trigger=trigger, external_id=event.job_id, run_id=rid, command=None)
+                    except IntegrityError:  # a short job's end was dispatched before its submission
+                        pass
             return
         when = event.scheduled_run_time
         rid = _run_id(event.job_id, when)
@@ -220,8 +220,10 @@ class RunRecorder:
             out = redact_output(repr(event.retval)[-4096:])
         elif event.code == EVENT_JOB_ERROR:
             status = FAILED
-            tb = event.traceback or "".join(traceback.format_exception(event.exception))
-            error = redact_output(f"{type(event.exception).__name__}: {event.exception}")[:2000]
+            last = f"{type(event.exception).__name__}: {event.exception}"
+            tb = ("Traceback (most recent call last):\n" + event.traceback + last) if event.traceback \
+                else "".join(traceback.format_exception(event.exception))
+            error = redact_output(last)[:2000]
             out = redact_output(tb)[-4096:]
         else:
             return

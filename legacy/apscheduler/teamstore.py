@@ -32,26 +32,16 @@ over callable jobs), registered in ``cutover.registry.GENERIC_SIDES``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import re
-import traceback
-import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import create_engine, delete, insert, inspect, select, update
-
-from cutover.core.db import sqlite_path, write_tx
 from cutover.core.errors import InputError
-from cutover.core.records.jobruns import FAILED, MISSED, SUCCESS, JobRunStore, effective_status, redact_output
 from cutover.core.records.jobs import CALLABLE, Job, Unencodable, encode_value, validate_job
-from cutover.core.redact import redact_url
 from cutover.core.schedule import triggers as schedules
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo
-from legacy.apscheduler.jobstore import (FUNC_REF, UTC, Opaque, describe_trigger, dump_job_state, job_row, jobs_table,
-                                         same_firing, timestamp, utcnow)
+from legacy.apscheduler.jobstore import FUNC_REF, Opaque, same_firing, utcnow
 
 log = logging.getLogger("cutover.teamstore")
 ORCHESTRATOR = "apscheduler"

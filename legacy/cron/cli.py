@@ -100,7 +100,14 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     if undo:
         from legacy.cron.jobimport import undo_jobs
 
-        res = undo_jobs(Workspace(app.settings), crontab, dry_run=dry_run)
+        from cutover.core.state import lock
+
+        ws = Workspace(app.settings)
+        if dry_run:
+            res = undo_jobs(ws, crontab, dry_run=True)
+        else:
+            with lock.locked(ws.state_engine, "cron import --undo"):
+                res = undo_jobs(ws, crontab)
         if as_json:
             app.json({**res.as_dict(), "dry_run": dry_run})
             return
@@ -125,7 +132,10 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     if install:
         plan.config.install = True
     if not dry_run:
-        apply_import(ws, plan)
+        from cutover.core.state import lock
+
+        with lock.locked(ws.state_engine, "cron import"):  # one mutating operation at a time
+            apply_import(ws, plan)
     if as_json:
         app.json({**plan.as_dict(), "dry_run": dry_run})
         return

@@ -379,7 +379,10 @@ def import_jobs_cmd(app: App, redis_url, key_prefix, code_location, shadow, dry_
     finally:
         conn.close()
     if not dry_run:
-        apply_rq_jobs(ws, items)
+        from cutover.core.state import lock
+
+        with lock.locked(ws.state_engine, "rq import-jobs"):
+            apply_rq_jobs(ws, items)
     n = {a: sum(1 for i in items if i.action == a) for a in ("create", "update", "unchanged", "cannot-move")}
     if as_json:
         app.json({"dry_run": dry_run, "jobs": [i.as_dict() for i in items], **{k.replace("-", "_"): v for k, v in n.items()}})

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cutover.core.errors import InputError
-from cutover.core.records.jobs import Job, decode_value, encode_value, load_inventory_file, validate_job
+from cutover.core.records.jobs import Job, decode_value, encode_value, validate_job
 from cutover.core.workspace import Workspace
 
 CALL = {"id": "orders-eu", "kind": "callable", "target": "acme.etl.orders:load", "args": ["eu", 3],
@@ -99,3 +99,17 @@ def test_definition_file_stores_both_kinds_and_lists_them(workspace_env, tmp_pat
     C.ingestion_add(ws, from_file=changed, replace=True)
     assert ws.jobs.get("orders-eu").retries == 5
     assert isinstance(ws.jobs.get("orders-eu"), Job)
+
+
+def test_a_job_is_removed_from_the_inventory_like_an_ingestion(workspace_env):
+    from cutover.commands import ingestions as C
+    from cutover.core.errors import NotFound
+
+    ws = Workspace()
+    ws.jobs.upsert([validate_job(CMD)], replace_existing=False)
+    assert C.ingestion_remove(ws, ["sync-customers"], dry_run=True).ids == ["sync-customers"]
+    assert ws.jobs.find("sync-customers") is not None
+    C.ingestion_remove(ws, ["sync-customers"])
+    assert ws.jobs.find("sync-customers") is None
+    with pytest.raises(NotFound):
+        C.ingestion_remove(ws, ["sync-customers"])
