@@ -49,6 +49,8 @@ def plan(ws: Workspace, *, waves: str, select: str | None, gate: str, handoff_ti
     """Plan the next moves, wave by wave; changes nothing but writing the plan to ``out``."""
     p = build_plan(build_inventory(ws, verify=False), waves=waves, select=select, gate=gate, created_by=audit.who(),
                    handoff_timeout=parse_duration(handoff_timeout, what="--handoff-timeout"))
+    refuse_undeclared([ws.items.get(m.ingestion_id) for w in p.waves for m in w.moves
+                       if m.to_state == states.SHADOW])
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(p.to_json())
@@ -81,6 +83,7 @@ def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None) ->
     p = Plan.load(plan_file)
     wave = choose_wave(ws, p, wave_no)
     check_stale(ws, p, wave)
+    refuse_undeclared([ws.items.get(m.ingestion_id) for m in wave.moves if m.to_state == states.SHADOW])
     return ExecuteCheck(p, wave, evaluate_gates(ws, p, wave))
 
 

@@ -93,3 +93,11 @@ def test_observe_fire_times():
     failed = on_time[:3] + [_run(8, t0 + timedelta(hours=3, minutes=5), status="FAILED")]
     res = check_fire_times(job, failed, since=t0, until=until, thresholds={})
     assert [f.kind for f in res.findings] == ["run_failed"]
+
+
+def test_a_plan_never_moves_an_undeclared_job_into_shadow(workspace_env, capsys, tmp_path):
+    ws = Workspace()
+    _jobs(ws)
+    code, _, err = invoke_cli(capsys, "plan", "--waves", "rest", "--out", str(tmp_path / "p.json"))
+    assert code == 2 and "j-plain" in err and "observe|env|sdk" in err
+    assert not (tmp_path / "p.json").exists()
