@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))  # acme_etl is importable (APScheduler resolves the references)
 
 
-def add_jobs(url: str, home: str) -> list[str]:
+def add_jobs(url: str, home: str, *, minute: int = 20) -> list[str]:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -24,7 +24,7 @@ def add_jobs(url: str, home: str) -> list[str]:
     sched = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone="UTC")
     sched.start(paused=True)  # writes the jobs, runs nothing
     try:
-        sched.add_job("acme_etl.orders:load_orders", "interval", hours=1, start_date="2026-01-01 00:20:00",
+        sched.add_job("acme_etl.orders:load_orders", "interval", hours=1, start_date=f"2026-01-01 00:{minute:02d}:00",
                       id="acme-orders-load",
                       name="Load the order exports into acme.orders", kwargs={"source_dir": f"{data}/orders"},
                       misfire_grace_time=900, coalesce=True, max_instances=1, replace_existing=True)
@@ -45,8 +45,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True, help="SQLAlchemy URL of the job store")
     ap.add_argument("--home", required=True, help="ACME_HOME (data lives in $ACME_HOME/data)")
+    ap.add_argument("--minute", type=int, default=20, choices=range(60), metavar="0-59",
+                    help="the minute past each hour the order load runs (default 20)")
     a = ap.parse_args(argv)
-    for jid in add_jobs(a.url, a.home):
+    for jid in add_jobs(a.url, a.home, minute=a.minute):
         print(jid)
     return 0
 
