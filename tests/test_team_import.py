@@ -340,8 +340,10 @@ def test_cron_exec_records_runs_and_a_killed_run_stays_open(workspace_env, tmp_p
                                   "env": {"API_TOKEN": "tok-very-secret"}})], replace_existing=False)
     base = [sys.executable, "-m", "cutover", "cron", "exec", "--home", str(workspace_env), "--job", "nightly", "--"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_TOKEN": "tok-very-secret"}
-    script = ("import sys,time; print('line', 1); sys.stdout.flush(); print('token: tok-very-secret', file=sys.stderr);"
-              " print(sys.stdin.read().upper()); sys.exit(int(sys.argv[1]))")
+    # stdout and stderr are kept in one tail, in the order they arrive: one write each here
+    script = ("import sys,time; sys.stdout.write('line 1\\n'); sys.stdout.flush();"
+              " sys.stderr.write('token: tok-very-secret\\n'); sys.stderr.flush();"
+              " sys.stdout.write(sys.stdin.read().upper() + '\\n'); sys.exit(int(sys.argv[1]))")
     for code, status in ((0, SUCCESS), (3, SUCCESS), (4, FAILED)):
         p = subprocess.run(base + [sys.executable, "-c", script, str(code)], input=b"from stdin", capture_output=True,
                            env=env, timeout=120)

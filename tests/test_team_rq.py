@@ -98,6 +98,24 @@ def test_rq_schedules_become_callable_jobs_and_registries_become_runs(workspace_
     code, out, _ = invoke("rq", "import-jobs", "--redis-url", redis_url, "--json")
     assert json.loads(out)["unchanged"] == 6  # idempotent
 
+    # the generic RQ side pauses in place and resumes to the exact next time
+    from cutover.registry import generic_side
+
+    side = generic_side("rq", ws, redis_url)
+    scores = {k: conn.zscore(k, m) for k, m in (("rq:scheduled:default", "orders-once"),
+                                                ("rq:scheduler:scheduled_jobs", "legacy-cron"))}
+    ids = [o.id, jobs["legacy-cron"].id]
+    assert all(side.pause(i) for i in ids) and not any(side.pause(i) for i in ids)
+    assert all(conn.zscore(k, m) is None for k, m in (("rq:scheduled:default", "orders-once"),
+                                                      ("rq:scheduler:scheduled_jobs", "legacy-cron")))
+    assert all(j.paused for j in side.list_jobs() if j.ingestion_id in ids)
+    assert all(side.resume(i) for i in ids)
+    assert {k: conn.zscore(k, m) for k, m in (("rq:scheduled:default", "orders-once"),
+                                              ("rq:scheduler:scheduled_jobs", "legacy-cron"))} == scores
+    with pytest.raises(Exception, match="cron config"):
+        side.pause(jobs["sync-cron"].id)
+    side.close()
+
     # runs: the team's worker runs the repeated job and a failing one; the registries become run records
     from rq.registry import ScheduledJobRegistry
 

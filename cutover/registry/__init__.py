@@ -171,6 +171,7 @@ def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> 
 GENERIC_SIDES: dict[str, str] = {
     "apscheduler": "legacy.apscheduler.teamside:TeamAPSchedulerAdapter",
     "cron": "legacy.cron.jobside:CronJobsAdapter",
+    "rq": "legacy.rq.teamside:RQTeamAdapter",
 }
 
 
@@ -192,4 +193,4 @@ def generic_side_for(ws, job):
         return generic_side("apscheduler", ws, src["jobstore"], src.get("table", "apscheduler_jobs"))
     if src.get("orchestrator") == "cron":
         return generic_side("cron", ws, src["crontab"])
-    return None
+    return None  # RQ: the Redis URL is not stored with its password: generic_side("rq", ws, url)

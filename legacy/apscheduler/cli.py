@@ -288,6 +288,12 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, with_jobs
     items = plan_import(rest, existing, replace=replace, ours_paused=ours_paused)
     if not with_jobs:
         items = [_hint_jobs(i) for i in items]
+    new_ings = {i.ingestion_id for i in items if i.action == "create"}
+    for t in team:  # ids are shared: a job may not take the id of an ingestion this import creates
+        if t.job is not None and t.job.id in new_ings:
+            items.append(replace(items[0], job_id=t.store_id, action="problem", ingestion_id=None,
+                                 detail=f"job {t.store_id}: its id {t.job.id} is the id of an ingestion this import "
+                                        "creates: rename one of them in the source"))
     problems = [i for i in items if i.action == "problem"]
     every = [*items, *team]
     n = {a: sum(1 for i in every if i.action == a) for a in ("create", "update", "unchanged", "cannot-move")}

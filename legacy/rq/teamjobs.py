@@ -398,6 +398,7 @@ def record_registry_runs(conn, ws, *, prefix: str = "rq", dry_run: bool = False)
     result stream; returns the runs found (new ones written unless ``dry_run``)."""
     jobs = [j for j in ws.jobs.list() if j.legacy.get("orchestrator") == ORCHESTRATOR]
     by_rq_id = {j.legacy["rq_job_id"]: j for j in jobs if j.legacy.get("rq_job_id")}
+    by_id = {j.id: j for j in jobs}
     by_func = {(j.legacy.get("func_name"), j.legacy.get("queue")): j for j in jobs if not j.legacy.get("rq_job_id")}
     store = JobRunStore(ws.autoloader_engine)
     found: list[dict] = []
@@ -408,6 +409,9 @@ def record_registry_runs(conn, ws, *, prefix: str = "rq", dry_run: bool = False)
                 rq_id = _text(raw_id)
                 h = {_text(k): v for k, v in conn.hgetall(f"{prefix}:job:{rq_id}").items()}
                 job = by_rq_id.get(rq_id)
+                one_off = rq_id.startswith("cutover-run-")  # a run now: cutover-run-<hex12>-<job> (legacy.rq.teamside)
+                if one_off:
+                    job = by_id.get(rq_id[len("cutover-run-") + 13:])
                 if job is None and h:
                     p, _ = _payload(conn, prefix, rq_id)
                     job = by_func.get((p.get("func_name"), q))
@@ -420,6 +424,7 @@ def record_registry_runs(conn, ws, *, prefix: str = "rq", dry_run: bool = False)
                     if not dry_run:
                         store.record(job.id, run["status"], started_at=run["started_at"], ended_at=run["ended_at"],
                                      external_id=rq_id, error=run.get("error"), run_id=rid,
+                                     trigger="manual" if one_off else "scheduled",
                                      output_tail=run.get("output"))
     return found
 

@@ -285,6 +285,36 @@ def make_cron_jobs(cw: ContractWorkspace) -> Harness:
     return h
 
 
+def make_rq_jobs(cw: ContractWorkspace) -> Harness:
+    """The generic RQ side: callable jobs in rq-scheduler's layout on a redis-server of its own, run by a
+    real RQ worker (burst) started when a run is awaited (legacy/rq/teamside.py)."""
+    import subprocess
+    import sys
+
+    from cutover.registry import generic_side
+    from legacy.rq.server import RedisServer, RedisUnavailable
+
+    try:
+        srv = RedisServer(cw.home.parent / "team-redis").start()
+    except RedisUnavailable as e:
+        pytest.fail(f"Redis not available: {e} (sh scripts/ensure-redis)", pytrace=False)
+    root = str(Path(__file__).resolve().parents[2])
+    h = Harness("rq-jobs", generic_side("rq", cw.ws, srv.url, queue="team-jobs"), _generic_cw(cw, "callable"),
+                writes_ledger=False)
+
+    def start_runner():
+        import os
+
+        subprocess.run([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", srv.url, "team-jobs"], cwd=root,
+                       env={**os.environ, "PYTHONPATH": root}, capture_output=True, timeout=120, check=True)
+
+    h.start_runner = start_runner
+    h.closers += [srv.stop, h.adapter.close]
+    return h
+
+
+FACTORIES["rq-jobs"] = make_rq_jobs
+HARNESSES.append(pytest.param("rq-jobs", id="rq-jobs", marks=[pytest.mark.rq]))
 FACTORIES["apscheduler-jobs"] = make_apscheduler_jobs
 FACTORIES["cron-jobs"] = make_cron_jobs
 HARNESSES += [pytest.param("apscheduler-jobs", id="apscheduler-jobs"), pytest.param("cron-jobs", id="cron-jobs")]
