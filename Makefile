@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	@if [ "$(SCENARIO)" = "rq" ]; then sh scripts/ensure-redis; fi
+	@if [ "$(SCENARIO)" = "rq" ] || [ "$(SCENARIO)" = "team" ]; then sh scripts/ensure-redis; fi
 	$(BIN)/cutover demo --scenario $(SCENARIO)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.

@@ -12,7 +12,10 @@ incident pause and resume, and the rollback that gives the team's scheduler and 
 their jobs. Every claim is checked against the files, the job store, the crontab, the table and
 the ledger: anything that does not hold ends the demo with exit 1.
 
-The team's RQ task (``setup/rq_setup.py``) is part of the example codebase but not of this story.
+Its RQ side runs locally too: a throwaway ``redis-server`` (password-protected; Debian's package:
+``scripts/ensure-redis``) and the team's RQ worker (``rq worker --with-scheduler``), where
+``setup/rq_setup.py`` schedules the nightly customer-index rebuild (``enqueue_at`` + ``Repeat``).
+The Redis URL reaches cutover through ``CUTOVER_RQ_REDIS_URL`` only (it holds the password).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ UTC = timezone.utc
 TABLE = "acme.orders"
 SDK, ENV_JOBS, OBSERVE = "acme-orders-load", ("acme-revenue-report", "sync-customers", "sync-customers-2"), \
     ("acme-sales-digest", "purge-tmp")
+RQ_QUEUE, RQ_JOB = "acme", "acme-customer-index"  # setup/rq_setup.py's queue and RQ job id
 CURRENCIES = ("EUR", "USD", "GBP")
 
 
@@ -102,6 +106,9 @@ class _Story:
         self.store_url = f"sqlite:///{self.acme / 'jobs.sqlite'}"
         self.crontab = self.acme / "crontab"
         self.scheduler: subprocess.Popen | None = None
+        self.rq_worker: subprocess.Popen | None = None
+        self.redis = None
+        self.env_before: str | None = os.environ.get("CUTOVER_RQ_REDIS_URL")
         self.prefect_up = False
         self.rows = 0
         self.ws: Workspace | None = None
@@ -172,19 +179,61 @@ class _Story:
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)
 
+    def start_rq(self) -> None:
+        from cutover.core.errors import InputError
+        from legacy.rq.server import RedisServer, RedisUnavailable
+
+        try:
+            self.redis = RedisServer(self.home / "redis").start()
+        except RedisUnavailable as e:
+            raise InputError(str(e), fix="run scripts/ensure-redis (make demo SCENARIO=team does)") from None
+        os.environ["CUTOVER_RQ_REDIS_URL"] = self.redis.url  # how cutover reaches the team's Redis
+        self.echo(f"redis-server on {self.redis.public_url}; export CUTOVER_RQ_REDIS_URL=<that URL, with its password>")
+        log = open(self.acme / "log" / "rq-worker.log", "ab")
+        self.echo(f"$ rq worker {RQ_QUEUE} --with-scheduler &   (the team's RQ worker, in {self.acme}; log in "
+                  f"{self.acme / 'log' / 'rq-worker.log'})")
+        self.rq_worker = subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", RQ_QUEUE, "--with-scheduler",
+                                           "--name", "acme-demo-worker"], cwd=str(self.acme),
+                                          env={**self.team_env(), "RQ_REDIS_URL": self.redis.url},
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+        self.sh([sys.executable, str(self.acme / "setup" / "rq_setup.py"), "--home", str(self.acme)],
+                **self.team_env(), REDIS_URL=self.redis.url)
+
+    def rq_scheduled(self) -> float | None:
+        """The RQ job's score in RQ's scheduled registry (None: not scheduled, e.g. held by cutover)."""
+        import redis
+
+        conn = redis.Redis.from_url(self.redis.url)
+        try:
+            return conn.zscore(f"rq:scheduled:{RQ_QUEUE}", RQ_JOB)
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         if self.prefect_up:
             self.prefect_up = False
-            self.step("Stop the local Prefect server (`cutover prefect up` starts it again) and the team's scheduler")
+            self.step("Stop the local Prefect server (`cutover prefect up` starts it again), the team's scheduler, "
+                      "RQ worker and Redis")
             self.cmd("prefect", "down", ok=(0, 1, 2, 3))
-        if self.scheduler is not None and self.scheduler.poll() is None:
-            os.killpg(self.scheduler.pid, signal.SIGTERM)
-            try:
-                self.scheduler.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.scheduler.pid, signal.SIGKILL)
-                self.scheduler.wait()
-            self.echo("the team's scheduler stopped")
+        for proc, what in ((self.scheduler, "the team's scheduler"), (self.rq_worker, "the team's RQ worker")):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                self.echo(f"{what} stopped")
+        self.scheduler = self.rq_worker = None
+        if self.redis is not None:
+            self.redis.stop(remove=False)
+            self.redis = None
+            self.echo("redis-server stopped")
+        if self.env_before is None:
+            os.environ.pop("CUTOVER_RQ_REDIS_URL", None)
+        else:
+            os.environ["CUTOVER_RQ_REDIS_URL"] = self.env_before
 
     def legacy_run(self, jid: str) -> None:
         """The team's scheduler (or cron) runs ``jid`` now, through cutover's legacy side."""
@@ -249,6 +298,7 @@ class _Story:
         for line in self.original_crontab.splitlines():
             self.echo(f"    {line}")
         self.start_scheduler()
+        self.start_rq()
         self.ws = Workspace(self.settings)
 
     def imports(self) -> None:
@@ -268,9 +318,16 @@ class _Story:
                    and all("cutover cron exec" in b and "--job" in b for _, b in changed),
                    "three job lines wrapped in place by `cutover cron exec`; every other line (env, comments, "
                    "@reboot) byte for byte")
+        self.cmd("rq", "import-jobs", "--code-location", str(self.acme), "--dry-run", "--json")
+        self.cmd("rq", "import-jobs", "--code-location", str(self.acme))
         self.cmd("ingestion", "list")
+        rq_jobs = [j.id for j in self.ws.jobs.list() if j.legacy.get("orchestrator") == "rq"]
+        self.check(len(rq_jobs) == 1, f"the RQ function behind the scheduled, repeated RQ job is a callable job "
+                                      f"({', '.join(rq_jobs)})")
+        self.rq_id = rq_jobs[0]
+        self.env_jobs = (*ENV_JOBS, self.rq_id)
         ids = sorted(j.id for j in self.ws.jobs.list())
-        self.check(ids == sorted([SDK, *ENV_JOBS, *OBSERVE]), f"six jobs imported ({', '.join(ids)})")
+        self.check(ids == sorted([SDK, *self.env_jobs, *OBSERVE]), f"seven jobs imported ({', '.join(ids)})")
         self.step("3. The schedules: each translated Prefect schedule fires when the legacy one does")
         self.cmd("schedules", "verify", "--all", "--horizon", "365d")
         self.step("   The team's scheduler keeps running its jobs (legacy authoritative): the hourly order load")
@@ -279,6 +336,8 @@ class _Story:
                    f"{TABLE} holds the {self.rows} orders of the exports (written by the team's scheduler)")
         self.nrt_before = self.next_run_times()
         self.paused_before = self.paused_jobs()
+        self.rq_before = self.rq_scheduled()
+        self.check(self.rq_before is not None, f"RQ's scheduled registry holds {RQ_JOB}")
         self.check(not any(self.paused_before.values()), "the team's scheduler has its three jobs scheduled")
 
     def shadow(self) -> None:
@@ -286,12 +345,13 @@ class _Story:
         self.cmd("shadow", "start", "--all", "--reason", "demo", ok=(2,))
         self.check(all(s == "LEGACY" for s in self._states().values()), "every job is still LEGACY")
         self.cmd("shadow", "declare", SDK, "--as", "sdk", "--table", TABLE)
-        self.cmd("shadow", "declare", *ENV_JOBS, "--as", "env")
+        self.cmd("shadow", "declare", *self.env_jobs, "--as", "env")
         self.cmd("shadow", "declare", *OBSERVE, "--as", "observe")
         self.cmd("shadow", "start", "--all", "--reason", "demo")
         self.cmd("status")
-        self.check(self.crontab.read_text() == self.imported_crontab and self.paused_jobs() == self.paused_before,
-                   "the shadow start left the team's crontab and job store as they were (legacy stays live)")
+        self.check(self.crontab.read_text() == self.imported_crontab and self.paused_jobs() == self.paused_before
+                   and self.rq_scheduled() == self.rq_before,
+                   "the shadow start left the team's crontab, job store and RQ schedule as they were (legacy stays live)")
 
         self.step("6. Prefect shadow runs alone: production must not change (main, live ledger, output files)")
         p, n = write_orders(self.data / "orders", 3)
@@ -300,9 +360,9 @@ class _Story:
         self.echo(f"a new order export ({p.name}, {n} orders) and a new customer export arrive")
         before = self.production()
         started = datetime.now(UTC) - timedelta(seconds=1)
-        for jid in (SDK, *ENV_JOBS):
+        for jid in (SDK, *self.env_jobs):
             self.cmd("prefect", "trigger", jid, "--mode", "shadow")
-        for jid in (SDK, *ENV_JOBS):
+        for jid in (SDK, *self.env_jobs):
             r = self.wait_prefect_run(jid, "shadow", started)
             if r.status != "SUCCESS":
                 raise DemoFailed(f"the Prefect shadow run of {jid} ended {r.status}: {r.error}")
@@ -312,7 +372,8 @@ class _Story:
         prefix = self.home / "shadow-output"
         shadow_files = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("*") if p.is_file())
         self.check(any(f.endswith("revenue_latest.csv") for f in shadow_files)
-                   and any("warehouse/customers/customers_2.csv" in f for f in shadow_files),
+                   and any("warehouse/customers/customers_2.csv" in f for f in shadow_files)
+                   and any(f.endswith("warehouse/index/customers.json") for f in shadow_files),
                    f"the env jobs wrote under the shadow prefix instead ({len(shadow_files)} file(s) in {prefix})")
         shadow_rows = self.ws.catalog.load(TABLE)
         sh_ledger = {e.path for e in self.ws.ledger(SDK, "shadow").entries() if e.status == "SUCCESS"}
@@ -345,8 +406,9 @@ class _Story:
         plan_file = self.home / "plan.json"
         self.cmd("plan", "--waves", "canary=2,rest", "--gate", "streak>=1,no_open_waiver", "--out", str(plan_file))
         self.cmd("execute", str(plan_file), "--dry-run")
-        self.check(self.crontab.read_text() == self.imported_crontab and self.paused_jobs() == self.paused_before,
-                   "the dry run changed neither the crontab nor the job store")
+        self.check(self.crontab.read_text() == self.imported_crontab and self.paused_jobs() == self.paused_before
+                   and self.rq_scheduled() == self.rq_before,
+                   "the dry run changed neither the crontab, nor the job store, nor RQ's schedule")
         self.nrt_before = self.next_run_times()  # what the pause records and the rollback must give back
         self.cmd("execute", str(plan_file), "--yes", "--reason", "demo canary")
         self.cmd("execute", str(plan_file), "--yes", "--reason", "demo: the rest")
@@ -359,6 +421,7 @@ class _Story:
         cut = self.crontab.read_text()
         self.check(sum(1 for ln in cut.splitlines() if ln.startswith("#") and "cutover cron exec" in ln) == 3,
                    "the three wrapped crontab lines are commented out")
+        self.check(self.rq_scheduled() is None, f"{RQ_JOB} is out of RQ's scheduled registry (held by cutover)")
         self.cut_crontab = cut
         self.step("   The first Prefect run of an observe-only job is watched as a canary")
         outbox = self.data / "outbox"
@@ -396,6 +459,7 @@ class _Story:
                    "the team's job store runs its three jobs again (next_run_time set)")
         self.check(all(nrt[j] == self.nrt_before[j] for j in nrt if self.nrt_before.get(j) and self.nrt_before[j] > now),
                    "each job is back at the very next_run_time it had before the cutover")
+        self.check(self.rq_scheduled() == self.rq_before, f"{RQ_JOB} is back in RQ's scheduled registry at its exact time")
         self.cmd("status")
         self.cmd("log", "--limit", "10")
 

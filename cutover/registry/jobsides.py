@@ -10,13 +10,16 @@ callable in a team job store or a command in a crontab like an ingestion.
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import datetime, timedelta, timezone
 
-from cutover.core.errors import NotFound
-from cutover.core.records.jobruns import JobRunStore
+from cutover.core.errors import InputError, NotFound
+from cutover.core.redact import redact_url
 from cutover.protocol import run_legacy_now
-from cutover.registry import generic_side_for
+from cutover.registry import generic_side, generic_side_for
 
+RQ_URL_ENV = "CUTOVER_RQ_REDIS_URL"
 RUN_WAIT_S = 600.0  # how long `run_now` waits for the team's scheduler to run a one-off run
 
 
@@ -34,14 +37,25 @@ class JobsLegacySide:
         if job is None:
             return None, None
         src = job.legacy or {}
-        key = (src.get("orchestrator"), src.get("jobstore"), src.get("table"), src.get("crontab"))
+        key = (src.get("orchestrator"), src.get("jobstore"), src.get("table"), src.get("crontab"), src.get("redis"),
+               src.get("key_prefix"))
         if key not in self._sides:
-            self._sides[key] = generic_side_for(self.ws, job)
+            self._sides[key] = self._rq_side(iid, src) if src.get("orchestrator") == "rq" \
+                else generic_side_for(self.ws, job)
         side = self._sides[key]
         if side is None:
             raise NotFound(f"job {iid} has no legacy orchestrator cutover can drive ({src.get('orchestrator')!r})",
                            fix="import it with `cutover legacy import --jobs` or `cutover cron import --jobs`")
         return job, side
+
+    def _rq_side(self, iid: str, src: dict):
+        """An RQ job's side: its Redis URL is not stored (it holds the password), so it comes from
+        ``CUTOVER_RQ_REDIS_URL`` -- which must name the Redis the job was imported from."""
+        url = os.environ.get(RQ_URL_ENV)
+        if not url or redact_url(url) != src.get("redis"):
+            raise InputError(f"job {iid} runs on the team's RQ at {src.get('redis')}, and cutover has no URL for it",
+                             fix=f"set {RQ_URL_ENV} to that Redis URL (with its password) in the environment")
+        return generic_side("rq", self.ws, url, prefix=src.get("key_prefix") or "rq")
 
     def _every_job_side(self) -> list:
         for job in self.ws.jobs.list():
@@ -71,14 +85,11 @@ class JobsLegacySide:
         job, side = self._job_side(iid)
         if side is None:
             return run_legacy_now(self.base, iid, trigger=trigger)
+        since = datetime.now(timezone.utc) - timedelta(minutes=5)
         ref = side.trigger(iid)
-        runs = JobRunStore(self.ws.autoloader_engine).runs
-        if runs.find(ref) is not None and runs.get(ref).status != "RUNNING":
-            return ref  # the side ran it and recorded it under that id (cron's wrapper)
         deadline = time.monotonic() + RUN_WAIT_S
-        while time.monotonic() < deadline:
-            recs = [r for r in runs.list(ingestion_id=iid, orchestrator="legacy", limit=20)
-                    if r.id == ref or r.external_id == ref]
+        while time.monotonic() < deadline:  # the side's own reading of its runs (RQ: from its registries)
+            recs = [r for r in side.read_runs(since=since, ingestion_id=iid) if r.id == ref or r.external_id == ref]
             if recs and recs[0].status != "RUNNING":
                 return recs[0].id
             time.sleep(0.5)
