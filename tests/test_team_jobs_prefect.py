@@ -30,12 +30,21 @@ def _ws():
     return Workspace()
 
 
-def _logs(server, flow_run_id: str) -> str:
+def _logs(server, flow_run_id: str, *, until: str | None = None, timeout: float = 60.0) -> str:
+    """The flow run's logs; with ``until``, polled until that text is there (the flow-run process ships
+    its logs in batches, which may reach the server after the final state)."""
+    import time
+
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    with server.client() as c:
-        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
-    return "\n".join(lg.message for lg in logs)
+    deadline = time.monotonic() + timeout
+    while True:
+        with server.client() as c:
+            logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+        text = "\n".join(lg.message for lg in logs)
+        if until is None or until in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1.0)
 
 
 def _run(ws, server, job_id: str, mode: str = "live"):
@@ -92,7 +101,7 @@ def test_callables_ok_and_raising(prefect_server, prefect_env, prefect_cleanup, 
     fr = _run(ws, prefect_server, "t-broken")
     assert fr.state.type.value == "FAILED"
     assert "ValueError" in fr.state.message
-    logs = _logs(prefect_server, fr.id)
+    logs = _logs(prefect_server, fr.id, until="upstream returned 3 rows too many")
     assert "Traceback (most recent call last)" in logs and "helper_that_fails" in logs
     assert "upstream returned 3 rows too many" in logs
     rec = _record(ws, "t-broken", fr.id)
@@ -127,7 +136,7 @@ def test_command_exit_codes(prefect_server, prefect_env, prefect_cleanup, tmp_pa
 
     fr = _run(ws, prefect_server, "t-sync-ok")
     assert fr.state.type.value == "COMPLETED", fr.state.message
-    logs = _logs(prefect_server, fr.id)
+    logs = _logs(prefect_server, fr.id, until="3 rows rejected")
     assert "syncing customers for prod" in logs and "3 rows rejected" in logs
     rec = _record(ws, "t-sync-ok", fr.id)
     with ws.autoloader_engine.connect() as conn:
@@ -137,7 +146,7 @@ def test_command_exit_codes(prefect_server, prefect_env, prefect_cleanup, tmp_pa
     fr = _run(ws, prefect_server, "t-sync-bad")
     assert fr.state.type.value == "FAILED"
     assert "exited 1" in fr.state.message
-    assert "syncing orders for prod" in _logs(prefect_server, fr.id)
+    assert "syncing orders for prod" in _logs(prefect_server, fr.id, until="syncing orders for prod")
     assert _record(ws, "t-sync-bad", fr.id).status == "FAILED"
 
 
@@ -179,7 +188,7 @@ def test_shadow_runs_leave_production_untouched(prefect_server, prefect_env, pre
     code = (f"import sys; sys.path.insert(0, {str(acme)!r}); from acme_etl.orders import load_orders; "
             f"from acme_etl.reports import revenue_report; load_orders({str(data / 'orders')!r}); "
             f"revenue_report({str(data / 'orders')!r}, {str(data / 'reports')!r})")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=str(tests_root()))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=str(_repo_root()))
     subprocess.run([str(acme / "bin" / "sync_customers.sh")], check=True, env=env)
     ensure_fork(ws, SimpleNamespace(id="acme-orders-load", table="acme.orders"))
     write_orders(data / "orders", 2)  # new input for the shadow
@@ -206,7 +215,7 @@ def test_shadow_runs_leave_production_untouched(prefect_server, prefect_env, pre
     assert any(p.endswith("orders_20261102_02.csv") and e.status == "SUCCESS" for p, e in shadow.items())
 
 
-def tests_root():
+def _repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
