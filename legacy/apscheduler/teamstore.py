@@ -120,8 +120,9 @@ def func_problem(ref: Any, args: tuple) -> str | None:
     return None
 
 
-def _field_texts(trig) -> dict[str, str]:
-    return {f.name: str(f) for f in trig.fields}
+def _field_texts(trig) -> dict[str, str | None]:
+    """Each field's expression, None where it is the default (so a merged trigger keeps them default)."""
+    return {f.name: None if f.is_default else str(f) for f in trig.fields}
 
 
 def combined_spec(trig) -> tuple[dict, str] | tuple[None, str]:
@@ -150,7 +151,11 @@ def combined_spec(trig) -> tuple[dict, str] | tuple[None, str]:
             if not differ:
                 return schedules.trigger_to_spec(parts[0])
             k = differ[0]
-            merged = CronTrigger(**{**{f: v for f, v in texts[0].items()}, k: ",".join(t[k] for t in texts)},
+            if any(t[k] is None for t in texts):  # one part leaves the field at its default: no list says that
+                return None, (f"{name} {trig} combines triggers whose union one schedule does not express: split it "
+                              "into one job per trigger in the source, then import again")
+            fields = {f: v for f, v in texts[0].items() if v is not None}
+            merged = CronTrigger(**{**fields, k: ",".join(t[k] for t in texts)},
                                  timezone=parts[0].timezone, start_date=parts[0].start_date,
                                  end_date=parts[0].end_date, jitter=parts[0].jitter)
             if same_firing(trig, merged, count=400, start=utcnow()):
