@@ -94,7 +94,7 @@ def _start(job_id: str, mode: str, trigger: str, output_prefix: str | None, comm
 
 def _finish(run_id: str, status: str, error: str | None) -> None:
     try:
-        workspace().runs.finish(run_id, status, error=redact_text(error)[:500] if error else None)
+        workspace().runs.finish(run_id, status, error=redact_output(error)[:500] if error else None)
     except Exception as e:  # noqa: BLE001 - the flow's state still says what happened
         get_run_logger().warning("could not close run record %s: %s", run_id, redact_text(str(e)))
 
@@ -130,13 +130,24 @@ def import_target(target: str, code_location: str | None):
     return obj
 
 
+class JobFailed(Exception):
+    """The team's function raised: its traceback is in the logs (secrets masked), this carries the
+    masked one-line reason -- so Prefect's own record of the task's exception holds no secret."""
+
+
 @task(name="call", cache_policy=NO_CACHE, persist_result=False)
 def call(target: str, code_location: str | None, args: list, kwargs: dict) -> Any:
-    fn = import_target(target, code_location)
-    a, k = decode_value(args), decode_value(kwargs)
-    get_run_logger().info("calling %s with %d positional and %d keyword argument(s)", target, len(a), len(k))
-    result = fn(*a, **k)
-    return None if result is None else redact_text(repr(result))[:500]
+    logger = get_run_logger()
+    try:
+        fn = import_target(target, code_location)
+        a, k = decode_value(args), decode_value(kwargs)
+        logger.info("calling %s with %d positional and %d keyword argument(s)", target, len(a), len(k))
+        result = fn(*a, **k)
+    except Exception as e:  # noqa: BLE001 - re-raised masked (the task fails, and is retried)
+        logger.error("%s raised %s:\n%s", target, type(e).__name__,
+                     redact_output("".join(traceback.format_exception(e))))
+        raise JobFailed(redact_output(f"{type(e).__name__}: {e}".splitlines()[0])[:500]) from None
+    return None if result is None else redact_output(repr(result))[:500]
 
 
 @flow(name=CALLABLE_FLOW, flow_run_name="{job_id}-{mode}-{trigger}", persist_result=False, validate_parameters=True)
@@ -159,13 +170,12 @@ def run_callable(job_id: str, target: str, args: list | None = None, kwargs: dic
     try:
         result = call.with_options(**opts)(target, code_location, list(args or []), dict(kwargs or {}))
     except BaseException as e:
-        tb = redact_text("".join(traceback.format_exception(e)))
-        logger.error("%s raised %s:\n%s", target, type(e).__name__, tb)
-        _finish(run_id, R.FAILED if isinstance(e, Exception) else R.CANCELLED,
-                f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__)
+        reason = str(e) if isinstance(e, JobFailed) else f"{type(e).__name__}: {e}".splitlines()[0]
+        reason = redact_output(reason)[:500]
+        _finish(run_id, R.FAILED if isinstance(e, Exception) else R.CANCELLED, reason)
         if not isinstance(e, Exception):
             raise
-        return Failed(message=redact_text(f"{target} raised {type(e).__name__}: {e}".splitlines()[0])[:500])
+        return Failed(message=f"{target} raised {reason}"[:500])
     _finish(run_id, R.SUCCESS, None)
     logger.info("%s returned %s", target, result)
     return {"run_id": run_id, "job_id": job_id, "mode": mode, "result": result}
@@ -282,7 +292,7 @@ def run_command(job_id: str, argv: list[str] | None = None, shell: str | None = 
         out = execute.with_options(retries=int(retries), retry_delay_seconds=float(retry_delay_s))(
             job_id, run_id, argv, shell, cwd, env, codes, timeout_s, stdin)
     except BaseException as e:
-        msg = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
+        msg = redact_output(f"{type(e).__name__}: {e}".splitlines()[0])[:500]
         _finish(run_id, R.FAILED if isinstance(e, Exception) else R.CANCELLED, msg)
         if not isinstance(e, Exception):
             raise

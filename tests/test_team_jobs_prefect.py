@@ -81,7 +81,7 @@ def test_callables_ok_and_raising(prefect_server, prefect_env, prefect_cleanup, 
             return helper_that_fails(3)
 
         def helper_that_fails(n):
-            raise ValueError(f"upstream returned {{n}} rows too many")
+            raise ValueError(f"upstream returned {{n}} rows too many (password=s3cr3t-value)")
     """))
     ws = _ws()
     ws.jobs.upsert([
@@ -106,6 +106,7 @@ def test_callables_ok_and_raising(prefect_server, prefect_env, prefect_cleanup, 
     assert "upstream returned 3 rows too many" in logs
     rec = _record(ws, "t-broken", fr.id)
     assert rec.status == "FAILED" and "ValueError" in rec.error
+    assert "s3cr3t-value" not in logs + fr.state.message + rec.error  # secrets never reach Prefect's records
 
     # shadow: the env job runs with the shadow variables; the observe job gets no shadow deployment
     from flows.adapter import PrefectAdapter
