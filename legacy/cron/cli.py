@@ -344,13 +344,13 @@ def exec_cmd(job_id: str, home: str | None, trigger: str, run_id: str | None, co
     import sys
 
     from cutover.core.config import load_settings
-    from legacy.cron.jobexec import run_and_record
+    from legacy.cron.jobexec import Records, run_and_record
 
     env = dict(os.environ)
     if home:
         env["CUTOVER_HOME"] = home
     try:
-        ws = Workspace(load_settings(env))
+        ws = Records(load_settings(env))
     except Exception as e:  # noqa: BLE001 - the command runs anyway
         sys.stderr.write(f"cutover cron exec: cannot read the settings ({type(e).__name__}): run not recorded\n")
         ws = None

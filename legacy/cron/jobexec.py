@@ -73,6 +73,22 @@ def _pump(src, dst, keep: _Tail) -> None:
             pass
 
 
+def open_records(settings):
+    """The records store's engine for a run: the tables are checked, not migrated, when they are
+    there (cron starts a wrapper per run: no alembic on that path); a workspace without them is
+    brought to head first (``cutover.core.db.ensure_schema``)."""
+    from sqlalchemy import inspect
+
+    from cutover.core.db import ensure_schema, get_engine
+
+    engine = get_engine(settings.autoloader_url)
+    with engine.connect() as conn:
+        ready = inspect(conn).has_table("job_run_output")
+    if not ready:
+        ensure_schema(settings)
+    return engine
+
+
 def _store(ws):
     try:
         return JobRunStore(ws.autoloader_engine)
@@ -92,7 +108,8 @@ def _warn(msg: str) -> None:
 def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "scheduled", run_id: str | None = None,
                    tail_bytes: int = TAIL_BYTES, stdout=None, stderr=None) -> int:
     """Run ``argv`` (stdin inherited, stdout/stderr passed through and kept) with a start and an end
-    record for job ``job_id``; returns the exit code to exit with (128+N when killed by signal N)."""
+    record for job ``job_id``; returns the exit code to exit with (128+N when killed by signal N).
+    ``ws``: anything with ``autoloader_engine`` and ``jobs`` (a Workspace, or :class:`Records`)."""
     stdout = stdout or sys.stdout.buffer
     stderr = stderr or sys.stderr.buffer
     ok_codes, secrets = (0,), list(secret_values(dict(os.environ)))
@@ -163,3 +180,13 @@ def run_and_record(ws, job_id: str, argv: Sequence[str], *, trigger: str = "sche
         except Exception as e:  # noqa: BLE001
             _warn(f"cannot record the end of job {job_id} ({type(e).__name__})")
     return code
+
+
+class Records:
+    """What a run needs of a workspace (the records store only), without opening the rest of it."""
+
+    def __init__(self, settings):
+        from cutover.core.records.jobs import JobRepo
+
+        self.autoloader_engine = open_records(settings)
+        self.jobs = JobRepo(self.autoloader_engine)
