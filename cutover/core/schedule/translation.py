@@ -36,6 +36,7 @@ class Translation:
     rrule: str | None = None
     exact: bool = True
     notes: list[str] = field(default_factory=list)
+    approximated: list[str] = field(default_factory=list)  # what Prefect cannot express, dropped (--allow-approx)
 
     def to_prefect_schedule(self):
         """The ``prefect.client.schemas.schedules`` object (None for manual)."""
@@ -73,6 +74,7 @@ class Translation:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = list(self.notes)
+        d["approximated"] = list(self.approximated)
         d["text"] = self.describe()
         return d
 
