@@ -152,7 +152,8 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     """Create or update one Prefect deployment per ingestion (<id>-<mode>), idempotently.
 
     Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
-    A paused deployment stays paused.
+    A paused deployment stays paused. A schedule `cutover schedules verify` does not prove
+    equivalent is refused (exit 1) unless named with --accept-schedule-difference.
     """
     settings = _settings_env(app, dry_run=dry_run)
     if dry_run:
@@ -164,12 +165,13 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     else:
         ws = Workspace(settings)
         items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
-        url = pl.api_url(settings, start=True, echo=app.info)
     if not items_in:
         raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
-    # the deploy gate (cutover.core.schedule.gate): proven equivalent, or accepted by name
+    # the deploy gate (cutover.core.schedule.gate): proven equivalent, or accepted by name; before any server start
     check_accepted_ids(accepted, [i.id for i in items_in])
     checks = check_deploy(items_in, accepted, command="`cutover prefect deploy`", allow_approx=allow_approx)
+    if not dry_run:
+        url = pl.api_url(settings, start=True, echo=app.info)
 
     counter = pl.RetryCounter()
     with counter.watching():

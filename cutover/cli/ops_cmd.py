@@ -8,6 +8,7 @@ import click
 
 from cutover.cli.app import App, exit_with, pass_app
 from cutover.commands import migration as C
+from cutover.core.output import iso_time
 from cutover.core.workspace import Workspace
 
 
@@ -129,7 +130,7 @@ def status(app: App, as_json: bool) -> None:
     else:
         if st["lock"]:
             h = st["lock"]
-            app.echo(f"LOCKED by {h['holder']} (pid {h['pid']} on {h['host']}) since {h['acquired_at'][:19]}: {h['reason']} [lock {h['id']}]")
+            app.echo(f"LOCKED by {h['holder']} (pid {h['pid']} on {h['host']}) since {iso_time(h['acquired_at'])}: {h['reason']} [lock {h['id']}]")
         if st["active_pause"]:
             app.echo(f"PAUSED by operator: snapshot {st['active_pause']['id']} ({st['active_pause']['reason']})")
         for e in st["errors"]:
@@ -162,8 +163,8 @@ def log_cmd(app: App, limit: int, as_json: bool) -> None:
     elif not rows:
         app.echo("the audit log is empty")
     else:
-        app.table([(r["at"][:19], r["who"], r["action"], r["target"] or "", r["reason"] or "") for r in rows],
-                  ("at (UTC)", "who", "action", "target", "why"))
+        app.table([(r["at"], r["who"], r["action"], r["target"] or "", r["reason"] or "") for r in rows],
+                  ("at", "who", "action", "target", "why"))
 
 
 @click.command()

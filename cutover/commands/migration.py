@@ -14,6 +14,7 @@ from checks.parity import run_parity
 from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.progress import waiting
 from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
 from cutover.core.state import audit, lock, states
 from cutover.core.workspace import Workspace
@@ -247,15 +248,17 @@ def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_ru
 def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0) -> str:
     """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...))."""
     deadline = time.monotonic() + timeout
-    while True:
-        with adapter.client() as c:
-            fr = c.read_flow_run(UUID(flow_run_id))
-        st = fr.state
-        if st is not None and st.is_final():
-            return st.type.value
-        if time.monotonic() > deadline:
-            return f"TIMEOUT ({st.type.value if st else 'no state'})"
-        time.sleep(poll)
+    with waiting(f"flow run {flow_run_id[:8]}") as w:
+        while True:
+            with adapter.client() as c:
+                fr = c.read_flow_run(UUID(flow_run_id))
+            st = fr.state
+            if st is not None and st.is_final():
+                return st.type.value
+            if time.monotonic() > deadline:
+                return f"TIMEOUT ({st.type.value if st else 'no state'})"
+            w.note(st.type.value if st else "no state")
+            time.sleep(poll)
 
 
 @dataclass

@@ -107,7 +107,7 @@ def _cell(v: Any) -> str:
 
 def fit_widths(widths: Sequence[int], headers: Sequence[str], width: int | None, gap: int = 2) -> list[int]:
     """Column widths that fit ``width`` characters: the widest columns give way first, none below
-    min(its natural width, max(6, its header up to 12))."""
+    min(its natural width, max(6, its header up to 12)) -- or 3 when there are too many columns for that."""
     widths = list(widths)
     if width is None or not widths:
         return widths
@@ -115,6 +115,8 @@ def fit_widths(widths: Sequence[int], headers: Sequence[str], width: int | None,
     if sum(widths) <= room:
         return widths
     floors = [min(w, max(6, min(len(h), 12))) for w, h in zip(widths, headers)]
+    if sum(floors) > room:  # many columns: every one may shrink to 3 characters
+        floors = [min(w, 3) for w in widths]
     if sum(floors) >= room:
         return floors
     lo, hi = 0, max(widths)  # the largest cap c with sum(max(floor, min(w, c))) <= room
@@ -157,6 +159,11 @@ def _table(rows: Iterable[Sequence[Any]], headers: Sequence[str], width: int | N
     out = [line(list(headers)), line(["-" * w for w in widths])]
     out.extend(line(r) for r in rows)
     return out, widths != natural
+
+
+def header_text(h: str) -> str:
+    """One header style: lower case; no "(UTC)" (every time says its zone)."""
+    return re.sub(r"\s*\(utc\)", "", str(h).lower())
 
 
 def terminal_width() -> int | None:
@@ -207,6 +214,7 @@ class Output:
     def table(self, rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
         """A table that fits the terminal (:func:`terminal_width`); under --json its rows as objects."""
         rows = [list(r) for r in rows]
+        headers = [header_text(h) for h in headers]
         if self.json_mode:
             self.tables.append({"columns": list(headers),
                                 "rows": [dict(zip(headers, (iso_time(v) for v in r))) for r in rows]})

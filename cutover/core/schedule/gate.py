@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from cutover.core.errors import GateFailed, InputError
+from cutover.core.progress import track
 from cutover.core.schedule.verify import VerifyResult, verify
 from cutover.core.state import audit
 
@@ -65,7 +66,7 @@ def check_schedules(ingestions: Iterable, accepted: Iterable[str] = (), *, allow
     begin = start or datetime.now(timezone.utc).replace(second=0, microsecond=0)
     done: dict[str, VerifyResult] = {}
     out = []
-    for ing in ings:
+    for ing in track(ings, "verifying schedules"):
         if ing.schedule is None:
             out.append(ScheduleCheck(ing.id, None, ing.id in accept))
             continue
