@@ -91,7 +91,7 @@ def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None, *,
     p = Plan.load(plan_file)
     wave = choose_wave(ws, p, wave_no)
     check_stale(ws, p, wave)
-    check_accepted_ids(accept_schedule_difference, [m.ingestion_id for m in wave.moves])
+    check_accepted_ids(accept_schedule_difference, [m.ingestion_id for w in p.waves for m in w.moves])
     deploying = [ws.ingestions.get(m.ingestion_id) for m in wave.moves if m.to_state in DEPLOYING]
     checks = check_schedules(deploying, accept_schedule_difference)
     by_id = {c.ingestion_id: c for c in checks}
