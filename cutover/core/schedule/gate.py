@@ -45,8 +45,8 @@ class ScheduleCheck:
             return "manual"
         if r.verdict == "different":
             d = r.first_difference
-            return (f"schedule DIFFERENT ({r.difference_count} differing instant(s) up to "
-                    f"{r.end:%Y-%m-%d}; first {d.describe() if d else '-'})")
+            first = f"; first {d.as_dict()['at']} ({d.local(d.at)}) on {d.only_on} only" if d else ""
+            return f"schedule DIFFERENT ({r.difference_count} differing instant(s) up to {r.end:%Y-%m-%d}{first})"
         if r.verdict == "approximate":
             return f"schedule APPROXIMATE (Prefect cannot express {', '.join(r.approximated)})"
         if r.verdict == "untranslatable":
