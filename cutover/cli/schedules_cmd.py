@@ -138,7 +138,8 @@ def translate_cmd(app: App, ingestion_ids, all_, schedule_text, tz, allow_approx
         app.echo(f"  prefect {tr.describe()}"
                  + ("" if tr.exact else f"  [APPROXIMATE: {', '.join(tr.approximated)}]"))
         if sched is not None:
-            fields = ", ".join(f"{k}={v}" for k, v in sched.model_dump(mode="json").items() if v is not None)
+            fields = ", ".join(f"{k}={' '.join(str(v).split())}" for k, v in sched.model_dump(mode="json").items()
+                               if v is not None)
             app.echo(f"  {type(sched).__name__}({fields})")
         for note in tr.notes:
             app.echo(f"  - {note}")
