@@ -83,7 +83,17 @@ def verify_cmd(app: App, ingestion_ids, all_, schedule_text, tz, horizon, start_
         return
     if not results:
         app.echo("no ingestions")
-    for name, spec, r in results:
+    detailed = results
+    if len(results) > 1:  # one row each; details only for what is not proven
+        app.table([(name, r.verdict.upper(), f"{describe(spec)} {r.timezone}",
+                    r.translation.describe() if r.translation else "-", r.difference_count or "",
+                    iso_time(r.first_difference.at) if r.first_difference else "")
+                   for name, spec, r in results],
+                  ("ingestion", "verdict", "legacy", "prefect", "diffs", "first difference"))
+        detailed = [(n, s, r) for n, s, r in results if not r.ok]
+        if detailed:
+            app.echo("")
+    for name, spec, r in detailed:
         legacy = f"{describe(spec)} {r.timezone}"
         app.echo(f"{name}: {r.verdict.upper()}  legacy {legacy}"
                  + (f"  ->  prefect {r.translation.describe()}" if r.translation else ""))

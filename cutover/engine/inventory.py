@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.schedule.translate import translate
 from cutover.core.schedule.triggers import build_trigger, describe, next_fire_times
 from cutover.core.state import states
@@ -36,7 +37,7 @@ def build_inventory(ws, *, verify: bool = True, horizon_days: int | None = None)
     st = states.get_states(ws.state_engine)
     rows = []
     proofs: dict[str, tuple[bool, str]] = {}  # identical schedules are verified once
-    for ing in ws.ingestions.list():
+    for ing in track(ws.ingestions.list(), "inventory: verifying schedules" if verify else "inventory"):
         prefect_schedule, translate_error = translation(ing)
         verified = None
         if verify:
