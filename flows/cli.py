@@ -24,6 +24,7 @@ from cutover.core.output import Output as App
 from cutover.core.output import pass_output as pass_app
 from cutover.core.output import write_text_atomic
 from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.schedule.gate import check_accepted_ids, check_deploy, record_acceptances
 from cutover.core.workspace import Workspace
 from flows import deploy as D
 from flows import local as pl
@@ -142,14 +143,17 @@ def _dry_run_repo(settings):
 @click.option("--paused/--active", "paused", default=None,
               help="State of *new* deployments (default: live paused, shadow active). Existing ones keep theirs.")
 @click.option("--allow-approx", is_flag=True, help="Accept schedules Prefect can only approximate.")
+@click.option("--accept-schedule-difference", "accepted", multiple=True, metavar="ID",
+              help="Deploy ID even though its schedule is not proven equivalent (recorded in the audit log).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, paused, allow_approx: bool,
-               as_json: bool) -> None:
+               accepted, as_json: bool) -> None:
     """Create or update one Prefect deployment per ingestion (<id>-<mode>), idempotently.
 
     Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
-    A paused deployment stays paused.
+    A paused deployment stays paused. A schedule `cutover schedules verify` does not prove
+    equivalent is refused (exit 1) unless named with --accept-schedule-difference.
     """
     settings = _settings_env(app, dry_run=dry_run)
     if dry_run:
@@ -161,9 +165,13 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     else:
         ws = Workspace(settings)
         items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
-        url = pl.api_url(settings, start=True, echo=app.info)
     if not items_in:
         raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
+    # the deploy gate (cutover.core.schedule.gate): proven equivalent, or accepted by name; before any server start
+    check_accepted_ids(accepted, [i.id for i in items_in])
+    checks = check_deploy(items_in, accepted, command="`cutover prefect deploy`", allow_approx=allow_approx)
+    if not dry_run:
+        url = pl.api_url(settings, start=True, echo=app.info)
 
     counter = pl.RetryCounter()
     with counter.watching():
@@ -180,6 +188,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         else:
             with pl.client(url) as c:
                 items = D.deploy(c, ws, items_in, mode, paused_on_create=paused, allow_approx=allow_approx)
+            record_acceptances(ws.state_engine, checks, command=f"prefect deploy --mode {mode}")
     warnings = sorted({w for it in items for w in it.desired.warnings})
     for w in warnings:
         app.info(f"warning: {w}")

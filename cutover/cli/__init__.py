@@ -14,6 +14,7 @@ import click
 
 from cutover import __version__
 from cutover.cli.app import App, run_main
+from cutover.core.output import add_json_option
 from cutover.registry import load_side_command, side_commands
 
 # name -> (module:attribute, one-line help). Help text lives here so that
@@ -55,11 +56,13 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
         if cmd is not None or name not in LAZY:
-            return cmd
+            return cmd if cmd is None else add_json_option(cmd)
         if name not in CORE:
-            return load_side_command(name)
-        mod, _, attr = CORE[name][0].partition(":")
-        return getattr(importlib.import_module(mod), attr)
+            cmd = load_side_command(name)
+        else:
+            mod, _, attr = CORE[name][0].partition(":")
+            cmd = getattr(importlib.import_module(mod), attr)
+        return cmd if cmd is None else add_json_option(cmd)  # --json on every command
 
     def format_commands(self, ctx, formatter):
         rows = []

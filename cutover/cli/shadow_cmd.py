@@ -21,15 +21,21 @@ def shadow() -> None:
 @click.option("--all", "all_", is_flag=True)
 @click.option("--dry-run", is_flag=True, help="Show the steps; change nothing.")
 @click.option("--reason", default="")
+@click.option("--accept-schedule-difference", "accepted", multiple=True, metavar="ID",
+              help="Deploy ID even though its schedule is not proven equivalent (recorded in the audit log).")
 @pass_app
-def start(app: App, ingestion_ids, all_, dry_run, reason) -> None:
-    """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the legacy schedule."""
+def start(app: App, ingestion_ids, all_, dry_run, reason, accepted) -> None:
+    """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the legacy schedule.
+
+    Refused (exit 1) for a schedule `cutover schedules verify` does not prove equivalent,
+    unless named with --accept-schedule-difference.
+    """
     def before(sm: C.ShadowMoves) -> None:
         for iid in sm.already:
             app.echo(f"{iid}: already in SHADOW")
 
     C.shadow_start(Workspace(app.settings), ingestion_ids, all_=all_, echo=app.echo, dry_run=dry_run, reason=reason,
-                   before=before)
+                   before=before, accept_schedule_difference=accepted)
 
 
 @shadow.command("stop")

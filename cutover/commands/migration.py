@@ -14,11 +14,14 @@ from checks.parity import run_parity
 from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
+from cutover.core.progress import waiting
+from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
 from cutover.core.state import audit, lock, states
 from cutover.core.workspace import Workspace
 from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
     operation
 from cutover.engine.inventory import build_inventory, public
+from cutover.engine.operation import refuse_under_pause
 from cutover.engine.plan import Move, Plan, Step, Wave, build_plan, steps_for
 from cutover.engine.status import compute_status
 from cutover.registry.sides import LiveSides, run_legacy_now
@@ -63,6 +66,7 @@ class ExecuteCheck(Result):
     plan: Plan
     wave: Wave
     gate_reasons: dict[str, list[str]]
+    schedule_checks: list[ScheduleCheck] = field(default_factory=list)  # the schedules this wave deploys
 
     @property
     def exit_code(self) -> int:
@@ -70,16 +74,40 @@ class ExecuteCheck(Result):
 
     def as_dict(self) -> dict:
         return {"plan": self.plan.id, "wave": self.wave.number, "name": self.wave.name,
-                "ingestions": len(self.wave.moves), "gate_reasons": self.gate_reasons}
+                "ingestions": len(self.wave.moves), "gate_reasons": self.gate_reasons,
+                "schedules": {c.ingestion_id: {"verdict": c.result.verdict if c.result else "manual",
+                                               "accepted": c.accepted} for c in self.schedule_checks}}
 
 
-def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None) -> ExecuteCheck:
+DEPLOYING = (states.SHADOW, states.CUTOVER)  # moves that put the translated schedule on a Prefect deployment
+
+
+def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None, *,
+                  accept_schedule_difference=()) -> ExecuteCheck:
     """Load a saved plan, choose its wave (default: the next one not done), refuse a stale plan,
-    and evaluate the wave's gates. Changes nothing."""
+    and evaluate the wave's gates -- among them the deploy gate: a move that deploys a schedule
+    not proven equivalent is held unless its ingestion is in ``accept_schedule_difference``.
+    Changes nothing."""
     p = Plan.load(plan_file)
     wave = choose_wave(ws, p, wave_no)
     check_stale(ws, p, wave)
-    return ExecuteCheck(p, wave, evaluate_gates(ws, p, wave))
+    check_accepted_ids(accept_schedule_difference, [m.ingestion_id for w in p.waves for m in w.moves])
+    deploying = [ws.ingestions.get(m.ingestion_id) for m in wave.moves if m.to_state in DEPLOYING]
+    checks = check_schedules(deploying, accept_schedule_difference)
+    by_id = {c.ingestion_id: c for c in checks}
+
+    def verifier(ing) -> tuple[bool, str]:
+        c = by_id.get(ing.id)
+        if c is None:
+            c = check_schedules([ing])[0]
+        return not c.refused, c.reason()
+
+    reasons = evaluate_gates(ws, p, wave, verifier)
+    for c in checks:
+        if c.refused and c.ingestion_id not in reasons:  # the plan's gate did not ask for schedule_verified
+            reasons[c.ingestion_id] = [f"{c.reason()}: deploy it anyway with --accept-schedule-difference "
+                                       f"{c.ingestion_id}"]
+    return ExecuteCheck(p, wave, reasons, checks)
 
 
 def execute(ws: Workspace, check: ExecuteCheck, echo: Echo, *, dry_run: bool = False, reason: str = "") -> WaveResult:
@@ -89,6 +117,8 @@ def execute(ws: Workspace, check: ExecuteCheck, echo: Echo, *, dry_run: bool = F
     if dry_run:
         return execute_wave(ws, p, wave, DryRun(echo))
     with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
+        record_acceptances(ws.state_engine, check.schedule_checks, command=f"execute {p.id} wave {wave.number}",
+                           reason=reason)
         return execute_wave(ws, p, wave, Apply(LiveSides(ws), echo), reason=reason)
 
 
@@ -180,21 +210,32 @@ def shadow_moves(ws: Workspace, ids, all_: bool, *, to: str) -> ShadowMoves:
 
 
 def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: Callable[[ShadowMoves], None] | None,
-                      dry_run: bool, reason: str) -> ShadowMoves:
+                      dry_run: bool, reason: str, accepted=None) -> ShadowMoves:
     sm = shadow_moves(ws, ids, all_, to=to)
     if before is not None:
         before(sm)
+    guard = None
+    if accepted is not None:  # the moves deploy schedules: only proven or accepted ones
+        check_accepted_ids(accepted, [m.ingestion_id for m in sm.moves] + list(sm.already))
+        checks = check_deploy([ws.ingestions.get(m.ingestion_id) for m in sm.moves], accepted,
+                              command=f"`cutover {name.replace('-', ' ')}`")
+
+        def guard() -> None:  # under the lock, before any step
+            refuse_under_pause(ws, [m.ingestion_id for m in sm.moves], f"`{name}`")
+            record_acceptances(ws.state_engine, checks, command=name.replace("-", " "), reason=reason)
     if sm.moves:
-        operation(ws, name, sm.moves, LiveSides(ws), echo, dry_run=dry_run, reason=reason)
+        operation(ws, name, sm.moves, LiveSides(ws), echo, dry_run=dry_run, reason=reason, guard=guard)
     return sm
 
 
 def shadow_start(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
-                 before: Callable[[ShadowMoves], None] | None = None) -> ShadowMoves:
+                 before: Callable[[ShadowMoves], None] | None = None, accept_schedule_difference=()) -> ShadowMoves:
     """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the
-    legacy schedule (LEGACY/ROLLED_BACK -> SHADOW). ``before`` sees the moves before they run."""
+    legacy schedule (LEGACY/ROLLED_BACK -> SHADOW). ``before`` sees the moves before they run.
+    A schedule not proven equivalent is refused (GateFailed) unless its ingestion is in
+    ``accept_schedule_difference`` (recorded in the audit log)."""
     return _shadow_operation(ws, "shadow-start", ids, all_, states.SHADOW, echo, before=before, dry_run=dry_run,
-                             reason=reason)
+                             reason=reason, accepted=tuple(accept_schedule_difference))
 
 
 def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
@@ -207,15 +248,17 @@ def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_ru
 def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0) -> str:
     """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...))."""
     deadline = time.monotonic() + timeout
-    while True:
-        with adapter.client() as c:
-            fr = c.read_flow_run(UUID(flow_run_id))
-        st = fr.state
-        if st is not None and st.is_final():
-            return st.type.value
-        if time.monotonic() > deadline:
-            return f"TIMEOUT ({st.type.value if st else 'no state'})"
-        time.sleep(poll)
+    with waiting(f"flow run {flow_run_id[:8]}") as w:
+        while True:
+            with adapter.client() as c:
+                fr = c.read_flow_run(UUID(flow_run_id))
+            st = fr.state
+            if st is not None and st.is_final():
+                return st.type.value
+            if time.monotonic() > deadline:
+                return f"TIMEOUT ({st.type.value if st else 'no state'})"
+            w.note(st.type.value if st else "no state")
+            time.sleep(poll)
 
 
 @dataclass
