@@ -194,8 +194,10 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         extra = []
         if it.changes:
             extra.append(f"changed: {', '.join(it.changes)}")
-        extra.append(f"queue {it.desired.work_queue}")
+        extra.append(f"pool {it.desired.work_pool} ({it.desired.pool_type}), queue {it.desired.work_queue}")
         extra.append(it.desired.schedule_text or "manual")
+        if it.secret:
+            extra.append(f"secret block {it.desired.credentials_block}: {it.secret}")
         if it.paused:
             extra.append("paused")
         app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {D.full_name(it.ingestion_id, mode)} ({'; '.join(extra)})")

@@ -29,11 +29,14 @@ block -- resolved by the worker when it pulls, never stored resolved), else
 Secrets: an ingestion's ``credentials`` (fsspec storage options) are written to the Prefect
 Secret block :func:`cutover.core.deployspec.secret_block_name` and the deployment gets only the
 block's *name* as parameter ``credentials_block``; ``flows/ingest.py`` loads it with
-``Secret.load(name)``. No credential value is ever a parameter or a job variable.
+``Secret.load(name)``. No credential value is ever a parameter or a job variable. The block
+holds the mapping as a JSON *string*: a Prefect 3.8 server returns a dict-valued Secret in
+clear on every read of the block document (``include_secrets=false`` masks only string values).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +150,26 @@ def secret_action(client, ing) -> str | None:
     doc = _read_secret(client, name) if client is not None else None
     if doc is None:
         return "create"
-    return "unchanged" if (doc.data or {}).get("value") == dict(ing.credentials) else "update"
+    try:
+        stored = json.loads((doc.data or {}).get("value"))
+    except (TypeError, ValueError):
+        return "update"
+    return "unchanged" if stored == dict(ing.credentials) else "update"
+
+
+def secret_value(credentials: dict) -> str:
+    """What the Secret block stores: the storage options as a JSON string (masked on reads)."""
+    return json.dumps(dict(credentials), sort_keys=True)
+
+
+def parse_secret_value(value) -> dict:
+    """The storage options back from :func:`secret_value` (a mapping saved by hand is taken as is)."""
+    if isinstance(value, dict):
+        return dict(value)
+    out = json.loads(value)
+    if not isinstance(out, dict):
+        raise ValueError("not a mapping")
+    return out
 
 
 def ensure_secret(client, ing) -> str | None:
@@ -160,7 +182,7 @@ def ensure_secret(client, ing) -> str | None:
 
     # Block.save talks to the API of the settings: point them at this client's server
     with temporary_settings(updates={PREFECT_API_URL: str(client.api_url).rstrip("/")}):
-        Secret(value=dict(ing.credentials)).save(credentials_block(ing), overwrite=True)
+        Secret(value=secret_value(ing.credentials)).save(credentials_block(ing), overwrite=True)
     return action
 
 

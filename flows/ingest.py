@@ -44,6 +44,7 @@ from cutover.core.records.ledger import ClaimLost
 from cutover.core.redact import redact_text
 from cutover.core.shadowfork import ensure_fork
 from cutover.core.workspace import Workspace
+from flows.delivery import parse_secret_value
 
 FLOW_NAME = "cutover-ingest"
 STORAGE_RETRIES = 3
@@ -68,10 +69,11 @@ def load_credentials(ingestion_id: str, block_name: str | None) -> None:
         return
     from prefect.blocks.system import Secret
 
-    value = Secret.load(block_name).get()
-    if not isinstance(value, dict):
+    try:
+        value = parse_secret_value(Secret.load(block_name).get())
+    except (TypeError, ValueError):
         raise CutoverError(f"Secret block {block_name!r} does not hold a mapping of storage options",
-                           fix="re-deploy the ingestion (`cutover prefect deploy`) to rewrite the block")
+                           fix="re-deploy the ingestion (`cutover prefect deploy`) to rewrite the block") from None
     _credentials[ingestion_id] = value
 
 
