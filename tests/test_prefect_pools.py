@@ -333,3 +333,12 @@ def test_pools_job_variables_k8s_job_export_and_secrets(prefect_server, prefect_
         assert SECRET_2 in json.dumps(doc.data)
     for s in SECRETS:
         assert s not in records, s
+
+
+def test_server_takes_null_limit_as_default(prefect_server):
+    """The call `prefect deploy` makes after each deployment (flows/export.py): Prefect 3.8's client sends
+    `"limit": null, "offset": null`; under fastapi>=0.151 its server answers 422 and `deploy --all` stops."""
+    with prefect_server.client() as c:
+        r = c.request("POST", "/work_pools/{name}/workers/filter", path_params={"name": prefect_server.work_pool},
+                      json={"workers": None, "limit": None, "offset": None})
+    assert r.status_code == 200 and isinstance(r.json(), list)
