@@ -252,6 +252,39 @@ def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> N
               ["flow run", "name", "state", "start", "run", "status", "files", "records"])
 
 
+@prefect.command("job-manifest")
+@click.argument("ingestion_id")
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="shadow", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def job_manifest_cmd(app: App, ingestion_id: str, mode: str, as_json: bool) -> None:
+    """The Kubernetes Job prefect-kubernetes would submit for a run of this deployment (kubernetes pools).
+
+    Rendered with the worker's own code from the pool's base job template and the deployment's job
+    variables, for a preview flow run that is not created; no cluster needed. PREFECT_API_KEY is masked.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.pools import render_kubernetes_job
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    ws.ingestions.get(ingestion_id)
+    with PrefectAdapter(ws, mode=mode) as ad, ad.client() as c:
+        try:
+            dep = c.read_deployment_by_name(D.full_name(ingestion_id, mode))
+        except ObjectNotFound:
+            raise InputError(f"no deployment {D.full_name(ingestion_id, mode)}",
+                             fix=f"deploy it first: cutover prefect deploy {ingestion_id} --mode {mode}") from None
+        manifest = render_kubernetes_job(ad.api_url, str(dep.id))
+    if as_json:
+        app.json(manifest)
+        return
+    import yaml
+
+    app.echo(yaml.safe_dump(manifest, sort_keys=False).rstrip())
+
+
 @prefect.command("export")
 @click.option("--format", "fmt", type=click.Choice(["prefect-yaml"]), default="prefect-yaml", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: standard output).")

@@ -267,6 +267,12 @@ def test_pools_job_variables_k8s_job_export_and_secrets(prefect_server, prefect_
     assert container["args"][:3] == ["prefect", "flow-run", "execute"]
     text = json.dumps(manifest)
     assert not any(s in text for s in SECRETS)
+    code, out, err = _cli(capsys, "prefect", "job-manifest", "pp-k8s", "--mode", "live", "--json")
+    assert code == 0, err
+    shown = json.loads(out)["spec"]["template"]["spec"]["containers"][0]
+    assert (shown["image"], shown["resources"]) == (container["image"], container["resources"])
+    code, out, err = _cli(capsys, "prefect", "job-manifest", "pp-docker", "--mode", "live")
+    assert code == 2 and "type docker" in err
     assert _unknown_fields(manifest, "V1Job") <= UPSTREAM_UNKNOWN
     assert _unknown_fields({"spec": {"template": {"spec": {"containers": [{"name": "c", "imag": "x"}]}}}},
                            "V1Job") == {".spec.template.spec.containers[0].imag"}  # the check can fail
