@@ -201,6 +201,10 @@ def test_pools_job_variables_k8s_job_export_and_secrets(prefect_server, prefect_
         for pool in ("pp-docker", "pp-k8s"):
             with pytest.raises(ObjectNotFound):
                 c.read_work_pool(pool)
+        for block in ("cutover-pp-proc-credentials", "cutover-pp-k8s-credentials"):
+            with pytest.raises(ObjectNotFound):
+                c.read_block_document_by_name(block, block_type_slug="secret")
+    assert "secret block cutover-pp-k8s-credentials: create" in out
 
     code, out, err = _cli(capsys, "prefect", "deploy", "pp-proc", "--mode", "live", "--active")
     assert code == 0, err
