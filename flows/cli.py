@@ -29,6 +29,7 @@ from flows import deploy as D
 from flows import local as pl
 from flows.adapter import PrefectAdapter
 from flows.export import export
+from flows.pools import render_kubernetes_job
 
 
 @click.group()
@@ -264,8 +265,6 @@ def job_manifest_cmd(app: App, ingestion_id: str, mode: str, as_json: bool) -> N
     variables, for a preview flow run that is not created; no cluster needed. PREFECT_API_KEY is masked.
     """
     from prefect.exceptions import ObjectNotFound
-
-    from flows.pools import render_kubernetes_job
 
     settings = _settings_env(app)
     ws = Workspace(settings)
