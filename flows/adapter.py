@@ -37,9 +37,9 @@ from cutover.core.redact import redact_text, redact_url
 from cutover.core.shadowfork import ensure_fork
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
-                          ingestion_of, mode_of, plan_one, record_ids)
+                          ingestion_of, mode_of, plan_one, prepare, record_ids)
 from flows.http import RetryCounter, check_health, open_client
-from flows.local import api_url, ensure_work_pool
+from flows.local import api_url
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -65,7 +65,7 @@ class PrefectAdapter:
         self._tmp_settings = None
         self._retries = None
         self._flow_id = None  # of flow cutover-ingest, once created/read
-        self._pool_checked = False
+        self._pool_checked: set[str] = set()  # work pools known to exist (with their queues)
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -203,9 +203,10 @@ class PrefectAdapter:
             ensure_fork(self.ws, ingestion)
         with self.client() as c:
             item = plan_one(c, want)
-            if item.action != "unchanged" and not self._pool_checked:
-                ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
-                self._pool_checked = True
+            if item.secret in ("create", "update") or (item.action != "unchanged"
+                                                        and want.work_pool not in self._pool_checked):
+                prepare(c, self.ws, [item])  # pool/queues only if missing, the Secret block only if it differs
+                self._pool_checked.add(want.work_pool)
             if item.action == "create":
                 cached = self._flow_id is not None
                 if not cached:

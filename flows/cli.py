@@ -30,6 +30,7 @@ from flows import deploy as D
 from flows import local as pl
 from flows.adapter import PrefectAdapter
 from flows.export import export
+from flows.pools import render_kubernetes_job
 
 
 @click.group()
@@ -203,8 +204,10 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         extra = []
         if it.changes:
             extra.append(f"changed: {', '.join(it.changes)}")
-        extra.append(f"queue {it.desired.work_queue}")
+        extra.append(f"pool {it.desired.work_pool} ({it.desired.pool_type}), queue {it.desired.work_queue}")
         extra.append(it.desired.schedule_text or "manual")
+        if it.secret:
+            extra.append(f"secret block {it.desired.credentials_block}: {it.secret}")
         if it.paused:
             extra.append("paused")
         app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {D.full_name(it.ingestion_id, mode)} ({'; '.join(extra)})")
@@ -257,6 +260,37 @@ def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> N
     app.table([[r["flow_run_id"][:8], r["name"], r["state"], r["start"], (r["run_id"] or "")[:12], r["run_status"],
                 r["files"], r["records"]] for r in rows],
               ["flow run", "name", "state", "start", "run", "status", "files", "records"])
+
+
+@prefect.command("job-manifest")
+@click.argument("ingestion_id")
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="shadow", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def job_manifest_cmd(app: App, ingestion_id: str, mode: str, as_json: bool) -> None:
+    """The Kubernetes Job prefect-kubernetes would submit for a run of this deployment (kubernetes pools).
+
+    Rendered with the worker's own code from the pool's base job template and the deployment's job
+    variables, for a preview flow run that is not created; no cluster needed. PREFECT_API_KEY is masked.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    ws.ingestions.get(ingestion_id)
+    with PrefectAdapter(ws, mode=mode) as ad, ad.client() as c:
+        try:
+            dep = c.read_deployment_by_name(D.full_name(ingestion_id, mode))
+        except ObjectNotFound:
+            raise InputError(f"no deployment {D.full_name(ingestion_id, mode)}",
+                             fix=f"deploy it first: cutover prefect deploy {ingestion_id} --mode {mode}") from None
+        manifest = render_kubernetes_job(ad.api_url, str(dep.id))
+    if as_json:
+        app.json(manifest)
+        return
+    import yaml
+
+    app.echo(yaml.safe_dump(manifest, sort_keys=False).rstrip())
 
 
 @prefect.command("export")

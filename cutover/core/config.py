@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from cutover.core.deployspec import SETTINGS_KEYS as DEPLOY_KEYS
+from cutover.core.deployspec import check_value as check_deploy_value
 from cutover.core.errors import InputError
 from cutover.core.redact import redact_mapping, redact_text, redact_url
 from cutover.core.spark import check_catalog_name, check_remote, redact_remote
@@ -90,6 +92,8 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "work_pool": ("str", lambda h: "cutover"),
         "home": ("str", lambda h: str(h / "prefect")),
     },
+    # defaults of the ingestions' `deploy:` (cutover.core.deployspec): pool type, image, resources, code delivery
+    "deploy": {k: ("str", lambda h: None) for k in DEPLOY_KEYS} | {"pool_type": ("str", lambda h: "process")},
 }
 
 _CATALOG_DEFAULTS = {
@@ -124,6 +128,7 @@ class Settings:
     batch_seconds: float = 30.0
     parity: dict[str, float] = field(default_factory=dict)
     watch: dict[str, Any] = field(default_factory=dict)
+    deploy: dict[str, Any] = field(default_factory=dict)  # [deploy]: see cutover.core.deployspec
     catalog_properties: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # key -> where the value came from
 
@@ -174,6 +179,7 @@ class Settings:
             },
             "parity": dict(self.parity),
             "watch": dict(self.watch),
+            "deploy": dict(self.deploy),
             "catalog": redact_mapping({"name": self.catalog_name, **self.catalog_properties}),
             "sources": dict(sorted(self.sources.items())),
         }
@@ -309,6 +315,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_seconds=values["ingest.batch_seconds"],
         parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
         watch={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("watch.")},
+        deploy={k.split(".", 1)[1]: check_deploy_value(k.split(".", 1)[1], v, f"{k} ({sources[k]})")
+                for k, v in values.items() if k.startswith("deploy.") and k != "deploy.home"}
+        | {"home": values["deploy.home"]},
         catalog_properties=catalog,
         sources=sources,
     )
@@ -340,6 +349,20 @@ DEFAULT_TOML = """\
 # auto_rollback = false        # true: `cutover rollback` instead of only alerting
 # min_runs = 3                 # never judge on fewer runs
 # min_duration = "5s"          # legacy median below this: durations are noise, not judged
+
+[deploy]
+# defaults for the ingestions' `deploy:` (docs/prefect.md); a definition's own keys win
+# pool_type = "process"   # or "docker" / "kubernetes" (pools created from prefect-docker / prefect-kubernetes)
+# image = "registry.example.com/data/cutover:1.4"
+# cpu = "1"               # Kubernetes quantities
+# memory = "1Gi"
+# high_memory = "8Gi"     # memory of the ingestions on the high-memory queue
+# namespace = "data-ingest"
+# git_repository = "https://git.example.com/data/cutover.git"   # pull step git_clone ...
+# git_branch = "main"
+# git_credentials = "secret/git-token"                         # ... with this Prefect block
+# directory = "/opt/cutover"   # ... or set_working_directory (default: this checkout)
+# home = "/var/lib/cutover"    # CUTOVER_HOME of the flow runs on the worker (default: this home)
 
 [catalog]
 # Any pyiceberg catalog: type = "rest", uri = "https://...", warehouse = "..."

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from cutover.core.deployspec import check_deploy
 from cutover.core.errors import InputError, NotFound
 from cutover.core.redact import MASK, redact_mapping, redact_url
 from cutover.core.schedule import triggers as sched
@@ -30,6 +31,7 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
+    "deploy",  # where/how the Prefect deployment runs: cutover.core.deployspec
 }
 
 
@@ -56,6 +58,7 @@ class Ingestion:
     batch_paused: bool = False
     prefect_deployment_id: str | None = None
     prefect_flow_id: str | None = None
+    deploy: dict = field(default_factory=dict)  # cutover.core.deployspec.KEYS (validated)
 
     @property
     def work_queue(self) -> str:
@@ -80,6 +83,7 @@ class Ingestion:
         d["source_uri"] = redact_url(self.source_uri)
         d["credentials"] = {k: MASK for k in (self.credentials or {})} or None
         d["options"] = redact_mapping(self.options)
+        d["deploy"] = redact_mapping(self.deploy) if self.deploy else {}
         d["schedule_text"] = sched.describe(self.schedule)
         d["work_queue"] = self.work_queue
         return d
@@ -156,6 +160,7 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
         owner=raw.get("owner"),
         options=dict(options),
         credentials=dict(creds) if creds else None,
+        deploy=check_deploy(raw.get("deploy"), where),
     )
 
 
@@ -213,6 +218,7 @@ def _row_to_ingestion(row) -> Ingestion:
         batch_paused=bool(row.batch_paused),
         prefect_deployment_id=row.prefect_deployment_id,
         prefect_flow_id=row.prefect_flow_id,
+        deploy=dict(row.deploy or {}),
     )
 
 
@@ -231,6 +237,7 @@ def values_of(ing: Ingestion) -> dict[str, Any]:
         "owner": ing.owner,
         "options": ing.options,
         "credentials": ing.credentials,
+        "deploy": ing.deploy or None,
     }
 
 

@@ -47,6 +47,7 @@ ingestions = Table(
     Column("prefect_flow_id", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deploy", JSON, nullable=True),  # cutover.core.deployspec: pool, image, env, resources, pull
 )
 
 runs = Table(
