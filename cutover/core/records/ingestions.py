@@ -20,6 +20,7 @@ from cutover.core.errors import InputError, NotFound
 from cutover.core.redact import MASK, redact_mapping, redact_url
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.tables import ingestions as t_ingestions
+from cutover.core.records.valuespec import validate_values
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
 SIZE_CLASSES = ("small", "medium", "large")
@@ -30,6 +31,7 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
+    "values",  # the values check: key, tolerances, ignored and sensitive columns (core/records/valuespec.py)
 }
 
 
@@ -56,6 +58,7 @@ class Ingestion:
     batch_paused: bool = False
     prefect_deployment_id: str | None = None
     prefect_flow_id: str | None = None
+    values: dict | None = None  # the `values:` block, validated (cutover/core/records/valuespec.py)
 
     @property
     def work_queue(self) -> str:
@@ -138,6 +141,7 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     if creds and any(v == MASK for v in creds.values()):
         raise InputError(f"{where}: credentials contain the mask {MASK!r}, not real values",
                          fix="give the real credentials (exported definitions never carry them)")
+    values = validate_values(raw.get("values"), key_columns=keys, where=where)
     src = str(source)
     if "://" not in src:
         src = str(Path(src).expanduser().absolute())
@@ -156,6 +160,7 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
         owner=raw.get("owner"),
         options=dict(options),
         credentials=dict(creds) if creds else None,
+        values=values,
     )
 
 
@@ -213,6 +218,7 @@ def _row_to_ingestion(row) -> Ingestion:
         batch_paused=bool(row.batch_paused),
         prefect_deployment_id=row.prefect_deployment_id,
         prefect_flow_id=row.prefect_flow_id,
+        values=dict(row.values_spec) if row.values_spec else None,
     )
 
 
@@ -231,6 +237,7 @@ def values_of(ing: Ingestion) -> dict[str, Any]:
         "owner": ing.owner,
         "options": ing.options,
         "credentials": ing.credentials,
+        "values_spec": ing.values,
     }
 
 
