@@ -17,6 +17,7 @@ from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.quality import check_quality
 from checks.runs import check_runs
 from checks.spark_checks import has_shadow, processor_for
+from checks.value_window import check_values
 
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
@@ -134,6 +135,10 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
                         live=Ledger(ws.autoloader_engine, ing.id, "live", claim_timeout=0).entries(),
                         shadow=Ledger(ws.autoloader_engine, ing.id, "shadow", claim_timeout=0).entries()))
+                elif name == "values":  # DuckDB over the window's data files, whatever the engine
+                    res = _guard(name, lambda: check_values(
+                        (spark.iceberg_table(ing.table) if spark.iceberg else None) if spark else tbl,
+                        ws.autoloader_engine, ing, fork_snapshot_id=fork, since=since, until=until))
                 elif spark:
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),
