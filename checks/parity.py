@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from checks.runs import check_runs
 from checks.spark_checks import has_shadow, processor_for
 from checks.value_window import check_values
 
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
@@ -39,10 +41,12 @@ class IngestionParity:
     checks: list[CheckResult]
     streak: int = 0
     fork_snapshot_id: int | None = None
+    table: str | None = None
+    heads: dict[str, int | None] = field(default_factory=dict)  # branch -> head snapshot judged (reports)
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "verdict": self.verdict, "streak": self.streak,
-                "checks": [c.as_dict() for c in self.checks]}
+        return {"id": self.id, "verdict": self.verdict, "streak": self.streak, "table": self.table,
+                "heads": self.heads, "checks": [c.as_dict() for c in self.checks]}
 
 
 @dataclass
@@ -85,12 +89,15 @@ def fork_of(state_engine, ingestion_id: str) -> tuple[int | None, datetime | Non
 
 
 def _guard(name: str, fn) -> CheckResult:
+    t0 = time.perf_counter()
     try:
-        return fn()
+        res = fn()
     except Exception as e:  # noqa: BLE001 - a check that cannot run is an `error` verdict, not a crash
         log.debug("check %s failed", name, exc_info=True)
         first = str(e).splitlines()[0] if str(e) else ""
-        return CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+        res = CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
@@ -115,6 +122,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
         results: list[CheckResult] = []
+        tbl = None
         if forked_at is None and not (_spark_has_shadow(spark, ing) if spark else _has_shadow(ws, ing)):
             for name in checks:
                 results.append(CheckResult.errored(name, f"no shadow for {ing.id}: run `cutover shadow start {ing.id}` first"))
@@ -152,7 +160,9 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                 w = waivers.active_for(ing.id, res.name, at=until)
                 if w is not None:
                     res.waiver = w
-        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork))
+        heads = {b: Catalog.head(tbl, b) for b in (MAIN, SHADOW_BRANCH)} if not spark and tbl is not None else {}
+        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork,
+                                                 table=ing.table, heads=heads))
         report.series[ing.id] = _series(ws, ing.id, since)
     if store:
         _store(ws.state_engine, report)

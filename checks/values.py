@@ -359,6 +359,15 @@ def _drill(con, diff: ValuesDiff, spec: ValueSpec, key: list[str], values: list[
         diff.columns[c] = cd
 
 
+def _val(v) -> str:
+    """A compared value in a finding's text: NULL and strings visibly quoted, numbers as they are."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, str) and v != MASK:
+        return '"' + v.replace('"', '\\"') + '"'
+    return str(v)
+
+
 def _key_text(key: dict | None) -> str:
     if not key:
         return "?"
@@ -397,8 +406,8 @@ def check_result(diff: ValuesDiff, name: str = "values", *, metrics: dict | None
             if c.max_abs_diff is not None else ""
         findings.append(Finding("values_mismatch", file=None, legacy=ex.get("legacy"), shadow=ex.get("shadow"),
                                 detail=f"column {col}: {c.mismatches} of {diff.rows_legacy} row(s) differ{largest}; "
-                                       f"e.g. key {_key_text(ex.get('key'))}: legacy {ex.get('legacy')!s}, "
-                                       f"shadow {ex.get('shadow')!s}"))
+                                       f"e.g. key {_key_text(ex.get('key'))}: legacy {_val(ex.get('legacy'))}, "
+                                       f"shadow {_val(ex.get('shadow'))}"))
     m = diff.as_dict()
     m.update(metrics or {})
     return CheckResult.from_findings(name, findings, metrics=m)
