@@ -229,7 +229,9 @@ def test_schema_behind_head_is_refused_for_shared_db(home, tmp_path, capsys, mon
     rc, _, err = invoke(["ingestion", "list"], capsys)
     assert rc == 2 and "cutover db upgrade" in err
     rc, out, _ = invoke(["db", "upgrade", "--db", "autoloader"], capsys)
-    assert rc == 0 and "a0003" in out  # the head: ledger batch provenance
+    from cutover.core import db as dbm
+
+    assert rc == 0 and dbm.head_revision("autoloader") in out  # the head, whichever migration is last
     rc, out, _ = invoke(["db", "upgrade", "--db", "autoloader"], capsys)
     assert rc == 0 and "unchanged" in out
     rc, out, _ = invoke(["ingestion", "list"], capsys)
