@@ -31,7 +31,7 @@ from sqlalchemy import select
 from checks.model import CheckResult
 from checks.values import check_result, compare, spec_for
 from cutover.core.errors import InputError
-from cutover.core.icebatch import live_data_files
+from cutover.core.icebatch import P_BATCH, live_data_files
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
 from cutover.core.records.ledger import SKIPPED, SUCCESS
 from cutover.core.records.tables import processed_files as t_pf
@@ -63,35 +63,38 @@ def _in_window(at: datetime | None, since: datetime | None, until: datetime) -> 
     return at is not None and at <= until and (since is None or at >= since)
 
 
+def _chunks(items: list, n: int = 500):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
 def window_files(tbl, autoloader_engine, ingestion_id: str, *, fork_snapshot_id: int | None,
                  since: datetime | None, until: datetime) -> WindowFiles:
+    """The data files to read per side. The ledger is queried for the window only (never read
+    whole): the rows processed in the window, their counterparts, and the rows that own the
+    data files the window's snapshots added."""
     since, until = _utc(since), _utc(until)
-    rows: dict[str, dict[str, tuple]] = {"live": {}, "shadow": {}}
-    owned_all: set[str] = set()
-    owned_snaps: set[int] = set()
-    baseline: set[str] = set()
+    cols = (t_pf.c.ingestion_id, t_pf.c.namespace, t_pf.c.path, t_pf.c.status, t_pf.c.data_files,
+            t_pf.c.snapshot_id, t_pf.c.error)
     with autoloader_engine.connect() as conn:
-        q = select(t_pf.c.namespace, t_pf.c.path, t_pf.c.status, t_pf.c.data_files, t_pf.c.snapshot_id,
-                   t_pf.c.processed_at, t_pf.c.error).where(t_pf.c.ingestion_id == ingestion_id)
-        for ns, path, status, dfs, sid, at, err in conn.execute(q):
-            if ns not in rows:
-                continue
-            if dfs:
-                owned_all.update(dfs)
-            elif sid is not None and status == SUCCESS:
-                owned_snaps.add(sid)
-            if ns == "shadow" and status == SKIPPED and (err or "").startswith("baseline"):
-                baseline.add(path)
-            if status == SUCCESS:
-                rows[ns][path] = (dfs, sid, at)
-    out = WindowFiles()
-    live, shadow = rows["live"], rows["shadow"]
-    in_window = {p for side in (live, shadow) for p, (_, _, at) in side.items() if _in_window(at, since, until)}
-    in_window -= baseline
-    both = sorted(p for p in in_window if p in live and p in shadow)
-    out.source_files = len(both)
-    out.one_side = {"legacy": sum(1 for p in in_window if p in live and p not in shadow),
-                    "shadow": sum(1 for p in in_window if p in shadow and p not in live)}
+        q = select(t_pf.c.path).where(t_pf.c.ingestion_id == ingestion_id, t_pf.c.status == SUCCESS,
+                                      t_pf.c.processed_at.is_not(None), t_pf.c.processed_at <= until)
+        if since is not None:
+            q = q.where(t_pf.c.processed_at >= since)
+        in_window = sorted(set(conn.execute(q).scalars()))
+        rows = []  # every row of those paths, both namespaces (counterparts outside the window too)
+        for chunk in _chunks(in_window):
+            rows += conn.execute(select(*cols).where(t_pf.c.ingestion_id == ingestion_id,
+                                                     t_pf.c.path.in_(chunk))).all()
+    live = {r.path: r for r in rows if r.namespace == "live" and r.status == SUCCESS}
+    shadow = {r.path: r for r in rows if r.namespace == "shadow" and r.status == SUCCESS}
+    baseline = {r.path for r in rows if r.namespace == "shadow" and r.status == SKIPPED
+                and (r.error or "").startswith("baseline")}
+    window = [p for p in in_window if p not in baseline]
+    both = [p for p in window if p in live and p in shadow]
+    out = WindowFiles(source_files=len(both))
+    out.one_side = {"legacy": sum(1 for p in window if p in live and p not in shadow),
+                    "shadow": sum(1 for p in window if p in shadow and p not in live)}
     for side, branch, entries in (("legacy", MAIN, live), ("shadow", SHADOW_BRANCH, shadow)):
         present = live_data_files(tbl, branch)
         by_snap: dict[int, list[str]] = {}
@@ -101,20 +104,34 @@ def window_files(tbl, autoloader_engine, ingestion_id: str, *, fork_snapshot_id:
         files: list[str] = []
         replaced = 0
         for src in both:
-            dfs, sid, _ = entries[src]
-            if dfs:
-                files += [d for d in dfs if d in present]
-                replaced += sum(1 for d in dfs if d not in present)
-            elif sid is not None:  # committed before batch commits: its own snapshot's data files
-                files += by_snap.get(sid, [])
-        # data files the window's snapshots added on this branch that no ledger row owns
-        window_snaps = {i.snapshot_id for i in Catalog.ancestry(tbl, branch, stop_at=fork_snapshot_id)
-                        if _in_window(datetime.fromtimestamp(i.timestamp_ms / 1000, timezone.utc), since, until)}
-        extra = sorted(path for sid in window_snaps - owned_snaps for path in by_snap.get(sid, [])
-                       if path not in owned_all)
-        out.unowned[side] = len(extra)
+            r = entries[src]
+            if r.data_files:
+                files += [d for d in r.data_files if d in present]
+                replaced += sum(1 for d in r.data_files if d not in present)
+            elif r.snapshot_id is not None:  # committed before batch commits: its own snapshot's data files
+                files += by_snap.get(r.snapshot_id, [])
         out.replaced[side] = replaced
-        setattr(out, side, sorted(set(files)) + extra)
+        out.unowned[side] = 0
+        # data files the window's snapshots added on this branch that no ledger row (of any
+        # ingestion writing this table) owns
+        snaps = {i.snapshot_id: i for i in Catalog.ancestry(tbl, branch, stop_at=fork_snapshot_id)
+                 if _in_window(datetime.fromtimestamp(i.timestamp_ms / 1000, timezone.utc), since, until)}
+        candidates = sorted({f for sid in snaps for f in by_snap.get(sid, [])} - set(files))
+        if candidates:
+            batches = sorted({i.properties[P_BATCH] for i in snaps.values() if i.properties.get(P_BATCH)})
+            owned: set[str] = set()
+            with autoloader_engine.connect() as conn:
+                for chunk in _chunks(batches):
+                    for dfs in conn.execute(select(t_pf.c.data_files).where(t_pf.c.batch_id.in_(chunk))).scalars():
+                        owned.update(dfs or ())
+                for chunk in _chunks(sorted(snaps)):
+                    for sid, dfs in conn.execute(select(t_pf.c.snapshot_id, t_pf.c.data_files)
+                                                 .where(t_pf.c.snapshot_id.in_(chunk))).all():
+                        owned.update(dfs or by_snap.get(sid, []))
+            extra = [f for f in candidates if f not in owned]
+            out.unowned[side] = len(extra)
+            files += extra
+        setattr(out, side, sorted(set(files)))
     return out
 
 
