@@ -129,8 +129,9 @@ def values_summary(c: dict) -> str:
     m = c.get("metrics") or {}
     if "rows_legacy" not in m:
         return ""
+    differ = f"; {number(m['differing_rows'])} row(s) with differing values" if m.get("differing_rows") else ""
     return (f"{number(m['rows_legacy'])} rows on main vs {number(m['rows_shadow'])} on cutover-shadow, "
-            f"from {number(m.get('source_files', 0))} source file(s) of the window")
+            f"from {number(m.get('source_files', 0))} source file(s) of the window{differ}")
 
 
 def _window(d: dict) -> str:
