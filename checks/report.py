@@ -82,8 +82,8 @@ def cell(v) -> str:
         return "NULL"
     if v == "":
         return '""'
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return str(v)  # the value itself, exact: no separators, no rounding
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return str(v)  # the value itself, exact: no separators, no rounding, timestamps to the digit
     return human(v)
 
 
