@@ -6,7 +6,8 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 SCENARIO ?= autoloader
 # Test processes: most of the suite waits on servers (Prefect, Redis, Spark, PostgreSQL), so three
-# workers on two cores finish it in about half the time; each worker starts its own servers.
+# workers on two cores finish it in about half the time; each worker starts its own servers, and
+# worksteal hands single tests (not whole files) to whichever worker is free.
 PYTEST_WORKERS ?= 3
 
 .PHONY: demo test install clean bench
@@ -31,7 +32,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	sh scripts/ensure-redis
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest ran no test: failing"; exit 1; fi; exit $$rc
 
 clean:

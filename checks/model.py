@@ -52,6 +52,7 @@ class CheckResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     waiver: dict | None = None  # set when a failing check is waived
+    seconds: float | None = None  # how long the check took (reports: JUnit time attributes)
 
     @classmethod
     def from_findings(cls, name: str, findings: list[Finding], metrics: dict | None = None) -> "CheckResult":
@@ -75,6 +76,8 @@ class CheckResult:
             d["error"] = self.error
         if self.waiver:
             d["waiver"] = self.waiver
+        if self.seconds is not None:
+            d["seconds"] = round(self.seconds, 3)
         return d
 
 

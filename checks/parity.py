@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,7 +18,9 @@ from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.quality import check_quality
 from checks.runs import check_runs
 from checks.spark_checks import has_shadow, processor_for
+from checks.value_window import check_values
 
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
@@ -38,10 +41,12 @@ class IngestionParity:
     checks: list[CheckResult]
     streak: int = 0
     fork_snapshot_id: int | None = None
+    table: str | None = None
+    heads: dict[str, int | None] = field(default_factory=dict)  # branch -> head snapshot judged (reports)
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "verdict": self.verdict, "streak": self.streak,
-                "checks": [c.as_dict() for c in self.checks]}
+        return {"id": self.id, "verdict": self.verdict, "streak": self.streak, "table": self.table,
+                "heads": self.heads, "checks": [c.as_dict() for c in self.checks]}
 
 
 @dataclass
@@ -84,12 +89,15 @@ def fork_of(state_engine, ingestion_id: str) -> tuple[int | None, datetime | Non
 
 
 def _guard(name: str, fn) -> CheckResult:
+    t0 = time.perf_counter()
     try:
-        return fn()
+        res = fn()
     except Exception as e:  # noqa: BLE001 - a check that cannot run is an `error` verdict, not a crash
         log.debug("check %s failed", name, exc_info=True)
         first = str(e).splitlines()[0] if str(e) else ""
-        return CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+        res = CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
@@ -114,6 +122,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
         results: list[CheckResult] = []
+        tbl = None
         if forked_at is None and not (_spark_has_shadow(spark, ing) if spark else _has_shadow(ws, ing)):
             for name in checks:
                 results.append(CheckResult.errored(name, f"no shadow for {ing.id}: run `cutover shadow start {ing.id}` first"))
@@ -134,6 +143,10 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
                         live=Ledger(ws.autoloader_engine, ing.id, "live", claim_timeout=0).entries(),
                         shadow=Ledger(ws.autoloader_engine, ing.id, "shadow", claim_timeout=0).entries()))
+                elif name == "values":  # DuckDB over the window's data files, whatever the engine
+                    res = _guard(name, lambda: check_values(
+                        (spark.iceberg_table(ing.table) if spark.iceberg else None) if spark else tbl,
+                        ws.autoloader_engine, ing, fork_snapshot_id=fork, since=since, until=until))
                 elif spark:
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),
@@ -147,7 +160,9 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                 w = waivers.active_for(ing.id, res.name, at=until)
                 if w is not None:
                     res.waiver = w
-        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork))
+        heads = {b: Catalog.head(tbl, b) for b in (MAIN, SHADOW_BRANCH)} if not spark and tbl is not None else {}
+        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork,
+                                                 table=ing.table, heads=heads))
         report.series[ing.id] = _series(ws, ing.id, since)
     if store:
         _store(ws.state_engine, report)

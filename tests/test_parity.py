@@ -250,13 +250,13 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
     assert d["verdict"] == "pass" and set(d) >= {"verdict", "generated_at", "window", "ingestions"}
     ing_d = d["ingestions"][0]
     assert set(ing_d) >= {"id", "verdict", "streak", "checks"}
-    assert [c["name"] for c in ing_d["checks"]] == ["runs", "ledger", "counts", "quality"]
+    assert [c["name"] for c in ing_d["checks"]] == ["runs", "ledger", "counts", "values", "quality"]
     html = (out / "parity.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html and "http" not in html.split("<body>")[1]
     import xml.etree.ElementTree as ET
 
     suite = ET.parse(out / "parity.xml").getroot().find("testsuite")
-    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    assert suite.get("tests") == "5" and suite.get("failures") == "0"
     assert "| orders | **PASS**" in (out / "parity.md").read_text()
     # inject a divergence: exit 1, junit failure
     from cutover.core.records.tables import processed_files as t

@@ -68,7 +68,7 @@ def history(app: App, ingestion_id, limit, as_json) -> None:
 
 @click.command()
 @click.argument("ingestion_id")
-@click.option("--check", "check", required=True, type=click.Choice(["runs", "ledger", "counts", "quality"]))
+@click.option("--check", "check", required=True, type=click.Choice(["runs", "ledger", "counts", "values", "quality"]))
 @click.option("--reason", required=True)
 @click.option("--owner", required=True)
 @click.option("--expires", required=True, help="YYYY-MM-DD (end of day UTC) or an ISO date-time.")

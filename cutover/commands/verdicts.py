@@ -16,7 +16,7 @@ from cutover.core.state import audit, states
 from cutover.core.state.waivers import WaiverStore, parse_expiry
 from cutover.core.workspace import Workspace
 
-DEFAULT_CHECKS = "runs,ledger,counts,quality"
+DEFAULT_CHECKS = "runs,ledger,counts,values,quality"
 
 
 def report_formats(text: str) -> list[str]:

@@ -21,6 +21,7 @@ from cutover.core.errors import InputError, NotFound
 from cutover.core.redact import MASK, redact_mapping, redact_url
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.tables import ingestions as t_ingestions
+from cutover.core.records.valuespec import validate_values
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
 SIZE_CLASSES = ("small", "medium", "large")
@@ -32,6 +33,7 @@ FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
     "deploy",  # where/how the Prefect deployment runs: cutover.core.deployspec
+    "values",  # the values check: key, tolerances, ignored and sensitive columns (core/records/valuespec.py)
 }
 
 
@@ -59,6 +61,7 @@ class Ingestion:
     prefect_deployment_id: str | None = None
     prefect_flow_id: str | None = None
     deploy: dict = field(default_factory=dict)  # cutover.core.deployspec.KEYS (validated)
+    values: dict | None = None  # the `values:` block, validated (cutover/core/records/valuespec.py)
 
     @property
     def work_queue(self) -> str:
@@ -142,6 +145,7 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     if creds and any(v == MASK for v in creds.values()):
         raise InputError(f"{where}: credentials contain the mask {MASK!r}, not real values",
                          fix="give the real credentials (exported definitions never carry them)")
+    values = validate_values(raw.get("values"), key_columns=keys, where=where)
     src = str(source)
     if "://" not in src:
         src = str(Path(src).expanduser().absolute())
@@ -161,6 +165,7 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
         options=dict(options),
         credentials=dict(creds) if creds else None,
         deploy=check_deploy(raw.get("deploy"), where),
+        values=values,
     )
 
 
@@ -219,6 +224,7 @@ def _row_to_ingestion(row) -> Ingestion:
         prefect_deployment_id=row.prefect_deployment_id,
         prefect_flow_id=row.prefect_flow_id,
         deploy=dict(row.deploy or {}),
+        values=dict(row.values_spec) if row.values_spec else None,
     )
 
 
@@ -238,6 +244,7 @@ def values_of(ing: Ingestion) -> dict[str, Any]:
         "options": ing.options,
         "credentials": ing.credentials,
         "deploy": ing.deploy or None,
+        "values_spec": ing.values,
     }
 
 

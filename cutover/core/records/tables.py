@@ -42,6 +42,7 @@ ingestions = Table(
     Column("owner", String(256), nullable=True),
     Column("options", JSON, nullable=False),  # reader options (csv delimiter, ...)
     Column("credentials", JSON, nullable=True),  # fsspec storage options; never printed
+    Column("values_spec", JSON, nullable=True),  # the `values:` block (core/records/valuespec.py)
     Column("batch_paused", Boolean, nullable=False, server_default="0"),
     Column("prefect_deployment_id", String(64), nullable=True),
     Column("prefect_flow_id", String(64), nullable=True),

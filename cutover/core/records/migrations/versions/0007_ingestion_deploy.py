@@ -1,7 +1,7 @@
 """ingestions: deploy (work pool, image, env, resources, code delivery of the Prefect deployment)
 
 Revision ID: a0007
-Revises: a0003
+Revises: a0006
 Create Date: 2026-12-03
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a0007"
-down_revision = "a0003"
+down_revision = "a0006"
 branch_labels = None
 depends_on = None
 
