@@ -184,12 +184,12 @@ PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
 
 
 def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None,
-                 echo: Echo | None = None) -> float:
+                 echo: Echo | None = None, every: float = PROGRESS_EVERY) -> float:
     """Poll /api/health until it answers true; returns seconds waited. ``echo`` hears a progress
     line every few seconds."""
     t0 = time.monotonic()
     detail = ""
-    next_note = t0 + PROGRESS_EVERY
+    next_note = t0 + every
     while time.monotonic() - t0 < timeout:
         ok, detail = check_health(url, timeout=1.0)
         if ok:
@@ -197,7 +197,7 @@ def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = No
         if echo is not None and time.monotonic() >= next_note:
             echo(f"waiting for the Prefect server at {url}: {time.monotonic() - t0:.0f}s of {timeout:.0f}s "
                  f"({detail})")
-            next_note += PROGRESS_EVERY
+            next_note += every
         if proc is not None and proc.poll() is not None:
             tail = _tail(log) if log else ""
             raise PrefectUnavailable(f"the Prefect server exited with code {proc.returncode} before it was healthy"
