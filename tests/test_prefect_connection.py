@@ -164,7 +164,7 @@ def test_unreachable_api_fails_fast_in_one_line(workspace_env, tmp_path, via):
                 source = "env PREFECT_API_URL"
             else:
                 f = _profiles(tmp_path / f"ph-{port}", url)
-                env = cutover_env(home, PREFECT_HOME=str(f.parent), PREFECT_PROFILE=None)
+                env = cutover_env(home, PREFECT_HOME=str(f.parent), PREFECT_PROFILE=None, PREFECT_PROFILES_PATH=None)
                 source = f"profile 'team' in {f}"
             t0 = time.monotonic()
             r = run_cli(["prefect", "deploy", "unr-orders", "--mode", "live"], env)
@@ -190,7 +190,7 @@ def test_a_configuration_problem_exits_2_in_one_line(workspace_env, tmp_path):
     f = _profiles(tmp_path / "ph", "http://127.0.0.1:9/api")
     for extra, needle in (({"PREFECT_API_URL": "prefect.internal:4200"}, "is not an http(s) URL"),
                           ({"PREFECT_PROFILE": "prod"}, f"Prefect profile 'prod' (from PREFECT_PROFILE) is not in {f}")):
-        env = cutover_env(home, PREFECT_HOME=str(f.parent), **extra)
+        env = cutover_env(home, PREFECT_HOME=str(f.parent), PREFECT_PROFILES_PATH=None, **extra)
         r = run_cli(["status"], env)
         assert r.returncode == 2 and len(_one_line(r.stderr)) == 1 and needle in r.stderr, (r.stdout, r.stderr)
         assert_nothing_started(home)

@@ -268,7 +268,7 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
     info(f"work pool {pool['pool']}: {pool['online']} live worker(s)")
     flow_runs = {i.id: prefect.trigger(i.id) for i in items}  # queued first: the worker starts while legacy runs
     for iid, fr in flow_runs.items():
-        info(f"{iid}: Prefect shadow flow run {fr} queued")
+        info(f"{iid}: Prefect shadow flow run {fr} queued (waited for up to {human_duration(wait_s)})")
     legacy_results, errors = {}, []
     # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the crontab
     # line's command (the wrapper) for a crontab ingestion (cutover.registry); meanwhile the
