@@ -169,6 +169,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     A paused deployment stays paused.
     """
     settings = _settings_env(app, dry_run=dry_run)
+    settings.prefect.check()  # a misconfigured connection: one line, exit 2, before anything is read
     if dry_run:
         repo = _dry_run_repo(settings)
         items_in = repo.resolve(ingestion_ids, all_=all_)

@@ -327,7 +327,7 @@ def up(settings, *, timeout: float | None = None, worker: bool = True, echo: Ech
                 _terminate(st.worker_pid, grace=5)
             if echo:
                 echo(f"starting the embedded Prefect server in {Path(settings.prefect_home).absolute()} "
-                     f"(waiting up to {timeout:.0f}s) ...")
+                     f"(no other server is selected: `cutover config show`; waiting up to {timeout:.0f}s) ...")
             proc, url, waited, log = start_server(settings, timeout=timeout, extra_env=extra_env, env=env, echo=echo)
             started_server = True
             if echo:

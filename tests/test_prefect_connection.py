@@ -95,6 +95,17 @@ def _one_line(text: str) -> list[str]:
     return [x for x in text.splitlines() if x.strip()]
 
 
+def _cli_start_s(home: Path, tmp_path: Path) -> float:
+    """Seconds `cutover status` takes on the same workspace when it talks to no server (embedded
+    selected, never started): the machine's share of a timing (on 2 shared cores under load the
+    same command varies from 2 to 8 s)."""
+    env = cutover_env(home, PREFECT_HOME=str(tmp_path / "no-profiles"), PREFECT_PROFILES_PATH=None)
+    t0 = time.monotonic()
+    r = run_cli(["status"], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return time.monotonic() - t0
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,20 +177,22 @@ def test_unreachable_api_fails_fast_in_one_line(workspace_env, tmp_path, via):
                 f = _profiles(tmp_path / f"ph-{port}", url)
                 env = cutover_env(home, PREFECT_HOME=str(f.parent), PREFECT_PROFILE=None, PREFECT_PROFILES_PATH=None)
                 source = f"profile 'team' in {f}"
+            start = _cli_start_s(home, tmp_path)
             t0 = time.monotonic()
             r = run_cli(["prefect", "deploy", "unr-orders", "--mode", "live"], env)
             took = time.monotonic() - t0
             lines = _one_line(r.stderr)
             assert r.returncode == 3, (r.stdout, r.stderr)
             assert len(lines) == 1 and f"{url} (from {source}) is unreachable" in lines[0], r.stderr
-            assert took < 10, f"deploy took {took:.1f}s"
+            # < 10 s on an idle machine; here: what the connection adds to the CLI's own start
+            assert took < 10 or took - start < 8, f"deploy took {took:.1f}s (the CLI alone {start:.1f}s)"
             t0 = time.monotonic()
             r = run_cli(["status"], env)
             took = time.monotonic() - t0
             hits = [x for x in _one_line(r.stdout + r.stderr) if url in x]
             assert r.returncode == 3 and len(hits) == 1, (r.stdout, r.stderr)
             assert f"cannot read: prefect: Prefect API {url} (from {source}) is unreachable" in hits[0]
-            assert took < 10, f"status took {took:.1f}s"
+            assert took < 10 or took - start < 8, f"status took {took:.1f}s (the CLI alone {start:.1f}s)"
             assert_nothing_started(home)
     finally:
         hang.close()
@@ -283,13 +296,14 @@ def test_no_worker_fails_fast_naming_the_pool(prefect_server, prefect_cleanup, w
         _shadow_ready(env, iid, tmp_path / "src", f"raw.{iid.replace('-', '_')}")
         r = run_cli(["shadow", "start", iid], env)
         assert r.returncode == 0, r.stdout + r.stderr
+        start = _cli_start_s(home, tmp_path)
         t0 = time.monotonic()
         r = run_cli(["shadow", "run", "--once", iid], env, timeout=120)
         took = time.monotonic() - t0
         assert r.returncode != 0, r.stdout + r.stderr
         assert f"no live worker polls work pool '{pool}'" in r.stderr, r.stderr
         assert f"prefect worker start --pool {pool}" in r.stderr, r.stderr
-        assert took < 15, f"took {took:.1f}s"
+        assert took < 15 or took - start < 12, f"took {took:.1f}s (the CLI alone {start:.1f}s)"
         with prefect_server.client() as c:  # nothing was triggered
             dep = c.read_deployment_by_name(f"cutover-ingest/{iid}-shadow")
             from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
