@@ -349,7 +349,9 @@ def require_worker(target: "str | PrefectConnection", pool: str) -> dict:
         last = f"; last heartbeat {seen[:19]}Z" if seen else ""
         raise PrefectUnavailable(f"no live worker polls work pool {pool!r} on {conn.where} "
                                  f"({len(workers)} worker(s) known, none ONLINE{last}): a flow run would wait forever",
-                                 fix=f"start one where the flows can run: {worker_start_command(pool, ptype)}")
+                                 fix=("`cutover prefect up` starts the embedded server's worker"
+                                      if conn.source == "embedded server" else
+                                      f"start one where the flows can run: {worker_start_command(pool, ptype)}"))
     return {"pool": pool, "type": ptype, "workers": len(workers), "online": len(online),
             "paused": False, "names": sorted(str(w.get("name")) for w in online)}
 
