@@ -54,7 +54,9 @@ def _time(cmd: list[str], env: dict, cwd: Path, cap: float) -> tuple[float, int,
     t0 = time.monotonic()
     try:
         r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=cap)
-        rc, out = r.returncode, (r.stderr.strip().splitlines() or r.stdout.strip().splitlines() or [""])[-1]
+        lines = (r.stdout + "\n" + r.stderr).splitlines()
+        said = [x for x in lines if x.startswith(("error:", "cannot read:"))] or lines[-1:] or [""]
+        rc, out = r.returncode, said[0]
     except subprocess.TimeoutExpired:
         rc, out = -1, f"still waiting after {cap:.0f}s (cap)"
     return time.monotonic() - t0, rc, out[:160]

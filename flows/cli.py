@@ -244,6 +244,10 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
     ws.ingestions.get(ingestion_id)
     with PrefectAdapter(ws, mode=mode) as ad:
         app.echo(ad.trigger(ingestion_id, force=force))
+        try:  # the run is queued either way; say when nobody will pick it up
+            ad.require_worker()
+        except pl.PrefectUnavailable as e:
+            app.info(f"warning: {e.one_line()}")
 
 
 @prefect.command("runs")
