@@ -22,8 +22,9 @@ Prefect side.
   ``retries`` counts the client's retried requests.
 - An unreachable API raises ``OrchestratorError`` with a one-line reason.
 
-The API URL is ``api_url`` if given, else PREFECT_API_URL, else the local server
-(started on demand, except by ``health``).
+The API URL is ``api_url`` if given, else the selected server (environment, then Prefect profile:
+``cutover.core.prefectconn``), else the embedded server, started only when ``start`` (with its
+worker when ``worker``); ``health`` never starts it.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from cutover.core.shadowfork import ensure_fork
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
                           ingestion_of, mode_of, plan_one, prepare, record_ids)
-from flows.http import RetryCounter, check_health, open_client
-from flows.local import api_url
+from flows.http import PrefectHTTP, PrefectUnavailable, RetryCounter, check_health, open_client, require_worker
+from flows.local import api_url, ensure_work_pool, never_started
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -54,12 +55,14 @@ class PrefectAdapter:
     name = "prefect"
 
     def __init__(self, workspace, api_url: str | None = None, *, mode: str = "shadow",
-                 paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True):
+                 paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True,
+                 worker: bool = True):
         self.ws = workspace
         self.mode = check_mode(mode)
         self.paused_on_create = paused_on_create
         self.allow_approx = allow_approx
         self.start = start
+        self.worker = worker
         self._api_url = api_url
         self._client = None
         self._tmp_settings = None
@@ -71,11 +74,15 @@ class PrefectAdapter:
     @property
     def api_url(self) -> str:
         if self._api_url is None:
-            try:
-                self._api_url = api_url(self.ws.settings, start=self.start)
-            except CutoverError as e:
-                raise OrchestratorError(f"Prefect API unavailable: {e.one_line()}") from None
+            # a configuration problem raises InputError (exit 2), a server that does not answer
+            # PrefectUnavailable (an OrchestratorError, exit 3): one line each, in seconds
+            self._api_url = api_url(self.ws.settings, start=self.start, worker=self.worker)
         return self._api_url
+
+    def require_worker(self) -> dict:
+        """Fail fast (PrefectUnavailable naming the pool and `prefect worker start --pool ...`) unless a
+        live worker polls the work pool: a flow run would wait forever."""
+        return require_worker(self.api_url, self.ws.settings.prefect_work_pool)
 
     @property
     def retries(self) -> int:
@@ -116,7 +123,8 @@ class PrefectAdapter:
             with self._retries.watching():
                 yield c
         except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
-            raise OrchestratorError(f"Prefect API at {redact_url(self.api_url)} is unreachable ({_reason(e)})") from None
+            raise PrefectUnavailable(f"Prefect API at {redact_url(self.api_url)} is unreachable ({_reason(e)})",
+                                     fix="see `cutover config show` for which server is selected") from None
         except PrefectHTTPStatusError as e:
             code = e.response.status_code if e.response is not None else 0
             if code >= 500 or code in (408, 429):
@@ -144,31 +152,25 @@ class PrefectAdapter:
 
     # -- reader --------------------------------------------------------------------------
     def list_jobs(self) -> list[JobInfo]:
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
-        from prefect.client.schemas.sorting import DeploymentSort
-
+        """Every cutover deployment, read with the REST client (plain JSON, no ``import prefect``:
+        `cutover status` stays light, and a server that does not answer costs one probe)."""
         out: list[JobInfo] = []
-        flt = DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])).model_dump(mode="json")
-        with self.client() as c:
-            offset = 0
-            while True:  # read_deployments' body, parsed as plain JSON (see _deployment)
-                page = c.request("POST", "/deployments/filter", json={
-                    "deployments": flt, "limit": PAGE, "offset": offset, "sort": DeploymentSort.NAME_ASC.value}).json()
-                for d in page:
-                    tags = d.get("tags") or []
-                    iid = ingestion_of(tags)
-                    if iid is None:
-                        continue
-                    scheds = d.get("schedules") or []
-                    inactive = bool(scheds) and not any(s.get("active") for s in scheds)
-                    active = [s for s in scheds if s.get("active")] or scheds
-                    out.append(JobInfo(ingestion_id=iid, orchestrator=self.name, job_id=str(d["id"]),
-                                       schedule=describe_schedule(active[0].get("schedule")) if active else None,
-                                       paused=bool(d.get("paused") or inactive), next_run_time=None,
-                                       mode=mode_of(tags)))
-                if len(page) < PAGE:
-                    break
-                offset += PAGE
+        if self._api_url is None and not self.start and self.ws.settings.prefect.embedded \
+                and not self.ws.settings.prefect.problem and never_started(self.ws.settings):
+            return out  # the embedded server never ran: it holds no deployment (and a reader starts nothing)
+        with PrefectHTTP(self.api_url) as http:
+            for d in http.deployments([TAG]):
+                tags = d.get("tags") or []
+                iid = ingestion_of(tags)
+                if iid is None:
+                    continue
+                scheds = d.get("schedules") or []
+                inactive = bool(scheds) and not any(s.get("active") for s in scheds)
+                active = [s for s in scheds if s.get("active")] or scheds
+                out.append(JobInfo(ingestion_id=iid, orchestrator=self.name, job_id=str(d["id"]),
+                                   schedule=describe_schedule(active[0].get("schedule")) if active else None,
+                                   paused=bool(d.get("paused") or inactive), next_run_time=None,
+                                   mode=mode_of(tags)))
         return out
 
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):

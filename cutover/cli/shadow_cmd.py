@@ -68,8 +68,9 @@ SHADOW_RUN_FORMATS = ("text", "json", "md")
 def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
     """Run legacy live and Prefect shadow now against the same files, wait for both, print the verdict.
 
-    Needs the shadow started (`cutover shadow start`) and a Prefect worker
-    (`cutover prefect up` starts the local one). Exit 0 pass, 1 fail, 3 a run could not complete.
+    Needs the shadow started (`cutover shadow start`) and a live Prefect worker polling the work
+    pool (the embedded server gets one here; another server needs `prefect worker start --pool
+    POOL`): without one it fails at once. Exit 0 pass, 1 fail, 3 a run could not complete.
     """
     if fmt not in SHADOW_RUN_FORMATS:
         raise InputError(f"--format {fmt} is not one of text, json, md", fix="use cutover parity for html/junit reports")

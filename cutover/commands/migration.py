@@ -14,8 +14,8 @@ from checks.parity import run_parity
 from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
-from cutover.core.progress import waiting
 from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
+from cutover.core.output import human_duration
 from cutover.core.state import audit, lock, states
 from cutover.core.workspace import Workspace
 from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
@@ -143,7 +143,8 @@ class Status(Result):
 
 def status(ws: Workspace) -> Status:
     """Per ingestion: state, live owner, schedule state on both sides, and the invariant."""
-    return Status(compute_status(ws, LiveSides(ws)))
+    ws.settings.prefect.check()  # a misconfigured Prefect connection is bad input (exit 2), not a side down
+    return Status(compute_status(ws, LiveSides(ws, start_prefect=False)))  # read-only: starts nothing
 
 
 def log(ws: Workspace, *, limit: int = 50) -> list[dict]:
@@ -224,7 +225,9 @@ def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: 
             refuse_under_pause(ws, [m.ingestion_id for m in sm.moves], f"`{name}`")
             record_acceptances(ws.state_engine, checks, command=name.replace("-", " "), reason=reason)
     if sm.moves:
-        operation(ws, name, sm.moves, LiveSides(ws), echo, dry_run=dry_run, reason=reason, guard=guard)
+        # a shadow start deploys flows that must run (embedded: server and worker); a stop only pauses
+        operation(ws, name, sm.moves, LiveSides(ws, prefect_worker=to == states.SHADOW), echo, dry_run=dry_run,
+                  reason=reason, guard=guard)
     return sm
 
 
@@ -245,20 +248,30 @@ def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_ru
                              reason=reason)
 
 
-def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0) -> str:
-    """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...))."""
-    deadline = time.monotonic() + timeout
-    with waiting(f"flow run {flow_run_id[:8]}") as w:
-        while True:
-            with adapter.client() as c:
-                fr = c.read_flow_run(UUID(flow_run_id))
-            st = fr.state
-            if st is not None and st.is_final():
-                return st.type.value
-            if time.monotonic() > deadline:
-                return f"TIMEOUT ({st.type.value if st else 'no state'})"
-            w.note(st.type.value if st else "no state")
-            time.sleep(poll)
+PROGRESS_EVERY = 15.0  # seconds between progress lines while a flow run is awaited
+
+
+def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0, *, info: Echo | None = None,
+                  label: str = "") -> str:
+    """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...)).
+    ``info`` hears its state and the time waited every few seconds."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    next_note = t0 + PROGRESS_EVERY
+    while True:
+        with adapter.client() as c:
+            fr = c.read_flow_run(UUID(flow_run_id))
+        st = fr.state
+        if st is not None and st.is_final():
+            return st.type.value
+        now = time.monotonic()
+        if now > deadline:
+            return f"TIMEOUT ({st.name if st else 'no state'} after {human_duration(timeout)})"
+        if info is not None and now >= next_note:
+            info(f"{label}flow run {flow_run_id} {st.name if st else 'no state'}, {human_duration(now - t0)} "
+                 f"(timeout {human_duration(timeout)})")
+            next_note += PROGRESS_EVERY
+        time.sleep(poll)
 
 
 @dataclass
@@ -290,9 +303,12 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     sides = LiveSides(ws)
     prefect = sides.prefect("shadow")
+    # a flow run with no worker polling its pool waits forever: say so now, before anything runs
+    pool = prefect.require_worker()
+    info(f"work pool {pool['pool']}: {pool['online']} live worker(s)")
     flow_runs = {i.id: prefect.trigger(i.id) for i in items}  # queued first: the worker starts while legacy runs
     for iid, fr in flow_runs.items():
-        info(f"{iid}: Prefect shadow flow run {fr} queued")
+        info(f"{iid}: Prefect shadow flow run {fr} queued (waited for up to {human_duration(wait_s)})")
     legacy_results, errors = {}, []
     # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the crontab
     # line's command (the wrapper) for a crontab ingestion (cutover.registry); meanwhile the
@@ -315,7 +331,7 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
              f"{rec.records_ingested} records)")
     incomplete = []
     for iid, fr in flow_runs.items():
-        state = wait_flow_run(prefect, fr, wait_s)
+        state = wait_flow_run(prefect, fr, wait_s, info=info, label=f"{iid}: Prefect shadow ")
         info(f"{iid}: Prefect shadow flow run {fr} {state}")
         if state not in ("COMPLETED", "FAILED"):
             incomplete.append(f"{iid}: {state}")

@@ -4,7 +4,8 @@ Every key lives in a section of the TOML file and has an env var named
 ``CUTOVER_<SECTION>_<KEY>`` (upper case). Catalog properties are open-ended
 (any pyiceberg catalog property): ``CUTOVER_CATALOG_<PROP>`` sets property
 ``<prop>`` lower-cased, with ``__`` standing for ``.`` (``CUTOVER_CATALOG_S3__ENDPOINT``
--> ``s3.endpoint``). ``PREFECT_API_URL`` is honoured as Prefect itself does.
+-> ``s3.endpoint``). The Prefect API is resolved as Prefect resolves it (environment, then the
+active profile, else the embedded server): ``cutover.core.prefectconn``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Mapping
 from cutover.core.deployspec import SETTINGS_KEYS as DEPLOY_KEYS
 from cutover.core.deployspec import check_value as check_deploy_value
 from cutover.core.errors import InputError
+from cutover.core.prefectconn import PrefectConnection, resolve as resolve_prefect, user_prefect_env
 from cutover.core.redact import redact_mapping, redact_text, redact_url
 from cutover.core.spark import check_catalog_name, check_remote, redact_remote
 
@@ -91,6 +93,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "api_url": ("str", lambda h: None),
         "work_pool": ("str", lambda h: "cutover"),
         "home": ("str", lambda h: str(h / "prefect")),
+        # how long `cutover prefect up` (and every command that starts the embedded server) waits
+        # for it to answer: a loaded machine needs more than the ~7 s of a fresh SQLite DB
+        "start_timeout": ("duration", lambda h: 180.0),
     },
     # defaults of the ingestions' `deploy:` (cutover.core.deployspec): pool type, image, resources, code delivery
     "deploy": {k: ("str", lambda h: None) for k in DEPLOY_KEYS} | {"pool_type": ("str", lambda h: "process")},
@@ -126,6 +131,8 @@ class Settings:
     batch_files: int = 1000
     batch_bytes: int = 256 * 1024 * 1024
     batch_seconds: float = 30.0
+    prefect_start_timeout: float = 180.0
+    prefect: PrefectConnection = field(default_factory=lambda: PrefectConnection(url=None, source="embedded"))
     parity: dict[str, float] = field(default_factory=dict)
     watch: dict[str, Any] = field(default_factory=dict)
     deploy: dict[str, Any] = field(default_factory=dict)  # [deploy]: see cutover.core.deployspec
@@ -172,10 +179,10 @@ class Settings:
                 "misfire_grace_time_s": self.misfire_grace_time,
             },
             "prefect": {
-                "api_url": redact_url(self.prefect_api_url) if self.prefect_api_url else None,
-                "api_url_source": self.sources.get("prefect.api_url", "embedded"),
+                **self.prefect.public(),
                 "work_pool": self.prefect_work_pool,
                 "home": str(self.prefect_home),
+                "start_timeout_s": self.prefect_start_timeout,
             },
             "parity": dict(self.parity),
             "watch": dict(self.watch),
@@ -261,13 +268,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             values[name] = _coerce(kind, raw, f"{name} ({src})")
             sources[name] = src
 
-    # PREFECT_API_URL wins over the file, as Prefect users expect.
-    if env.get("PREFECT_API_URL"):
-        values["prefect.api_url"] = env["PREFECT_API_URL"]
-        sources["prefect.api_url"] = "env PREFECT_API_URL"
-    elif values["prefect.api_url"] in ("", None):
-        values["prefect.api_url"] = None
-        sources["prefect.api_url"] = "embedded"
+    # the Prefect API as Prefect resolves it: PREFECT_API_URL in the environment wins over the
+    # workspace's [prefect] api_url, which wins over the active Prefect profile
+    conn = resolve_prefect(user_prefect_env(env), workspace_url=values["prefect.api_url"] or None,
+                           workspace_source=sources["prefect.api_url"])
+    values["prefect.api_url"] = conn.url
+    sources["prefect.api_url"] = conn.source
 
     catalog_file = file_cfg.get("catalog", {})
     if not isinstance(catalog_file, dict):
@@ -307,6 +313,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_api_url=values["prefect.api_url"],
         prefect_work_pool=values["prefect.work_pool"],
         prefect_home=Path(values["prefect.home"]),
+        prefect_start_timeout=values["prefect.start_timeout"],
+        prefect=conn,
         catalog_name=catalog_name,
         spark_remote=values["ingest.spark_remote"],
         spark_catalog=values["ingest.spark_catalog"],
@@ -350,6 +358,12 @@ DEFAULT_TOML = """\
 # min_runs = 3                 # never judge on fewer runs
 # min_duration = "5s"          # legacy median below this: durations are noise, not judged
 
+[prefect]
+# The Prefect API: PREFECT_API_URL in the environment wins, then this, then the active Prefect
+# profile (PREFECT_PROFILE / profiles.toml under PREFECT_HOME), else the embedded local server.
+# api_url = "http://prefect.internal:4200/api"
+# work_pool = "cutover"
+# start_timeout = "3m"    # how long starting the embedded server may take
 [deploy]
 # defaults for the ingestions' `deploy:` (docs/prefect.md); a definition's own keys win
 # pool_type = "process"   # or "docker" / "kubernetes" (pools created from prefect-docker / prefect-kubernetes)

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError, OrchestratorError
 from cutover.core.redact import redact_text
 from cutover.core.config import load_settings
 from cutover.core.osutil import atomic_write
@@ -311,6 +311,10 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
     except CutoverError as e:
         click.echo(f"error: {redact_text(e.one_line())}", err=True)
         return e.exit_code
+    except OrchestratorError as e:  # a side that does not answer: its one line, exit 3
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        click.echo(f"error: {redact_text(first)}", err=True)
+        return EXIT_PARTIAL
     except click.ClickException as e:
         e.show()
         return e.exit_code

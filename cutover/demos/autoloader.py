@@ -208,8 +208,10 @@ def prepare_home(home: Path, *, force: bool) -> None:
 def check_embedded(settings) -> None:
     """A demo runs on the embedded defaults only (its own Prefect server and SQLite databases)."""
     if settings.prefect_api_url:
-        raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
-                         fix="unset PREFECT_API_URL (the demo starts its own local Prefect server)")
+        raise InputError(f"the demo runs on the embedded defaults, but a Prefect server is selected: "
+                         f"{settings.prefect.where}",
+                         fix="unset PREFECT_API_URL and use a Prefect profile without one (prefect profile use NAME): "
+                             "the demo starts its own local Prefect server")
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")
