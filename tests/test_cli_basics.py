@@ -229,7 +229,7 @@ def test_schema_behind_head_is_refused_for_shared_db(home, tmp_path, capsys, mon
     rc, _, err = invoke(["ingestion", "list"], capsys)
     assert rc == 2 and "cutover db upgrade" in err
     rc, out, _ = invoke(["db", "upgrade", "--db", "autoloader"], capsys)
-    assert rc == 0 and "a0003" in out  # the head: ledger batch provenance
+    assert rc == 0 and "a0004" in out  # the head: ledger fencing tokens
     rc, out, _ = invoke(["db", "upgrade", "--db", "autoloader"], capsys)
     assert rc == 0 and "unchanged" in out
     rc, out, _ = invoke(["ingestion", "list"], capsys)
