@@ -128,7 +128,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                 elif name == "ledger":
                     res = _guard(name, lambda: check_ledger(
                         ws.autoloader_engine, ing.id, since=since, until=until,
-                        grace_s=float(thresholds.get("ledger_grace", 0))))
+                        grace_s=float(thresholds.get("ledger_grace", 0)), claim_timeout_s=ws.settings.claim_timeout))
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
@@ -140,7 +140,8 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 else:
                     res = _guard(name, lambda: check_quality(tbl, key_columns=list(ing.key_columns),
-                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0))))
+                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0)),
+                                                             fork_snapshot_id=fork, since=since))
                 results.append(res)
         for res in results:
             if res.verdict == FAIL:

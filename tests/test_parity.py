@@ -198,8 +198,24 @@ def test_changed_column_type_on_shadow_is_schema_mismatch(shadowed):
     ws.catalog.append(ing.table, data, branch="cutover-shadow", tbl=tbl, properties={"cutover.mode": "shadow"})
     rep, checks = _parity(ws, ing)
     assert "schema_mismatch" in _kinds(checks["quality"])
-    sm = [f for f in checks["quality"].findings if f.kind == "schema_mismatch"][0]
-    assert "discount: double" in sm.shadow[-1] and len(sm.legacy) == 3
+    sm = [f for f in checks["quality"].findings if f.kind == "schema_mismatch"]
+    assert len(sm) == 1, [f.detail for f in sm]  # one finding per differing column, naming it and both types
+    assert sm[0].legacy == {"column": "discount", "type": None} and sm[0].shadow == {"column": "discount", "type": "double"}
+    assert sm[0].detail == "column discount: legacy (missing), shadow double"
+
+
+def test_schema_mismatch_names_each_column_and_both_types():
+    from checks.quality import schema_findings
+
+    legacy = [("id", "long"), ("amount", "decimal(10, 2)"), ("name", "string"), ("at", "timestamptz")]
+    shadow = [("id", "long"), ("name", "string"), ("amount", "double"), ("note", "string")]
+    got = {f.detail for f in schema_findings(legacy, shadow)}
+    assert got == {"column amount: legacy decimal(10, 2), shadow double",
+                   "column at: legacy timestamptz, shadow (missing)",
+                   "column note: legacy (missing), shadow string",
+                   "column order: legacy id, amount, name; shadow id, name, amount"}
+    assert all(f.kind == "schema_mismatch" for f in schema_findings(legacy, shadow))
+    assert schema_findings(legacy, list(legacy)) == []
 
 
 def test_waiver_turns_failure_into_pass_and_expires(shadowed):
