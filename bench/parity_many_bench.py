@@ -11,7 +11,9 @@ It imports the cutover of the current directory, so the same script measures two
     cd /work/main && .venv/bin/python /path/to/bench/parity_many_bench.py     # before
     cd <worktree> && /work/main/.venv/bin/python bench/parity_many_bench.py   # after
 
-Last line: ``parity over N ingestions: median A s (runs …), verdict V, setup B s``.
+Last line: ``parity over N ingestions: median A s wall (runs …), median C s CPU, verdict V, setup B s,
+load average L``. The CPU time (user + system of the parity process) is the figure to compare when
+the machine is shared: wall time under load stretches with the other processes.
 """
 
 from __future__ import annotations
@@ -63,17 +65,23 @@ def setup(home: Path, n: int, history_rows: int, history_files: int, window_rows
         ws.service.run(ing, orchestrator="prefect", mode="shadow")
 
 
-def time_parity(home: Path) -> tuple[float, str]:
+def time_parity(home: Path) -> tuple[float, float, str]:
+    """(wall s, CPU s of the parity process -- user + system, a figure the machine's load bends less, verdict)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "CUTOVER_HOME": str(home),
            "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "cutover", "parity", "--since", "24h", "--format", "json"],
                          cwd=os.getcwd(), env=env, capture_output=True, text=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if res.returncode not in (0, 1):
         raise SystemExit(f"cutover parity failed ({res.returncode}): {res.stderr[-2000:]}")
     verdict = json.loads(res.stdout)["verdict"]
-    return took, verdict
+    return took, cpu, verdict
 
 
 def main() -> None:
@@ -90,15 +98,17 @@ def main() -> None:
         t = time.perf_counter()
         setup(home, args.ingestions, args.history_rows, args.history_files, args.window_rows, args.window_files)
         setup_s = time.perf_counter() - t
-        runs = []
+        runs, cpus = [], []
         verdict = None
         for _ in range(args.repeat):
-            took, verdict = time_parity(home)
+            took, cpu, verdict = time_parity(home)
             runs.append(took)
-            print(f"cutover parity: {took:.2f} s, verdict {verdict}", flush=True)
-    print(f"parity over {args.ingestions} ingestions: median {statistics.median(runs):.2f} s "
-          f"(runs {', '.join(f'{r:.2f}' for r in runs)}), verdict {verdict}, setup {setup_s:.1f} s "
-          f"[code: {os.getcwd()}]")
+            cpus.append(cpu)
+            print(f"cutover parity: {took:.2f} s wall, {cpu:.2f} s CPU, verdict {verdict}", flush=True)
+    load = os.getloadavg()[0]
+    print(f"parity over {args.ingestions} ingestions: median {statistics.median(runs):.2f} s wall "
+          f"(runs {', '.join(f'{r:.2f}' for r in runs)}), median {statistics.median(cpus):.2f} s CPU, "
+          f"verdict {verdict}, setup {setup_s:.1f} s, load average {load:.1f} [code: {os.getcwd()}]")
 
 
 if __name__ == "__main__":

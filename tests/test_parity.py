@@ -143,6 +143,24 @@ def test_file_appended_twice_is_processed_twice(shadowed):
     assert any(f.kind == "quality_failed" and "unique" in f.detail for f in checks["quality"].findings)
 
 
+def test_shadow_write_on_main_names_the_snapshot_and_writer(shadowed):
+    ws, ing, src = shadowed
+    import pyarrow as pa
+
+    tbl = ws.catalog.load(ing.table)
+    data = pa.table({"id": pa.array([777], pa.int64()), "name": ["rogue"], "amount": [1.0]})
+    sid = ws.catalog.append(ing.table, data, branch="main", tbl=tbl, properties={
+        "cutover.run-id": "flow-run-42", "cutover.orchestrator": "prefect", "cutover.mode": "shadow",
+        "cutover.ingestion": ing.id})
+    rep, checks = _parity(ws, ing)
+    assert rep.verdict == FAIL
+    on_main = [f for f in checks["counts"].findings if f.kind == "shadow_write_on_main"]
+    assert len(on_main) == 1 and checks["counts"].metrics["shadow_writes_on_main"] == 1
+    f = on_main[0]
+    assert f.shadow["snapshot_id"] == sid and f.shadow["orchestrator"] == "prefect" and f.shadow["run_id"] == "flow-run-42"
+    assert f"snapshot {sid} on main was written by the shadow (prefect, run flow-run-42, 1 records)" in f.detail
+
+
 def test_failed_and_missing_runs(shadowed):
     ws, ing, src = shadowed
     from cutover.core.records.tables import runs as t
