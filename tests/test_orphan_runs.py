@@ -149,3 +149,33 @@ def test_prefect_flow_runs_that_died_before_their_record(prefect_server, prefect
     assert sorted(f.shadow["side_run_id"] for f in crashed) == sorted([str(bad.id), str(gone.id)])
     assert any("the worker's process exited -9" in f.detail for f in crashed)
     assert rep.verdict == FAIL and runs.metrics["orphan_runs"] == 2
+
+
+def test_apscheduler_job_error_before_the_record_is_logged_by_the_scheduler(workspace_env, tmp_path, monkeypatch):
+    """The real foreground scheduler: a job whose run raises before the ingestion service writes its
+    record (the runs store refuses the insert) leaves an error event, found as an orphan run."""
+    import time
+
+    from cutover.core.config import load_settings
+    from cutover.core.records.runs import RunStore
+    from cutover.core.workspace import Workspace
+    from legacy.apscheduler import events
+    from tests.test_scheduler import Foreground, _add, _wait
+
+    monkeypatch.setenv("CUTOVER_SCHEDULER_POLL_INTERVAL", "0.2")
+    settings = load_settings()
+    ws = Workspace(settings)
+    _add(ws, tmp_path, "tick", {"trigger": "interval", "seconds": 1})
+
+    def refuse(self, *a, **kw):
+        raise RuntimeError("runs store unavailable (injected)")
+
+    monkeypatch.setattr(RunStore, "start", refuse)
+    t0 = datetime.now(UTC)
+    with Foreground(settings) as fg:
+        assert _wait(lambda: fg.result.get("errors") or events.event_log(settings).exists(), 15)
+        time.sleep(0.3)
+    assert ws.runs.list(ingestion_id="tick") == []  # no run record at all
+    got = events.read_orphan_runs(ws, since=t0 - timedelta(seconds=1), ingestion_ids=["tick"])
+    assert got and {o.status for o in got} == {"FAILED"} and {o.orchestrator for o in got} == {"apscheduler"}
+    assert "runs store unavailable (injected)" in got[0].detail
