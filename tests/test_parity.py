@@ -80,6 +80,32 @@ def test_clean_shadow_passes_five_times_with_zero_findings(shadowed):
     assert checks["ledger"].metrics["baseline_files"] == 2
 
 
+def test_quality_reads_the_window_rows_only_with_one_ge_context(shadowed, monkeypatch):
+    """Quality validates the rows the window's snapshots added (not the table's history), and every
+    ingestion of a parity run shares the one Great Expectations context of the process."""
+    import checks.quality as q
+
+    ws, ing, src = shadowed
+    q.ge_context()  # imports GE (with its pyspark warning filtered)
+    import great_expectations as gx
+
+    made = []
+    real = gx.get_context
+    monkeypatch.setattr(gx, "get_context", lambda *a, **kw: made.append(1) or real(*a, **kw))
+    rep, checks = _parity(ws, ing)  # since the fork: 30 rows of history on main, 20 in the window
+    assert checks["quality"].verdict == PASS
+    m = checks["quality"].metrics
+    assert (m["legacy_rows_checked"], m["shadow_rows_checked"], m["rows"]) == (20, 20, "window")
+    _csv(src / "day3.csv", 4, 5000)
+    ws.service.run(ing, orchestrator="legacy", mode="live")
+    ws.service.run(ing, orchestrator="prefect", mode="shadow")
+    recent = datetime.now(timezone.utc) - timedelta(seconds=2)
+    rep, checks = _parity(ws, ing, since=recent)  # only the last round is in this window
+    m = checks["quality"].metrics
+    assert (m["legacy_rows_checked"], m["shadow_rows_checked"]) == (4, 4) and checks["quality"].verdict == PASS
+    assert made == []  # no second context: the process's one is shared
+
+
 def test_file_missing_in_shadow_and_status_mismatch(shadowed):
     ws, ing, src = shadowed
     from cutover.core.records.tables import processed_files as t
@@ -279,7 +305,9 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
     ws, ing, src = shadowed
     out = tmp_path / "reports"
     rc = run_main(cli, ["parity", "--since", "24h", "--format", "text,json,md,html,junit", "--out", str(out)])
-    assert rc == 0, capsys.readouterr()
+    captured = capsys.readouterr()
+    assert rc == 0, captured
+    assert "great_expectations" not in captured.err  # third-party log lines stay quiet without -v
     d = json.loads((out / "parity.json").read_text())
     assert d["verdict"] == "pass" and set(d) >= {"verdict", "generated_at", "window", "ingestions"}
     ing_d = d["ingestions"][0]
