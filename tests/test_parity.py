@@ -96,10 +96,14 @@ def test_quality_reads_the_window_rows_only_with_one_ge_context(shadowed, monkey
     assert checks["quality"].verdict == PASS
     m = checks["quality"].metrics
     assert (m["legacy_rows_checked"], m["shadow_rows_checked"], m["rows"]) == (20, 20, "window")
+    import time
+
+    time.sleep(0.05)
+    recent = datetime.now(timezone.utc)  # after every earlier snapshot, before the next round's
+    time.sleep(0.05)
     _csv(src / "day3.csv", 4, 5000)
     ws.service.run(ing, orchestrator="legacy", mode="live")
     ws.service.run(ing, orchestrator="prefect", mode="shadow")
-    recent = datetime.now(timezone.utc) - timedelta(seconds=2)
     rep, checks = _parity(ws, ing, since=recent)  # only the last round is in this window
     m = checks["quality"].metrics
     assert (m["legacy_rows_checked"], m["shadow_rows_checked"]) == (4, 4) and checks["quality"].verdict == PASS
