@@ -25,6 +25,9 @@ FINDING_KINDS = (
     "row_missing_in_shadow",
     "row_missing_in_legacy",
     "duplicate_key",
+    "stale_claim",
+    "shadow_write_on_main",
+    "run_crashed",
 )
 
 

@@ -101,7 +101,11 @@ def _guard(name: str, fn) -> CheckResult:
 
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
-               store: bool = True, now: datetime | None = None) -> ParityReport:
+               store: bool = True, now: datetime | None = None, orphan_runs: list | None = None,
+               orphan_notes: list[str] | None = None) -> ParityReport:
+    """``orphan_runs``: runs the orchestrators say crashed before writing a run record
+    (cutover.protocol.OrphanRun, gathered by the caller through cutover.registry.orphan_runs);
+    ``orphan_notes``: the sides that could not be asked."""
     checks = [c for c in CHECKS if c in set(checks)]
     until = now or utcnow()
     report = ParityReport(uuid.uuid4().hex, until, since, until)
@@ -133,11 +137,15 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                     res = _guard(name, lambda: check_runs(
                         ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="legacy", mode="live"),
                         ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="prefect", mode="shadow"),
-                        until=until, thresholds=thresholds))
+                        until=until, thresholds=thresholds,
+                        orphans=None if orphan_runs is None else [
+                            o for o in orphan_runs if o.ingestion_id == ing.id
+                            and (runs_since is None or o.at is None or o.at >= runs_since)],
+                        orphan_notes=orphan_notes))
                 elif name == "ledger":
                     res = _guard(name, lambda: check_ledger(
                         ws.autoloader_engine, ing.id, since=since, until=until,
-                        grace_s=float(thresholds.get("ledger_grace", 0))))
+                        grace_s=float(thresholds.get("ledger_grace", 0)), claim_timeout_s=ws.settings.claim_timeout))
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
@@ -153,7 +161,8 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 else:
                     res = _guard(name, lambda: check_quality(tbl, key_columns=list(ing.key_columns),
-                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0))))
+                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0)),
+                                                             fork_snapshot_id=fork, since=since))
                 results.append(res)
         for res in results:
             if res.verdict == FAIL:

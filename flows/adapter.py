@@ -36,7 +36,7 @@ from typing import Any, Iterator
 from cutover.core.errors import CutoverError, GateFailed, NotFound
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.shadowfork import ensure_fork
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError, OrphanRun
 from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
                           ingestion_of, mode_of, plan_one, prepare, record_ids)
 from flows.http import PrefectHTTP, PrefectUnavailable, RetryCounter, check_health, open_client, require_worker
@@ -336,3 +336,57 @@ class PrefectAdapter:
         with self.client() as c:
             return c.read_flow_runs(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
                                     limit=limit, sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+
+
+def read_orphan_runs(ws, *, since: datetime | None, ingestion_ids: list[str], api_url_: str | None = None,
+                     limit: int = 1000) -> list[OrphanRun] | None:
+    """Flow runs of cutover deployments that ended CRASHED or FAILED (since ``since``) and whose id
+    no run record carries as ``external_id``: the flow died before it could write its record
+    (`cutover.protocol.OrphanRun`). None when this workspace has no Prefect server to ask
+    (PREFECT_API_URL unset and no local server running: nothing is started for this)."""
+    from cutover.core.errors import CutoverError
+
+    if api_url_ is None:
+        try:
+            api_url_ = api_url(ws.settings, start=False, echo=None)
+        except CutoverError:
+            return None
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterTags, FlowRunFilter,
+                                                FlowRunFilterExpectedStartTime, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    wanted = set(ingestion_ids)
+    flt = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.FAILED])))
+    if since is not None:
+        flt.expected_start_time = FlowRunFilterExpectedStartTime(after_=since)
+    frs: list = []
+    with PrefectAdapter(ws, api_url_, start=False) as ad, ad.client() as c:
+        while len(frs) < limit:  # the API pages 200 at a time
+            page = c.read_flow_runs(flow_run_filter=flt,
+                                    deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])),
+                                    limit=min(200, limit - len(frs)), offset=len(frs),
+                                    sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+            frs += page
+            if len(page) < 200:
+                break
+    out = []
+    known: dict[str, set[str]] = {}
+    for fr in frs:
+        tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in (fr.tags or []) if ":" in t}
+        iid = tags.get("ingestion")
+        if iid is None or iid not in wanted:
+            continue
+        if iid not in known:
+            known[iid] = {r.external_id for r in ws.runs.list(ingestion_id=iid, orchestrator="prefect") if r.external_id}
+        if str(fr.id) in known[iid]:
+            continue  # it wrote its record: the runs check judges it from there
+        msg = (fr.state.message or "").strip().splitlines()[0][:200] if fr.state and fr.state.message else ""
+        at = fr.end_time or fr.start_time or fr.expected_start_time
+        out.append(OrphanRun(ingestion_id=iid, orchestrator="prefect", side_run_id=str(fr.id),
+                             status=fr.state_type.value if fr.state_type else str(fr.state_name), at=at,
+                             mode=tags.get("mode", "shadow"),
+                             detail=f"flow run {fr.name} ({fr.id}) {fr.state_name}"
+                                    + (f": {redact_text(msg)}" if msg else "")))
+    return out

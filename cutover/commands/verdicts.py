@@ -15,6 +15,7 @@ from cutover.core.errors import EXIT_FAIL, InputError
 from cutover.core.state import audit, states
 from cutover.core.state.waivers import WaiverStore, parse_expiry
 from cutover.core.workspace import Workspace
+from cutover.registry import orphan_runs
 
 DEFAULT_CHECKS = "runs,ledger,counts,values,quality"
 
@@ -77,7 +78,9 @@ def parity(ws: Workspace, ingestion_ids=(), *, since: str = "24h", checks: str =
         if not items:
             raise InputError("no ingestion is in SHADOW: there is nothing to compare",
                              fix="start shadows with `cutover shadow start`, or name ingestions explicitly")
-    report = run_parity(ws, items, since=window, checks=chosen, store=store)
+    orphans, notes = (orphan_runs(ws, since=window, ingestion_ids=[i.id for i in items])
+                      if "runs" in chosen else (None, None))
+    report = run_parity(ws, items, since=window, checks=chosen, store=store, orphan_runs=orphans, orphan_notes=notes)
     res = Parity(report)
     if out_dir:
         res.written = list(write_reports(report.as_dict(), formats or ["text"], out_dir, report.series))

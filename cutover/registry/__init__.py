@@ -161,3 +161,34 @@ def parity_streak(engine, ingestion_id: str) -> int:
 def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> list[dict]:
     """The ingestion's parity verdicts, newest first (``checks.parity.history``)."""
     return _load("checks.parity:history")(engine, ingestion_id, limit)
+
+
+# -- runs that crashed before their run record, read from the orchestrators (issue #17) ----------------
+
+# name -> "module:function" (ws, *, since, ingestion_ids) -> list[cutover.protocol.OrphanRun] | None
+ORPHAN_RUN_READERS: dict[str, str] = {
+    "prefect": "flows.adapter:read_orphan_runs",
+    "cron": "legacy.cron.adapter:read_orphan_runs",
+    "apscheduler": "legacy.apscheduler.events:read_orphan_runs",
+}
+
+
+def orphan_runs(ws, *, since, ingestion_ids: list[str], names: list[str] | None = None) -> tuple[list, list[str]]:
+    """Every side's runs that left no run record, for parity's runs check: (orphan runs, notes).
+    A side not set up here is skipped; one that does not answer is a note (parity says it could not
+    look there), never a crash of the parity run."""
+    from cutover.core.errors import CutoverError, OrchestratorError
+
+    found, notes = [], []
+    for name, spec in ORPHAN_RUN_READERS.items():
+        if names is not None and name not in names:
+            continue
+        try:
+            got = _load(spec)(ws, since=since, ingestion_ids=list(ingestion_ids))
+        except (CutoverError, OrchestratorError, OSError) as e:
+            one = e.one_line() if hasattr(e, "one_line") else str(e)
+            notes.append(f"{name}: not read ({one.splitlines()[0] if one else type(e).__name__})")
+            continue
+        if got:
+            found += got
+    return found, notes
