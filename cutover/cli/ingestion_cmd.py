@@ -20,6 +20,8 @@ def _print_actions(app: App, res: C.IngestionChanges) -> None:
     prefix = "would " if res.dry_run else ""
     for action, ing in res.actions:
         app.echo(f"{prefix}{action}: {ing.id} ({ing.format} {ing.public_dict()['source_uri']}/{ing.pattern} -> {ing.table})")
+    for action, job in res.jobs:
+        app.echo(f"{prefix}{action}: {job.id} ({job.kind} {job.describe_target()})")
     n = res.counts()
     app.echo(f"{'Dry run: ' if res.dry_run else ''}{n['create']} to create, {n['update']} to update, "
              f"{n['unchanged']} unchanged")
@@ -62,12 +64,14 @@ def list_cmd(app: App, as_json: bool) -> None:
     if as_json:
         app.json(res.as_dict())
         return
-    if not res.items:
+    if not res.items and not res.jobs:
         app.echo("no ingestions yet: add one with `cutover ingestion add` or `--from-file`")
         return
-    app.table([(i.id, i.format, i.table, i.public_dict()["schedule_text"], i.schedule_timezone, i.work_queue,
-                "paused" if i.batch_paused else "", i.owner or "") for i in res.items],
-              ("id", "format", "table", "schedule", "tz", "queue", "batch", "owner"))
+    app.table([(i.id, "ingestion", f"{i.format} -> {i.table}", i.public_dict()["schedule_text"], i.schedule_timezone,
+                i.work_queue, "paused" if i.batch_paused else "", i.owner or "") for i in res.items]
+              + [(j.id, j.kind, j.describe_target(), j.public_dict()["schedule_text"], j.schedule_timezone, "",
+                  "paused" if j.paused else "", j.owner or "") for j in res.jobs],
+              ("id", "kind", "target", "schedule", "tz", "queue", "legacy", "owner"))
 
 
 @ingestion.command("show")

@@ -14,7 +14,8 @@ from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import InputError, NotFound
 from cutover.core.output import to_json
-from cutover.core.records.ingestions import Ingestion, load_definitions, validate
+from cutover.core.records.ingestions import Ingestion, validate
+from cutover.core.records.jobs import Job, load_inventory_file
 from cutover.core.schedule.triggers import parse_schedule_text
 from cutover.core.workspace import Workspace
 from cutover.registry.sides import LegacySide
@@ -36,12 +37,16 @@ class IngestionChanges(Result):
 
     actions: list[tuple[str, Ingestion]]
     dry_run: bool
+    jobs: list[tuple[str, Job]] = field(default_factory=list)  # generic jobs of the same file
 
     def counts(self) -> dict[str, int]:
-        return {a: sum(1 for x, _ in self.actions if x == a) for a in ("create", "update", "unchanged")}
+        every = [*self.actions, *self.jobs]
+        return {a: sum(1 for x, _ in every if x == a) for a in ("create", "update", "unchanged")}
 
     def as_dict(self) -> dict:
-        return {"dry_run": self.dry_run, "actions": [{"action": a, **i.public_dict()} for a, i in self.actions],
+        return {"dry_run": self.dry_run,
+                "actions": [{"action": a, "kind": "ingestion", **i.public_dict()} for a, i in self.actions]
+                + [{"action": a, **j.public_dict()} for a, j in self.jobs],
                 **self.counts()}
 
 
@@ -50,11 +55,13 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
                   schedule: str | None = None, tz: str = "UTC", size_class: str = "small", priority: str = "normal",
                   key_columns: str | None = None, owner: str | None = None, name: str | None = None,
                   replace: bool = False, dry_run: bool = False) -> IngestionChanges:
-    """Add ingestions, from the fields or a YAML/JSON file (all or nothing)."""
+    """Add ingestions, from the fields or a YAML/JSON file (all or nothing). The file may hold generic
+    jobs too (items with ``kind: callable`` or ``kind: command``, cutover.core.records.jobs)."""
+    jobs: list[Job] = []
     if from_file:
         if ingestion_id or source or table:
             raise InputError("--from-file cannot be combined with an id or --source/--table", fix="use one or the other")
-        items = load_definitions(from_file)
+        items, jobs = load_inventory_file(from_file)
     else:
         if not ingestion_id:
             raise InputError("no ingestion id given", fix="cutover ingestion add ID --source DIR --format csv --table ns.t")
@@ -65,34 +72,58 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
         })]
     if dry_run:
         if not ws.settings.is_embedded_autoloader or ws.settings.home.joinpath("autoloader.db").exists():
-            actions = ws.ingestions.plan_upsert(items)
-        else:  # fresh embedded workspace: do not create the DB just to answer a dry run
-            actions = [("create", i) for i in items]
-        return IngestionChanges(actions, True)
-    return IngestionChanges(ws.ingestions.upsert(items, replace_existing=replace), False)
+            _check_ids(ws, items, jobs)
+            return IngestionChanges(ws.ingestions.plan_upsert(items), True, ws.jobs.plan_upsert(jobs))
+        # fresh embedded workspace: do not create the DB just to answer a dry run
+        return IngestionChanges([("create", i) for i in items], True, [("create", j) for j in jobs])
+    _check_ids(ws, items, jobs)
+    if jobs and not replace:  # refuse before anything is written (all or nothing)
+        clash = [j.id for a, j in ws.jobs.plan_upsert(jobs) if a == "update"]
+        if clash:
+            raise InputError(f"job(s) {', '.join(clash)} already exist with another definition",
+                             fix="pass --replace to update them")
+    done = ws.ingestions.upsert(items, replace_existing=replace)
+    return IngestionChanges(done, False, ws.jobs.upsert(jobs, replace_existing=replace) if jobs else [])
+
+
+def _check_ids(ws: Workspace, items: list[Ingestion], jobs: list[Job]) -> None:
+    """Ingestions and jobs share ids: a job may not take an ingestion's id, nor the reverse."""
+    if not jobs and not items:
+        return
+    job_ids = {j.id for j in ws.jobs.list()} if items else set()
+    ing_ids = {i.id for i in ws.ingestions.list()} if jobs else set()
+    clash = sorted({i.id for i in items} & job_ids | {j.id for j in jobs} & ing_ids)
+    if clash:
+        raise InputError(f"id(s) {', '.join(clash)} already name something else in the inventory",
+                         fix="give each ingestion and job its own id (they share ids)")
 
 
 @dataclass
 class Ingestions(Result):
     items: list[Ingestion]
+    jobs: list[Job] = field(default_factory=list)  # the generic jobs (callables, commands)
 
     def as_dict(self) -> list[dict]:
-        return [i.public_dict() for i in self.items]
+        return [{"kind": "ingestion", **i.public_dict()} for i in self.items] + [j.public_dict() for j in self.jobs]
 
 
 def ingestion_list(ws: Workspace) -> Ingestions:
-    """Every ingestion (credentials never shown)."""
-    return Ingestions(ws.ingestions.list())
+    """Every ingestion and generic job (credentials and env values never shown)."""
+    return Ingestions(ws.ingestions.list(), ws.jobs.list())
 
 
 def ingestion_show(ws: Workspace, ingestion_id: str) -> dict[str, Any]:
-    """One ingestion in full (credentials masked)."""
+    """One ingestion (or generic job) in full (credentials masked)."""
+    job = ws.jobs.find(ingestion_id) if ws.ingestions.find(ingestion_id) is None else None
+    if job is not None:
+        return job.public_dict()
     return ws.ingestions.get(ingestion_id).public_dict()
 
 
 def ingestion_export(ws: Workspace, fmt: str = "yaml") -> str:
-    """Every definition in the --from-file form (credentials masked), as YAML or JSON text."""
-    doc = {"ingestions": [i.definition() for i in ws.ingestions.list()]}
+    """Every definition in the --from-file form (credentials masked), as YAML or JSON text; generic
+    jobs in the same list with their ``kind``."""
+    doc = {"ingestions": [i.definition() for i in ws.ingestions.list()] + [j.definition() for j in ws.jobs.list()]}
     if fmt == "json":
         return to_json(doc)
     return yaml.safe_dump(doc, sort_keys=False).rstrip()
@@ -107,16 +138,21 @@ class Removed(Result):
 def ingestion_remove(ws: Workspace, ingestion_ids, *, dry_run: bool = False, echo=None) -> Removed:
     """Remove ingestions and their legacy (APScheduler) jobs; runs and ledger rows stay as history.
     Every id must exist, or nothing happens. ``echo`` hears of each removal as it is done."""
-    items = [ws.ingestions.get(i) for i in ingestion_ids]
+    jobs = [ws.jobs.get(i) for i in ingestion_ids if ws.ingestions.find(i) is None]  # generic jobs: the inventory row
+    items = [ws.ingestions.get(i) for i in ingestion_ids if i not in {j.id for j in jobs}]
     if dry_run:
-        return Removed([i.id for i in items], True)
+        return Removed([i.id for i in items] + [j.id for j in jobs], True)
+    for job in jobs:  # its legacy scheduler keeps it (`cutover cron import --undo` unwraps a crontab line)
+        ws.jobs.remove(job.id)
+        if echo is not None:
+            echo(job.id)
     legacy = LegacySide(ws)
     for ing in items:
         legacy.aps.remove_job(ing.id)
         ws.ingestions.remove(ing.id)
         if echo is not None:
             echo(ing.id)
-    return Removed([i.id for i in items], False)
+    return Removed([i.id for i in items] + [j.id for j in jobs], False)
 
 
 # -- runs | ledger ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from cutover.core.config import Settings, load_settings
 from cutover.core.db import ensure_schema, get_engine
 from cutover.core.iceberg import Catalog
 from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.records.jobs import JobRepo
 from cutover.core.records.ledger import Ledger
 from cutover.core.records.runs import RunStore
 
@@ -31,6 +32,11 @@ class Workspace:
     @cached_property
     def ingestions(self):
         return IngestionRepo(self.autoloader_engine)
+
+    @cached_property
+    def jobs(self):
+        """The generic jobs (callables, commands) of the inventory (cutover.core.records.jobs)."""
+        return JobRepo(self.autoloader_engine)
 
     @cached_property
     def catalog(self):

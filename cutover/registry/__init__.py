@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 
+from cutover.core.errors import CutoverError, InputError, OrchestratorError
+
 # == The sides' own verbs on the command line (issue #13) ==================================
 # Each side brings its click group in a `cli` module of its package; the root CLI lists them by
 # the names and help texts below (so `cutover --help` imports none of them) and loads one by
@@ -177,8 +179,6 @@ def orphan_runs(ws, *, since, ingestion_ids: list[str], names: list[str] | None 
     """Every side's runs that left no run record, for parity's runs check: (orphan runs, notes).
     A side not set up here is skipped; one that does not answer is a note (parity says it could not
     look there), never a crash of the parity run."""
-    from cutover.core.errors import CutoverError, OrchestratorError
-
     found, notes = [], []
     for name, spec in ORPHAN_RUN_READERS.items():
         if names is not None and name not in names:
@@ -192,3 +192,32 @@ def orphan_runs(ws, *, since, ingestion_ids: list[str], names: list[str] | None 
         if got:
             found += got
     return found, notes
+# -- generic sides (issue #15): a team's own jobs (callables, commands), one adapter per orchestrator ----
+
+# name -> "module:Class" of a cutover.protocol.OrchestratorWriter over the generic jobs of one source
+# (ids: cutover job ids). APScheduler: the callable jobs of a team job store (url, table); cron: the
+# command jobs of a crontab FILE (crontab).
+GENERIC_SIDES: dict[str, str] = {
+    "apscheduler": "legacy.apscheduler.teamside:TeamAPSchedulerAdapter",
+    "cron": "legacy.cron.jobside:CronJobsAdapter",
+    "rq": "legacy.rq.teamside:RQTeamAdapter",
+}
+
+
+def generic_side(name: str, ws, *args, **kwargs):
+    """The generic side ``name`` of :data:`GENERIC_SIDES` over a workspace (loaded on first use)."""
+    try:
+        spec = GENERIC_SIDES[name]
+    except KeyError:
+        raise InputError(f"no generic side {name!r}", fix=f"use one of {', '.join(GENERIC_SIDES)}") from None
+    return _load(spec)(ws, *args, **kwargs)
+
+
+def generic_side_for(ws, job):
+    """The generic side that runs ``job`` on the legacy side, from where it was imported (its ``legacy``)."""
+    src = job.legacy or {}
+    if src.get("orchestrator") == "apscheduler":
+        return generic_side("apscheduler", ws, src["jobstore"], src.get("table", "apscheduler_jobs"))
+    if src.get("orchestrator") == "cron":
+        return generic_side("cron", ws, src["crontab"])
+    return None  # RQ: the Redis URL is not stored with its password: generic_side("rq", ws, url)

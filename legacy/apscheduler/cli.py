@@ -245,9 +245,21 @@ def resume(app: App, ingestion_ids, all_: bool, dry_run: bool) -> None:
               help="SQLAlchemy URL of the team's APScheduler job store (read only).")
 @click.option("--table", default="apscheduler_jobs", show_default=True, help="Its jobs table.")
 @click.option("--replace", is_flag=True, help="Update the schedule of existing ingestions when the job fires differently.")
+@click.option("--jobs", "with_jobs", is_flag=True,
+              help="Import every other job as a callable job (any function, args, kwargs); those that cannot move "
+                   "are listed with the reason.")
+@click.option("--code-location", metavar="DIR|package:NAME",
+              help="Where the imported callables' code lives (a directory, or an installed package).")
+@click.option("--shadow", type=click.Choice(["observe", "env", "sdk"]),
+              help="How the imported callable jobs can be shadowed (default: undeclared).")
+@click.option("--verify-days", type=click.IntRange(0, 3660), default=366, show_default=True,
+              help="Verify each imported job's Prefect schedule against its legacy fire times over this many days "
+                   "(0: do not).")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
 @pass_app
-def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: bool) -> None:
+def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, with_jobs: bool, code_location: str | None,
+               shadow: str | None, verify_days: int, dry_run: bool, as_json: bool) -> None:
     """Import the jobs of an existing APScheduler 3 job store, with their real triggers.
 
     The source is only read (never restored through APScheduler, which would
@@ -255,31 +267,79 @@ def import_cmd(app: App, jobstore_url: str, table: str, replace: bool, dry_run: 
     (source_uri/source, format, table, ...), or updates the schedule of the
     ingestion of the same id. Paused jobs are imported paused. All jobs are
     validated first: any problem exits 2 with nothing written.
+
+    With --jobs, every job that is not an ingestion becomes a callable job (function reference,
+    args, kwargs, trigger, misfire_grace_time, coalesce, max_instances, paused state); a job that
+    cannot move (a lambda, a bound method, an unreadable argument, a trigger no schedule
+    reproduces) is listed with the reason and stays on the team's scheduler.
     """
+    from legacy.apscheduler.teamstore import apply_team_jobs, plan_team_jobs
+
     rows = read_source_jobs(jobstore_url, table)
     ws = Workspace(app.settings)
-    if dry_run and _fresh(ws):
+    fresh = dry_run and _fresh(ws)
+    if fresh:
         existing, ours_paused = {}, {}
     else:
         existing = {i.id: i for i in ws.ingestions.list()}
         js = JobSync(ws.settings)
         ours_paused = {i: ing.batch_paused or bool(js.is_paused(i)) for i, ing in existing.items()}
-    items = plan_import(rows, existing, replace=replace, ours_paused=ours_paused)
-    app.info(f"{len(rows)} job(s) in {redact_url(jobstore_url)} table {table}")
+    team, rest = plan_team_jobs(rows, ws, source=jobstore_url, table=table, code_location=code_location, shadow=shadow,
+                                read_inventory=not fresh, verify_days=verify_days) if with_jobs else ([], rows)
+    items = plan_import(rest, existing, replace=replace, ours_paused=ours_paused)
+    if not with_jobs:
+        items = [_hint_jobs(i) for i in items]
+    new_ings = {i.ingestion_id for i in items if i.action == "create"}
+    for t in team:  # ids are shared: a job may not take the id of an ingestion this import creates
+        if t.job is not None and t.job.id in new_ings:
+            items.append(replace(items[0], job_id=t.store_id, action="problem", ingestion_id=None,
+                                 detail=f"job {t.store_id}: its id {t.job.id} is the id of an ingestion this import "
+                                        "creates: rename one of them in the source"))
     problems = [i for i in items if i.action == "problem"]
-    for item in items:  # with problems nothing is written: every line says "would"
-        app.echo(item.line(dry_run=dry_run or bool(problems)))
-    n = {a: sum(1 for i in items if i.action == a) for a in ("create", "update", "unchanged")}
-    summary = f"{n['create']} to create, {n['update']} to update, {n['unchanged']} unchanged, {len(problems)} problem(s)"
+    every = [*items, *team]
+    n = {a: sum(1 for i in every if i.action == a) for a in ("create", "update", "unchanged", "cannot-move")}
+    summary = (f"{n['create']} to create, {n['update']} to update, {n['unchanged']} unchanged, "
+               f"{n['cannot-move']} cannot move, {len(problems)} problem(s)")
+    if as_json:
+        app.json({"dry_run": dry_run or bool(problems), "jobstore": redact_url(jobstore_url), "table": table,
+                  "ingestions": [{"store_job_id": i.job_id, "kind": "ingestion", "action": i.action,
+                                  "ingestion_id": i.ingestion_id, "detail": i.detail} for i in items],
+                  "jobs": [t.as_dict() for t in team], **{k.replace("-", "_"): v for k, v in n.items()},
+                  "problems": len(problems)})
+    else:
+        app.info(f"{len(rows)} job(s) in {redact_url(jobstore_url)} table {table}")
+        for item in items:  # with problems nothing is written: every line says "would"
+            app.echo(item.line(dry_run=dry_run or bool(problems)))
+        for t in team:
+            app.echo(t.line(dry_run=dry_run or bool(problems)))
+            for note in t.notes:
+                app.echo(f"    note: {note}")
     if problems:
-        app.echo(summary)
+        if not as_json:
+            app.echo(summary)
         raise InputError(f"{len(problems)} job(s) cannot be imported, nothing was written",
                          fix="fix the problems listed above and run the import again")
     if dry_run:
-        app.echo(f"Dry run: {summary}")
+        if not as_json:
+            app.echo(f"Dry run: {summary}")
         return
-    apply_import(ws, items)
+    from cutover.core.state import lock
+
+    with lock.locked(ws.state_engine, "legacy import"):  # one mutating operation at a time
+        apply_import(ws, items)
+        apply_team_jobs(ws, team)
+    if as_json:
+        return
     app.echo(summary.replace("to create", "created").replace("to update", "updated"))
     if n["create"] or n["update"]:
         app.info("the source job store was not changed: stop the team's scheduler before `cutover legacy scheduler` "
                  "takes over (the ledger fences any overlap)")
+
+
+def _hint_jobs(item):
+    """A job that is no ingestion: say that --jobs imports it as a callable job."""
+    from dataclasses import replace
+
+    if item.action == "problem" and "carry no definition" in item.detail:
+        return replace(item, detail=item.detail + "; or pass --jobs to import it as a callable job")
+    return item

@@ -74,18 +74,49 @@ def _started(entry: dict) -> datetime | None:
 @click.option("--wrapper", help="Command that runs a step; lines added later run '<wrapper> ingest <id>'.")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where lines added later append their output.")
 @click.option("--replace", "replace_existing", is_flag=True, help="Update ingestions whose definition differs.")
+@click.option("--jobs", "with_jobs", is_flag=True,
+              help="Also import every other job line as a command job, wrapped in place by `cutover cron exec`.")
+@click.option("--shadow", type=click.Choice(["observe", "env", "sdk"]),
+              help="How the imported command jobs can be shadowed (default: undeclared).")
+@click.option("--verify-days", type=click.IntRange(0, 3660), default=366, show_default=True,
+              help="Verify each imported job's Prefect schedule against its legacy fire times over this many days "
+                   "(0: do not).")
+@click.option("--undo", is_flag=True, help="Put the wrapped lines back byte for byte and remove their command jobs.")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported and adopted; write nothing.")
 @_install_opt
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, output_dir, replace_existing, dry_run,
-               install, as_json) -> None:
+def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, output_dir, replace_existing, with_jobs,
+               shadow, verify_days, undo, dry_run, install, as_json) -> None:
     """Bring crontab lines into the inventory and the managed block.
 
     A line belongs to an ingestion by its marker comment '# cutover: ingestion=<id>' or by
     --map. Each becomes (or updates) an ingestion with schedule {"crontab": "<5 fields>"};
     marked lines outside the managed block are moved into it verbatim (backup first).
+    With --jobs every other job line becomes a command job and is wrapped in place by
+    `cutover cron exec --job ID -- SHELL -c '<command>'` (runs recorded); --undo reverses that.
+    Environment lines, @reboot and unreadable lines are listed and never changed.
     """
+    if undo:
+        from legacy.cron.jobimport import undo_jobs
+
+        from cutover.core.state import lock
+
+        ws = Workspace(app.settings)
+        if dry_run:
+            res = undo_jobs(ws, crontab, dry_run=True)
+        else:
+            with lock.locked(ws.state_engine, "cron import --undo"):
+                res = undo_jobs(ws, crontab)
+        if as_json:
+            app.json({**res.as_dict(), "dry_run": dry_run})
+            return
+        would = "would " if dry_run else ""
+        for jid in res.jobs:
+            app.echo(f"{would}restore the original line of {jid} and remove the job (runs kept)")
+        app.echo(f"{'Dry run: ' if dry_run else ''}{len(res.jobs)} job(s); crontab "
+                 f"{'would change' if dry_run and res.restored else 'restored' if res.restored else 'unchanged'}")
+        return
     mapping = {}
     for m in maps:
         text, sep, iid = m.rpartition("=")
@@ -96,11 +127,15 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
     ws = Workspace(app.settings)
     fresh = dry_run and _fresh(app.settings)
     plan = plan_import(ws, crontab, mapping=mapping, definitions=defs, timezone=tz, replace_existing=replace_existing,
-                       run_log=run_log, wrapper=wrapper, output_dir=output_dir, read_inventory=not fresh)
+                       run_log=run_log, wrapper=wrapper, output_dir=output_dir, read_inventory=not fresh,
+                       jobs=with_jobs, shadow=shadow, verify_days=verify_days)
     if install:
         plan.config.install = True
     if not dry_run:
-        apply_import(ws, plan)
+        from cutover.core.state import lock
+
+        with lock.locked(ws.state_engine, "cron import"):  # one mutating operation at a time
+            apply_import(ws, plan)
     if as_json:
         app.json({**plan.as_dict(), "dry_run": dry_run})
         return
@@ -110,10 +145,23 @@ def import_cmd(app: App, crontab, maps, definitions, tz, run_log, wrapper, outpu
         line = "adopt line into the managed block" if it.line_action == "adopt" else "line already managed"
         app.echo(f"{would}{what}: {it.ingestion_id}  crontab {it.expr} ({plan.timezone}), line {it.line}: {line}")
     for ig in plan.ignored:
-        app.echo(f"not imported: line {ig['line']} ({ig['schedule']} {ig['command']}): {ig['why']}")
+        app.echo(f"not imported: line {ig['line']} ({ig['schedule']} {ig['command']}): {ig['why']}"
+                 f"{'' if with_jobs else ' (--jobs imports it as a command job)'}")
+    jp = plan.jobs
+    for ji in jp.items if jp is not None else []:
+        what = "line already wrapped" if ji.line_action == "wrapped" else "wrap the line with `cutover cron exec`"
+        sched = ji.prefect_schedule or f"NOT TRANSLATABLE ({ji.translate_error})"
+        app.echo(f"{would}{ji.action}: {ji.job.id}  command {ji.job.describe_target()!r}  "
+                 f"crontab {ji.job.schedule['crontab']} ({ji.job.schedule_timezone}) -> Prefect {sched}, "
+                 f"line {ji.line}: {what}")
+    for ln in jp.lines if jp is not None else []:
+        if ln["kind"] != "job":
+            app.echo(f"line {ln['line']} ({ln['kind']}): {ln.get('reason') or ln.get('note')}: {ln['text']}")
+    for p in jp.problems if jp is not None else []:
+        app.echo(f"problem: {p}")
     for w in plan.warnings:
         app.info(f"warning: {w}")
-    if not plan.items:
+    if not plan.items and not (jp and jp.items):
         app.echo("no line runs an ingestion: mark lines with '# cutover: ingestion=<id>' or pass --map")
     if dry_run:
         app.echo("Dry run: nothing was changed.")
@@ -277,3 +325,44 @@ def scaffold_cmd(app: App, directory, source, schedule, namespace) -> None:
     for k in ("wrapper", "config", "crontab", "run_log"):
         app.echo(f"{k:<8} {paths[k]}")
     app.echo(f"next: cutover cron import --crontab {paths['crontab']}")
+
+
+@cron.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--job", "job_id", required=True, help="The job id (`cutover cron import --jobs` writes it).")
+@click.option("--home", type=click.Path(file_okay=False),
+              help="The cutover home holding the run records (cron's environment has no CUTOVER_HOME).")
+@click.option("--trigger", type=click.Choice(["scheduled", "manual"]), default="scheduled", show_default=True)
+@click.option("--run-id", help="The run record's id (default: a new one).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(job_id: str, home: str | None, trigger: str, run_id: str | None, command) -> None:
+    """Run COMMAND as cron would and record the run: start, end, exit code, duration, output tail.
+
+    stdin, stdout and stderr pass through; the exit code is the command's (128+N when killed by
+    signal N). The records store being down never stops the command.
+    """
+    import os
+    import sys
+
+    from cutover.core.config import load_settings
+    from legacy.cron.jobexec import Records, run_and_record
+
+    env = dict(os.environ)
+    if home:
+        env["CUTOVER_HOME"] = home
+    try:
+        ws = Records(load_settings(env))
+    except Exception as e:  # noqa: BLE001 - the command runs anyway
+        sys.stderr.write(f"cutover cron exec: cannot read the settings ({type(e).__name__}): run not recorded\n")
+        ws = None
+    argv = list(command[1:] if command and command[0] == "--" else command)
+    sys.exit(run_and_record(ws, job_id, argv, trigger=trigger, run_id=run_id) if ws is not None else _plain(argv))
+
+
+def _plain(argv) -> int:
+    import subprocess
+
+    try:
+        rc = subprocess.call(argv)
+    except OSError:
+        return 127
+    return 128 - rc if rc < 0 else rc

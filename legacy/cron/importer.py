@@ -15,6 +15,7 @@ from cutover.core.schedule.triggers import check_timezone, describe
 from legacy.cron.adapter import CronAdapter
 from legacy.cron.config import CronConfig, infer_from_wrapper
 from legacy.cron.crontab import CrontabFile, env_of, local_timezone
+from legacy.cron.jobimport import JobPlan, apply_jobs, plan_jobs
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.records.ingestions import Ingestion
@@ -52,10 +53,12 @@ class ImportPlan:
     config: CronConfig
     warnings: list[str] = field(default_factory=list)
     ignored: list[dict[str, Any]] = field(default_factory=list)  # job lines that run no ingestion
+    jobs: JobPlan | None = None  # the team's own command lines (legacy.cron.jobimport)
 
     def as_dict(self) -> dict[str, Any]:
         return {"crontab": self.crontab, "timezone": self.timezone, "items": [i.as_dict() for i in self.items],
-                "config": self.config.as_dict(), "warnings": self.warnings, "ignored": self.ignored}
+                "config": self.config.as_dict(), "warnings": self.warnings, "ignored": self.ignored,
+                **(self.jobs.as_dict() if self.jobs is not None else {})}
 
 
 def _definitions_from_wrapper(command: str) -> dict[str, dict]:
@@ -74,7 +77,8 @@ def _definitions_from_wrapper(command: str) -> dict[str, dict]:
 def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = None,
                 definitions: Iterable["Ingestion"] = (), timezone: str | None = None, replace_existing: bool = False,
                 run_log: str | None = None, wrapper: str | None = None, output_dir: str | None = None,
-                read_inventory: bool = True) -> ImportPlan:
+                read_inventory: bool = True, jobs: bool = False, shadow: str | None = None,
+                verify_days: int = 366) -> ImportPlan:
     """What `cutover cron import` would do (reads only).
 
     Jobs: every job line with a marker, and unmarked job lines outside the managed block whose
@@ -82,7 +86,8 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
     Each becomes an ingestion with schedule ``{"crontab": <the 5 fields>}`` in the crontab's
     timezone: an ingestion already in the inventory keeps its definition (only schedule and
     timezone follow the crontab); a new one needs its definition -- from ``definitions`` or
-    from the generated wrapper's pipeline.json."""
+    from the generated wrapper's pipeline.json. ``jobs``: every other job line becomes a command
+    job (``legacy.cron.jobimport``); either way every line is listed with what it is."""
     cf = CrontabFile(crontab)
     lines = cf.lines()
     env = env_of(lines)
@@ -158,14 +163,18 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
     cfg = CronConfig(crontab=str(cf.path), run_log=run_log or inferred.get("run_log"),
                      wrapper=wrapper or inferred.get("wrapper"), timezone=tz,
                      output_dir=output_dir or inferred.get("output_dir"))
-    if cfg.run_log is None:
+    job_plan = plan_jobs(ws, cf.path, default_tz=tz, skip={it.line for it in items}, read_inventory=read_inventory,
+                         shadow=shadow, enabled=jobs, verify_days=verify_days)
+    taken_lines = {i.line for i in job_plan.items}
+    ignored = [ig for ig in ignored if ig["line"] not in taken_lines]
+    if cfg.run_log is None and items:
         warnings.append("no run log known: pass --run-log FILE (the JSON lines the wrapper appends), "
                         "else run records cannot be read from the cron side")
     unused = sorted(set(mapping) - set(used_maps))
     if unused:
         raise InputError(f"--map {', '.join(repr(u) for u in unused)} matches no unmarked line outside the managed "
                          f"block of {cf.path}", fix="check the text (it is matched against the command)")
-    return ImportPlan(str(cf.path), tz, items, cfg, warnings, ignored)
+    return ImportPlan(str(cf.path), tz, items, cfg, warnings, ignored, job_plan)
 
 
 def _describe(spec) -> str:
@@ -175,6 +184,8 @@ def _describe(spec) -> str:
 def apply_import(ws, plan: ImportPlan) -> ImportPlan:
     """Write the plan: ingestions (one transaction), then adopt the lines (one crontab write, backup
     first), then save the cron config. Idempotent: importing again changes nothing."""
+    if plan.jobs is not None:
+        apply_jobs(ws, plan.jobs)  # in place, before adoption moves the ingestion lines
     todo = [it.ingestion for it in plan.items if it.action != "unchanged"]
     if todo:
         ws.ingestions.upsert(todo, replace_existing=True)

@@ -333,3 +333,86 @@ def worker_cmd(app: App, queues, with_scheduler, burst, name) -> None:
 
     run_worker(cfg.url, qs, with_scheduler=with_scheduler, burst=burst, name=name,
                logging_level="DEBUG" if app.verbose > 1 else "INFO")
+
+
+# -- a team's own RQ schedules (issue #15) -------------------------------------------------------
+
+
+def _team_redis(url: str | None):
+    import os
+
+    import redis
+
+    url = url or os.environ.get("CUTOVER_RQ_REDIS_URL")
+    if not url:
+        raise InputError("no Redis URL", fix="pass --redis-url or set CUTOVER_RQ_REDIS_URL")
+    return url, redis.Redis.from_url(url)
+
+
+@rq.command("import-jobs")
+@click.option("--redis-url", help="The team's Redis (default: CUTOVER_RQ_REDIS_URL).")
+@click.option("--key-prefix", default="rq", show_default=True, help="RQ's key prefix.")
+@click.option("--code-location", metavar="DIR|package:NAME", help="Where the functions' code lives.")
+@click.option("--shadow", type=click.Choice(["observe", "env", "sdk"]),
+              help="How the imported callable jobs can be shadowed (default: undeclared).")
+@click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def import_jobs_cmd(app: App, redis_url, key_prefix, code_location, shadow, dry_run, as_json) -> None:
+    """Import the functions behind a team's scheduled and repeated RQ jobs as callable jobs.
+
+    Reads RQ's scheduled registries (enqueue_at/enqueue_in, Repeat), RQ's cron scheduler and
+    rq-scheduler's keys; nothing in Redis changes. What cannot move is listed with the reason.
+    """
+    from redis.exceptions import RedisError
+
+    from cutover.core.redact import redact_text
+    from legacy.rq.teamjobs import apply_rq_jobs, plan_rq_jobs
+
+    url, conn = _team_redis(redis_url)
+    ws = Workspace(app.settings)
+    try:
+        items = plan_rq_jobs(conn, ws, redis_url=url, prefix=key_prefix, code_location=code_location, shadow=shadow,
+                             read_inventory=not (dry_run and _fresh(app.settings)))
+    except RedisError as e:
+        raise InputError(f"cannot read Redis ({redact_text(str(e))})", fix="check --redis-url") from None
+    finally:
+        conn.close()
+    if not dry_run:
+        from cutover.core.state import lock
+
+        with lock.locked(ws.state_engine, "rq import-jobs"):
+            apply_rq_jobs(ws, items)
+    n = {a: sum(1 for i in items if i.action == a) for a in ("create", "update", "unchanged", "cannot-move")}
+    if as_json:
+        app.json({"dry_run": dry_run, "jobs": [i.as_dict() for i in items], **{k.replace("-", "_"): v for k, v in n.items()}})
+        return
+    for i in items:
+        app.echo(i.line(dry_run=dry_run))
+        for note in i.notes:
+            app.echo(f"    note: {note}")
+    app.echo(f"{'Dry run: ' if dry_run else ''}{n['create']} to create, {n['update']} to update, "
+             f"{n['unchanged']} unchanged, {n['cannot-move']} cannot move")
+
+
+@rq.command("record-runs")
+@click.option("--redis-url", help="The team's Redis (default: CUTOVER_RQ_REDIS_URL).")
+@click.option("--key-prefix", default="rq", show_default=True, help="RQ's key prefix.")
+@click.option("--dry-run", is_flag=True, help="Show the runs found; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def record_runs_cmd(app: App, redis_url, key_prefix, dry_run, as_json) -> None:
+    """Legacy run records of the imported RQ jobs from RQ's finished/failed registries (idempotent)."""
+    from legacy.rq.teamjobs import record_registry_runs
+
+    url, conn = _team_redis(redis_url)
+    try:
+        runs = record_registry_runs(conn, Workspace(app.settings), prefix=key_prefix, dry_run=dry_run)
+    finally:
+        conn.close()
+    if as_json:
+        app.json({"dry_run": dry_run, "runs": runs})
+        return
+    for r in runs:
+        app.echo(f"{r['job_id']}: {r['status']} {r['started_at']} -> {r['ended_at']}")
+    app.echo(f"{'Dry run: ' if dry_run else ''}{len(runs)} run(s) found")

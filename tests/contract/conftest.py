@@ -215,10 +215,115 @@ FACTORIES["rq"] = make_rq
 HARNESSES.append(pytest.param("rq", id="rq", marks=[pytest.mark.rq]))
 
 
+def _generic_cw(cw: ContractWorkspace, kind: str) -> ContractWorkspace:
+    """The contract workspace with a generic job of ``kind`` in place of each ingestion (same ids and
+    schedules): the generic sides run jobs, not ingestions."""
+    from cutover.core.records.jobs import validate_job
+
+    def job(ing: Ingestion):
+        base = {"id": ing.id, "kind": kind, "schedule": ing.schedule, "timezone": ing.timezone, "shadow": "observe"}
+        if kind == "callable":
+            return validate_job({**base, "target": "tests.team_funcs:sync", "args": [ing.id, 1],
+                                 "kwargs": {"full": True}})
+        return validate_job({**base, "shell": f"echo run {ing.id}; cat", "stdin": "from stdin\n",
+                             "env": {"SHELL": "/bin/sh"}})
+
+    for iid in cw.ingestions:  # the ids name jobs now (ingestions and jobs share ids)
+        cw.ws.ingestions.remove(iid)
+    return ContractWorkspace(cw.ws, cw.home, {k: job(v) for k, v in cw.ingestions.items()}, job(cw.fresh), {})
+
+
+def make_apscheduler_jobs(cw: ContractWorkspace) -> Harness:
+    """The generic APScheduler side: callable jobs in a team's own job store (a SQLite file), run by a
+    real APScheduler BackgroundScheduler with cutover's run-recording listeners (legacy/apscheduler/teamside.py)."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from cutover.registry import generic_side
+    from legacy.apscheduler.teamside import record_runs
+
+    url = f"sqlite:///{cw.home.parent / 'team-jobs.db'}"
+    SQLAlchemyJobStore(url=url).jobs_t.create(__import__("sqlalchemy").create_engine(url), checkfirst=True)
+    gcw = _generic_cw(cw, "callable")
+    h = Harness("apscheduler-jobs", generic_side("apscheduler", cw.ws, url), gcw, writes_ledger=False)
+    state: dict = {}
+
+    def start_runner():
+        if "s" in state:
+            return
+        s = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=url)}, timezone="UTC",
+                                job_defaults={"misfire_grace_time": 3600})
+        record_runs(s, ws=cw.ws)
+        s.start()
+        state["s"] = s
+
+    def close():
+        if "s" in state:
+            state["s"].shutdown(wait=True)
+        h.adapter.store.close()
+
+    h.start_runner = start_runner
+    h.closers.append(close)
+    return h
+
+
+def make_cron_jobs(cw: ContractWorkspace) -> Harness:
+    """The generic crontab side: command jobs as lines of a crontab FILE wrapped by `cutover cron exec`
+    (legacy/cron/jobside.py), among foreign lines that must stay byte-identical."""
+    from cutover.registry import generic_side
+
+    crontab = cw.home.parent / "team.crontab"
+    foreign = ("# m h dom mon dow command\nMAILTO=ops@example.com\n"
+               "5 4 * * 0 /usr/local/bin/backup.sh --full >> /var/log/backup.log 2>&1\n")
+    crontab.write_text(foreign)
+    h = Harness("cron-jobs", generic_side("cron", cw.ws, crontab), _generic_cw(cw, "command"), writes_ledger=False)
+
+    def foreign_lines_untouched():
+        assert crontab.read_text().startswith(foreign), "a line cutover does not own changed"
+
+    h.closers.append(foreign_lines_untouched)
+    return h
+
+
+def make_rq_jobs(cw: ContractWorkspace) -> Harness:
+    """The generic RQ side: callable jobs in rq-scheduler's layout on a redis-server of its own, run by a
+    real RQ worker (burst) started when a run is awaited (legacy/rq/teamside.py)."""
+    import subprocess
+    import sys
+
+    from cutover.registry import generic_side
+    from legacy.rq.server import RedisServer, RedisUnavailable
+
+    try:
+        srv = RedisServer(cw.home.parent / "team-redis").start()
+    except RedisUnavailable as e:
+        pytest.fail(f"Redis not available: {e} (sh scripts/ensure-redis)", pytrace=False)
+    root = str(Path(__file__).resolve().parents[2])
+    h = Harness("rq-jobs", generic_side("rq", cw.ws, srv.url, queue="team-jobs"), _generic_cw(cw, "callable"),
+                writes_ledger=False)
+
+    def start_runner():
+        import os
+
+        subprocess.run([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", srv.url, "team-jobs"], cwd=root,
+                       env={**os.environ, "PYTHONPATH": root}, capture_output=True, timeout=120, check=True)
+
+    h.start_runner = start_runner
+    h.closers += [srv.stop, h.adapter.close]
+    return h
+
+
+FACTORIES["rq-jobs"] = make_rq_jobs
+HARNESSES.append(pytest.param("rq-jobs", id="rq-jobs", marks=[pytest.mark.rq]))
+FACTORIES["apscheduler-jobs"] = make_apscheduler_jobs
+FACTORIES["cron-jobs"] = make_cron_jobs
+HARNESSES += [pytest.param("apscheduler-jobs", id="apscheduler-jobs"), pytest.param("cron-jobs", id="cron-jobs")]
+
+
 @pytest.fixture(params=HARNESSES)
 def harness(request, contract_ws) -> Harness:
     h = FACTORIES[request.param](contract_ws)
-    for ing in contract_ws.ingestions.values():
+    for ing in h.cw.ingestions.values():
         h.adapter.ensure_job(ing)
     yield h
     h.close()

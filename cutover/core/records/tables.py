@@ -123,3 +123,41 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+# Generic jobs (issue #15): a team's callables and commands, beside the ingestions (ids shared).
+# Kind-specific fields live in ``spec`` (cutover.core.records.jobs), so a field added there needs
+# no migration.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),  # callable | command
+    Column("name", String(256), nullable=False),
+    Column("target", Text, nullable=True),  # callable: pkg.module:function
+    Column("schedule", JSON, nullable=True),  # same forms as an ingestion's
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("spec", JSON, nullable=False),  # args/kwargs/code_location | argv/shell/cwd/env/ok_exit_codes
+    Column("timeout_s", Float, nullable=True),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("shadow", String(16), nullable=True),  # observe | env | sdk | NULL (undeclared)
+    Column("owner", String(256), nullable=True),
+    Column("paused", Boolean, nullable=False, server_default="0"),  # paused in the legacy orchestrator
+    Column("legacy", JSON, nullable=False),  # provenance, legacy-only settings
+    Column("prefect_deployment_id", String(64), nullable=True),
+    Column("prefect_flow_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# What a job run left beside its run record (runs.id): exit code, signal, the output's tail.
+job_run_output = Table(
+    "job_run_output",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("job_id", String(128), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("signal", Integer, nullable=True),
+    Column("output_tail", Text, nullable=True),  # secrets redacted
+    Column("command", Text, nullable=True),  # redacted
+    Index("ix_job_run_output_job", "job_id"),
+)

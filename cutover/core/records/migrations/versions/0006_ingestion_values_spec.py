@@ -4,7 +4,7 @@ The values check of `cutover parity` (checks/values.py) matches rows by this key
 compares columns under these tolerances.
 
 Revision ID: a0006
-Revises: a0004
+Revises: a0005
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a0006"
-down_revision = "a0004"
+down_revision = "a0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,532 @@
+"""Generic jobs: a team's own code, beside the ingestions, in the same inventory (issue #15).
+
+Two kinds, next to the ``ingestion`` kind of ``cutover.core.records.ingestions``:
+
+- ``callable``: a Python function, ``target: "pkg.module:function"`` (dotted attribute paths after
+  the colon are allowed: ``pkg.mod:Class.method`` for a static/class method), called with
+  ``args``/``kwargs``, imported from ``code_location`` -- a directory put first on ``sys.path``,
+  or ``package:NAME`` (an installed distribution; nothing is added to the path);
+- ``command``: a process, ``argv: [prog, arg, ...]`` (no shell) or ``shell: "a shell line"``
+  (run by ``/bin/sh -c``, or the crontab's SHELL), in ``cwd`` with ``env`` added to the
+  environment, succeeding when its exit code is one of ``ok_exit_codes`` (default ``[0]``). The
+  shell line runs under ``env["SHELL"]`` when the job sets it (a crontab's SHELL), else /bin/sh;
+  ``stdin`` (optional) is written to the command's standard input (a crontab's ``%`` part).
+
+Both: ``schedule``/``timezone`` (the same forms as an ingestion's, ``cutover.core.schedule.triggers``),
+``timeout_s`` (None: no limit), ``retries`` and ``retry_delay_s``, ``shadow`` (how the job can be
+shadowed: ``observe`` | ``env`` | ``sdk``, or None = undeclared: such a job cannot enter SHADOW),
+``owner``, ``paused`` (paused in its legacy orchestrator when imported), and ``legacy``: where it
+came from and the legacy settings that have no Prefect field of their own
+(``{"orchestrator": "apscheduler", "job_id": ..., "misfire_grace_time": ..., "coalesce": ...,
+"max_instances": ..., "jitter": ..., "next_run_time": ...}``, a crontab line number ...).
+
+Arguments are stored as JSON. Values JSON has no type for are tagged, so that the callable is
+called with exactly what the legacy scheduler passed: ``{"$cutover": "tuple", "items": [...]}``,
+``datetime`` / ``date`` / ``time`` / ``timedelta`` / ``decimal`` / ``bytes`` / ``set``; a
+mapping with non-string keys as ``{"$cutover": "dict", "items": [[k, v], ...]}``. :func:`encode_value`
+and :func:`decode_value` are each other's inverse; anything else (an arbitrary object) is refused
+with its class named.
+
+Ids are shared with the ingestions: one id names one thing in the inventory (runs, states,
+parity all key on it). Secrets: ``env`` values and kwargs whose names look like credentials are
+stored (the job needs them) but masked in every printed form (:meth:`Job.public_dict`).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from cutover.core.errors import InputError, NotFound
+from cutover.core.redact import MASK, is_secret_key, redact_mapping
+from cutover.core.records.jobruns import redact_output, secret_values
+from cutover.core.records.tables import jobs as t_jobs
+from cutover.core.schedule import triggers as sched
+
+INGESTION, CALLABLE, COMMAND = "ingestion", "callable", "command"
+KINDS = (INGESTION, CALLABLE, COMMAND)
+GENERIC_KINDS = (CALLABLE, COMMAND)
+SHADOW_MODES = ("observe", "env", "sdk")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,127}$")
+_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+COMMON_FIELDS = {"id", "kind", "name", "schedule", "timezone", "timeout_s", "retries", "retry_delay_s", "shadow",
+                 "owner", "paused", "legacy"}
+FIELDS = {
+    CALLABLE: COMMON_FIELDS | {"target", "args", "kwargs", "code_location"},
+    COMMAND: COMMON_FIELDS | {"argv", "shell", "cwd", "env", "ok_exit_codes", "stdin"},
+}
+TAG = "$cutover"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- argument values: JSON with tags for what JSON has no type for ------------------------------
+
+
+class Unencodable(ValueError):
+    """A value that cannot be stored as a job argument (its class is named)."""
+
+
+def encode_value(v: Any, *, path: str = "value") -> Any:
+    """A JSON-able form of ``v`` that :func:`decode_value` turns back into an equal value."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return {TAG: "float", "value": repr(v)}
+        return v
+    if isinstance(v, list):
+        return [encode_value(x, path=f"{path}[{i}]") for i, x in enumerate(v)]
+    if isinstance(v, tuple):
+        return {TAG: "tuple", "items": [encode_value(x, path=f"{path}[{i}]") for i, x in enumerate(v)]}
+    if isinstance(v, (set, frozenset)):
+        items = [encode_value(x, path=f"{path}{{}}") for x in v]
+        return {TAG: "frozenset" if isinstance(v, frozenset) else "set",
+                "items": sorted(items, key=repr)}
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v) and TAG not in v:
+            return {k: encode_value(x, path=f"{path}.{k}") for k, x in v.items()}
+        return {TAG: "dict", "items": [[encode_value(k, path=f"{path} key"), encode_value(x, path=f"{path}[{k!r}]")]
+                                       for k, x in v.items()]}
+    if isinstance(v, datetime):
+        return {TAG: "datetime", "value": v.isoformat()}
+    if isinstance(v, date):
+        return {TAG: "date", "value": v.isoformat()}
+    if isinstance(v, time):
+        return {TAG: "time", "value": v.isoformat()}
+    if isinstance(v, timedelta):
+        return {TAG: "timedelta", "days": v.days, "seconds": v.seconds, "microseconds": v.microseconds}
+    if isinstance(v, Decimal):
+        return {TAG: "decimal", "value": str(v)}
+    if isinstance(v, (bytes, bytearray)):
+        return {TAG: "bytes", "value": base64.b64encode(bytes(v)).decode("ascii")}
+    cls = type(v)
+    raise Unencodable(f"{path} is a {cls.__module__}.{cls.__qualname__}, which cutover cannot store")
+
+
+def decode_value(v: Any) -> Any:
+    """The Python value :func:`encode_value` stored."""
+    if isinstance(v, list):
+        return [decode_value(x) for x in v]
+    if not isinstance(v, dict):
+        return v
+    tag = v.get(TAG)
+    if tag is None:
+        return {k: decode_value(x) for k, x in v.items()}
+    if tag == "tuple":
+        return tuple(decode_value(x) for x in v["items"])
+    if tag == "set":
+        return {decode_value(x) for x in v["items"]}
+    if tag == "frozenset":
+        return frozenset(decode_value(x) for x in v["items"])
+    if tag == "dict":
+        return {decode_value(k): decode_value(x) for k, x in v["items"]}
+    if tag == "datetime":
+        return datetime.fromisoformat(v["value"])
+    if tag == "date":
+        return date.fromisoformat(v["value"])
+    if tag == "time":
+        return time.fromisoformat(v["value"])
+    if tag == "timedelta":
+        return timedelta(days=v["days"], seconds=v["seconds"], microseconds=v["microseconds"])
+    if tag == "decimal":
+        return Decimal(v["value"])
+    if tag == "bytes":
+        return base64.b64decode(v["value"])
+    if tag == "float":
+        return float(v["value"])
+    raise ValueError(f"unknown tagged value {tag!r}")
+
+
+# -- the job -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str  # callable | command
+    name: str
+    schedule: dict | None = None
+    timezone: str = "UTC"
+    # callable
+    target: str | None = None  # pkg.module:function
+    args: list = field(default_factory=list)  # encoded (encode_value)
+    kwargs: dict = field(default_factory=dict)  # encoded
+    code_location: str | None = None  # a directory, or package:NAME
+    # command
+    argv: tuple[str, ...] | None = None
+    shell: str | None = None
+    cwd: str | None = None
+    env: dict = field(default_factory=dict, repr=False)
+    ok_exit_codes: tuple[int, ...] = (0,)
+    stdin: str | None = None  # written to the command's stdin
+    # both
+    timeout_s: float | None = None
+    retries: int = 0
+    retry_delay_s: float = 0.0
+    shadow: str | None = None  # observe | env | sdk | None (undeclared)
+    owner: str | None = None
+    paused: bool = False  # paused in the legacy orchestrator
+    legacy: dict = field(default_factory=dict)  # provenance and legacy-only settings
+    prefect_deployment_id: str | None = None
+    prefect_flow_id: str | None = None
+
+    @property
+    def schedule_timezone(self) -> str:
+        return sched.schedule_timezone(self.schedule, self.timezone)
+
+    @property
+    def code_package(self) -> str | None:
+        """The installed distribution of ``code_location: package:NAME``; None for a directory."""
+        if self.code_location and self.code_location.startswith("package:"):
+            return self.code_location[len("package:"):]
+        return None
+
+    def call_args(self) -> tuple[list, dict]:
+        """(args, kwargs) as the legacy scheduler passed them (decoded)."""
+        return decode_value(self.args), decode_value(self.kwargs)
+
+    def command_line(self) -> str:
+        """The command as one line (for display): the shell line, or the argv quoted."""
+        if self.shell is not None:
+            return self.shell
+        return shlex.join(self.argv or ())
+
+    def describe_target(self) -> str:
+        """One short line: what the job runs (secrets masked)."""
+        if self.kind == CALLABLE:
+            a, k = self.call_args()
+            parts = [repr(x) for x in a] + [f"{n}={MASK if is_secret_key(n) else repr(v)}" for n, v in k.items()]
+            text = f"{self.target}({', '.join(parts)})"
+            return redact_output(text if len(text) <= 160 else text[:157] + "...")
+        return redact_output(self.command_line(), secret_values(self.env))
+
+    def public_dict(self) -> dict[str, Any]:
+        """The printable form: env values and credential-like kwargs masked."""
+        d = asdict(self)
+        d["argv"] = list(self.argv) if self.argv is not None else None
+        d["ok_exit_codes"] = list(self.ok_exit_codes)
+        d["env"] = {k: MASK for k in self.env}
+        d["kwargs"] = redact_mapping(self.kwargs)
+        d["schedule_text"] = sched.describe(self.schedule)
+        d["target_text"] = self.describe_target()
+        if self.shell is not None:
+            d["shell"] = redact_output(self.shell, secret_values(self.env))
+        if self.argv is not None:
+            d["argv"] = [redact_output(a, secret_values(self.env)) for a in self.argv]
+        if self.stdin is not None:
+            d["stdin"] = redact_output(self.stdin, secret_values(self.env))
+        if self.legacy:
+            d["legacy"] = {k: redact_output(v, secret_values(self.env)) if isinstance(v, str) else v
+                           for k, v in redact_mapping(self.legacy).items()}
+        return d
+
+    def definition(self) -> dict[str, Any]:
+        """The form a definition file takes (`cutover ingestion add --from-file`): only the fields of
+        its kind, defaults left out, env values masked (like an ingestion's credentials)."""
+        d = self.public_dict()
+        out: dict[str, Any] = {}
+        defaults = {"args": [], "kwargs": {}, "env": {}, "ok_exit_codes": [0], "retries": 0, "retry_delay_s": 0.0,
+                    "timezone": None, "legacy": {}, "paused": False}
+        for k in ["id", "kind", "name", *sorted(FIELDS[self.kind] - {"id", "kind", "name"})]:
+            v = d.get(k)
+            if v is None or defaults.get(k, object()) == v:
+                continue
+            out[k] = v
+        out["timezone"] = self.timezone
+        if out.get("name") == self.id:
+            out.pop("name")
+        return out
+
+
+def _number(raw: dict, key: str, where: str, *, integer: bool = False, default=None):
+    v = raw.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (integer and v != int(v)):
+        want = "a whole number >= 0" if integer else "a number of seconds >= 0"
+        raise InputError(f"{where}: {key} {v!r} is not {want}", fix=f"e.g. {key}: {3 if integer else 600}")
+    return int(v) if integer else float(v)
+
+
+def validate_job(raw: dict[str, Any], *, where: str = "job") -> Job:
+    """Build a Job from user input (a definition-file item with ``kind: callable|command``), or
+    raise one clear InputError."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: a job must be a mapping", fix="write it as key: value pairs")
+    kind = str(raw.get("kind") or "")
+    if kind not in GENERIC_KINDS:
+        raise InputError(f"{where}: kind {raw.get('kind')!r} is not a job kind", fix="use kind: callable or kind: command")
+    unknown = set(raw) - FIELDS[kind]
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for a {kind} job",
+                         fix=f"valid fields are {', '.join(sorted(FIELDS[kind]))}")
+    jid = str(raw.get("id") or "").strip()
+    if not _ID.match(jid):
+        raise InputError(f"{where}: id {jid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
+    where = f"job {jid}"
+    tz = str(raw.get("timezone") or "UTC")
+    sched.check_timezone(tz)
+    try:
+        spec = sched.normalize_schedule(raw.get("schedule"))
+    except InputError as e:
+        raise InputError(f"{where}: {e.message}", fix=e.fix) from None
+    shadow = raw.get("shadow")
+    if shadow is not None and shadow not in SHADOW_MODES:
+        raise InputError(f"{where}: shadow {shadow!r} is not one of {', '.join(SHADOW_MODES)}",
+                         fix="observe (Prefect does not run it in shadow), env (it reads CUTOVER_MODE ...) or sdk")
+    legacy = raw.get("legacy") or {}
+    if not isinstance(legacy, dict):
+        raise InputError(f"{where}: legacy must be a mapping", fix="write it as key: value pairs")
+    common = dict(
+        id=jid, kind=kind, name=str(raw.get("name") or jid), schedule=spec, timezone=tz,
+        timeout_s=_number(raw, "timeout_s", where), retries=_number(raw, "retries", where, integer=True, default=0),
+        retry_delay_s=_number(raw, "retry_delay_s", where, default=0.0), shadow=shadow,
+        owner=str(raw["owner"]) if raw.get("owner") is not None else None, paused=bool(raw.get("paused") or False),
+        legacy=dict(legacy),
+    )
+    if common["timeout_s"] == 0:
+        raise InputError(f"{where}: timeout_s 0 would stop every run at once", fix="leave it out for no limit")
+    if kind == CALLABLE:
+        return _callable(raw, where, common)
+    return _command(raw, where, common)
+
+
+def _callable(raw: dict, where: str, common: dict) -> Job:
+    target = str(raw.get("target") or "").strip()
+    if not _TARGET.match(target):
+        raise InputError(f"{where}: target {target!r} is not an import path 'pkg.module:function'",
+                         fix="name the module and the function, e.g. target: acme.etl.orders:load")
+    args = raw.get("args") or []
+    kwargs = raw.get("kwargs") or {}
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise InputError(f"{where}: args must be a list and kwargs a mapping of names to values",
+                         fix="e.g. args: [eu]  kwargs: {full: true}")
+    try:  # args/kwargs come in the stored form (tags for tuples, dates ...): decoded, then encoded again
+        args_e = encode_value(decode_value(list(args)), path="args")
+        kwargs_e = encode_value(decode_value(dict(kwargs)), path="kwargs")
+    except (Unencodable, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{where}: {e}", fix="give plain values (strings, numbers, lists, mappings, dates)") from None
+    loc = raw.get("code_location")
+    if loc is not None:
+        loc = str(loc).strip()
+        if not loc:
+            loc = None
+        elif loc.startswith("package:"):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", loc[len("package:"):]):
+                raise InputError(f"{where}: code_location {loc!r} names no package",
+                                 fix="package:NAME (an installed distribution) or a directory")
+        else:
+            from pathlib import Path
+
+            loc = str(Path(loc).expanduser().absolute())
+    return Job(**common, target=target, args=list(args_e), kwargs=dict(kwargs_e), code_location=loc)
+
+
+def _command(raw: dict, where: str, common: dict) -> Job:
+    argv, shell = raw.get("argv"), raw.get("shell")
+    if (argv is None) == (shell is None):
+        raise InputError(f"{where}: a command job needs exactly one of argv and shell",
+                         fix="argv: [prog, arg, ...] (no shell) or shell: 'a command line'")
+    if argv is not None:
+        if isinstance(argv, str) or not isinstance(argv, (list, tuple)) or not argv \
+                or not all(isinstance(a, str) for a in argv) or not argv[0]:
+            raise InputError(f"{where}: argv must be a non-empty list of strings",
+                             fix="e.g. argv: [/opt/etl/bin/sync.sh, --full] (or use shell: for a command line)")
+        argv = tuple(argv)
+    elif not isinstance(shell, str) or not shell.strip():
+        raise InputError(f"{where}: shell must be a non-empty command line", fix="e.g. shell: '/opt/etl/bin/sync.sh --full'")
+    env = raw.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) for k in env):
+        raise InputError(f"{where}: env must map variable names to values", fix="e.g. env: {ETL_ENV: prod}")
+    if any(v == MASK for v in env.values()):
+        raise InputError(f"{where}: env contains the mask {MASK!r}, not real values",
+                         fix="give the real values (exported definitions never carry them)")
+    codes = raw.get("ok_exit_codes")
+    codes = [0] if codes is None else codes
+    if isinstance(codes, int) and not isinstance(codes, bool):
+        codes = [codes]
+    if not isinstance(codes, (list, tuple)) or not codes or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
+        raise InputError(f"{where}: ok_exit_codes must be a list of exit codes 0-255", fix="e.g. ok_exit_codes: [0, 3]")
+    cwd = raw.get("cwd")
+    stdin = raw.get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        raise InputError(f"{where}: stdin must be text", fix="e.g. stdin: 'line 1\\n'")
+    return Job(**common, argv=argv, shell=shell, cwd=str(cwd) if cwd else None, stdin=stdin,
+               env={k: "" if v is None else str(v) for k, v in env.items()},
+               ok_exit_codes=tuple(sorted(set(codes))))
+
+
+def kind_of(raw: Any) -> str:
+    """The kind of a definition-file item (``ingestion`` when it says none)."""
+    if isinstance(raw, dict):
+        k = raw.get("kind") or INGESTION
+        if k not in KINDS:
+            raise InputError(f"kind {k!r} (item {raw.get('id')!r}) is not one of {', '.join(KINDS)}",
+                             fix="kind: ingestion (the default), callable or command")
+        return str(k)
+    return INGESTION
+
+
+def split_definitions(items: list, *, where: str) -> tuple[list[tuple[int, dict]], list[Job]]:
+    """Definition-file items split by kind: ([(position, ingestion item without 'kind')], [Job])."""
+    ingestions, jobs = [], []
+    for i, item in enumerate(items):
+        k = kind_of(item)
+        if k == INGESTION:
+            ingestions.append((i, {a: b for a, b in item.items() if a != "kind"} if isinstance(item, dict) else item))
+        else:
+            jobs.append(validate_job(item, where=f"{where} item {i + 1}"))
+    return ingestions, jobs
+
+
+# -- storage -------------------------------------------------------------------------------------
+
+_SPEC_KEYS = ("args", "kwargs", "code_location", "argv", "shell", "cwd", "env", "ok_exit_codes",
+              "retry_delay_s", "stdin")
+
+
+def values_of(job: Job) -> dict[str, Any]:
+    spec = {k: getattr(job, k) for k in _SPEC_KEYS}
+    spec["argv"] = list(job.argv) if job.argv is not None else None
+    spec["ok_exit_codes"] = list(job.ok_exit_codes)
+    return {"kind": job.kind, "name": job.name, "target": job.target, "schedule": job.schedule,
+            "timezone": job.timezone, "spec": spec, "timeout_s": job.timeout_s, "retries": job.retries,
+            "shadow": job.shadow, "owner": job.owner, "legacy": job.legacy}
+
+
+def _row_to_job(row) -> Job:
+    spec = dict(row.spec or {})
+    return Job(
+        id=row.id, kind=row.kind, name=row.name, schedule=row.schedule, timezone=row.timezone, target=row.target,
+        args=list(spec.get("args") or []), kwargs=dict(spec.get("kwargs") or {}), code_location=spec.get("code_location"),
+        argv=tuple(spec["argv"]) if spec.get("argv") is not None else None, shell=spec.get("shell"), cwd=spec.get("cwd"),
+        env=dict(spec.get("env") or {}), ok_exit_codes=tuple(spec.get("ok_exit_codes") or (0,)), stdin=spec.get("stdin"),
+        timeout_s=row.timeout_s, retries=row.retries, retry_delay_s=float(spec.get("retry_delay_s") or 0.0),
+        shadow=row.shadow, owner=row.owner, paused=bool(row.paused), legacy=dict(row.legacy or {}),
+        prefect_deployment_id=row.prefect_deployment_id, prefect_flow_id=row.prefect_flow_id,
+    )
+
+
+class JobRepo:
+    """CRUD on the jobs table of the autoloader DB (the records store)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def list(self) -> list[Job]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t_jobs).order_by(t_jobs.c.id)).all()
+        return [_row_to_job(r) for r in rows]
+
+    def find(self, jid: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t_jobs).where(t_jobs.c.id == jid)).first()
+        return _row_to_job(row) if row else None
+
+    def get(self, jid: str) -> Job:
+        job = self.find(jid)
+        if job is None:
+            known = [j.id for j in self.list()]
+            hint = f"known: {', '.join(known[:10])}" if known else "import some with `cutover legacy import --jobstore`"
+            raise NotFound(f"no job {jid!r}", fix=hint)
+        return job
+
+    def plan_upsert(self, items: Iterable[Job]) -> list[tuple[str, Job]]:
+        out = []
+        for job in items:
+            cur = self.find(job.id)
+            if cur is None:
+                out.append(("create", job))
+            elif values_of(cur) == values_of(job) and cur.paused == job.paused:
+                out.append(("unchanged", job))
+            else:
+                out.append(("update", job))
+        return out
+
+    def upsert(self, items: list[Job], *, replace_existing: bool, taken: Iterable[str] = ()) -> list[tuple[str, Job]]:
+        """Create or update in one transaction: all of them, or none. ``taken``: ids the inventory
+        already uses for something else (ingestions): refused."""
+        clash = sorted({j.id for j in items} & set(taken))
+        if clash:
+            raise InputError(f"id(s) {', '.join(clash)} already name an ingestion",
+                             fix="give the job another id (ids are shared by ingestions and jobs)")
+        actions = self.plan_upsert(items)
+        existing = [j.id for a, j in actions if a == "update"]
+        if existing and not replace_existing:
+            raise InputError(f"job(s) {', '.join(existing)} already exist with another definition",
+                             fix="pass --replace to update them")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for action, job in actions:
+                if action == "create":
+                    conn.execute(insert(t_jobs).values(id=job.id, created_at=now, updated_at=now, paused=job.paused,
+                                                       **values_of(job)))
+                elif action == "update":
+                    conn.execute(update(t_jobs).where(t_jobs.c.id == job.id)
+                                 .values(updated_at=now, paused=job.paused, **values_of(job)))
+        return actions
+
+    def remove(self, jid: str) -> Job:
+        job = self.get(jid)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t_jobs).where(t_jobs.c.id == jid))
+        return job
+
+    def set_paused(self, jid: str, paused: bool) -> bool:
+        """Returns whether anything changed."""
+        job = self.get(jid)
+        if job.paused == paused:
+            return False
+        with self.engine.begin() as conn:
+            conn.execute(update(t_jobs).where(t_jobs.c.id == jid).values(paused=paused, updated_at=utcnow()))
+        return True
+
+    def set_prefect_ids(self, jid: str, deployment_id: str | None, flow_id: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t_jobs).where(t_jobs.c.id == jid)
+                         .values(prefect_deployment_id=deployment_id, prefect_flow_id=flow_id, updated_at=utcnow()))
+
+
+def with_schedule(job: Job, spec: dict | None, tz: str) -> Job:
+    return replace(job, schedule=spec, timezone=tz)
+
+
+def load_inventory_file(path) -> tuple[list, list[Job]]:
+    """Ingestions and jobs from one definition file (YAML or JSON): a list, or a mapping with key
+    ``ingestions`` (and/or ``jobs``); each item's ``kind`` (default ``ingestion``) says which.
+    Every item is validated before anything is returned; ids must be unique across both."""
+    from pathlib import Path
+
+    from cutover.core.records.ingestions import load_yaml_or_json, validate
+
+    path = Path(path)
+    data = load_yaml_or_json(path, what="a YAML or JSON file of ingestions and jobs")
+    if isinstance(data, dict) and ("ingestions" in data or "jobs" in data):
+        items = list(data.get("ingestions") or []) + list(data.get("jobs") or [])
+    else:
+        items = [data] if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise InputError(f"{path} holds no ingestions or jobs",
+                         fix="write a list, or a mapping with key 'ingestions' (items with kind: callable|command are jobs)")
+    raw_ings, jobs = split_definitions(items, where=path.name)
+    ings = [validate(item, where=f"{path.name} item {i + 1}") for i, item in raw_ings]
+    seen: set[str] = set()
+    for x in [*ings, *jobs]:
+        if x.id in seen:
+            raise InputError(f"{path}: id {x.id!r} appears twice", fix="make ids unique (ingestions and jobs share them)")
+        seen.add(x.id)
+    return ings, jobs
