@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 from checks.model import CheckResult, Finding
+from cutover.core.extras import require
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog, snapshot_info
 
 _ctx = None
@@ -25,7 +26,7 @@ def ge_context():
     global _ctx
     if _ctx is None:
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-        import great_expectations as gx
+        gx = require("great_expectations", what="the quality parity check")
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         ctx = gx.get_context(mode="ephemeral")

@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from checks.model import CHECKS, ERROR, FAIL, PASS
+from cutover.core.extras import require
 from cutover.core.redact import redact_text
 
 FORMATS = ("text", "json", "md", "html", "junit")
@@ -79,8 +80,7 @@ def _plot(series: dict, title: str) -> str | None:
     """Two small charts (records per run, run duration), legacy vs shadow, as a data: URI."""
     if not series or not (series.get("legacy") or series.get("shadow")):
         return None
-    import matplotlib
-
+    matplotlib = require("matplotlib", what="the plots of the HTML parity report")
     matplotlib.use("Agg")
     from datetime import datetime
 

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 
 from checks.model import CheckResult, Finding
 from cutover.core.errors import InputError
+from cutover.core.extras import require
 
 ROW = "row"
 MASK = "***"
@@ -244,7 +245,7 @@ def _differs(col: str, typ: str, tol: Tolerance | None) -> str:
 
 
 def _connect(memory_limit: str, threads: int | None):
-    import duckdb  # lazy: the CLI starts without it
+    duckdb = require("duckdb", what="the values parity check")  # lazy: the CLI starts without it
 
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")

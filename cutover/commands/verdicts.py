@@ -12,6 +12,7 @@ from checks.report import FORMATS, render_html, render_json, render_junit, rende
 from cutover.commands.ingestions import since_time
 from cutover.commands.result import Result
 from cutover.core.errors import EXIT_FAIL, InputError
+from cutover.core.extras import require_installed
 from cutover.core.state import audit, states
 from cutover.core.state.waivers import WaiverStore, parse_expiry
 from cutover.core.workspace import Workspace
@@ -69,6 +70,11 @@ def parity(ws: Workspace, ingestion_ids=(), *, since: str = "24h", checks: str =
     if not chosen or any(c not in CHECKS for c in chosen):
         raise InputError(f"--checks {checks!r} names an unknown check", fix=f"use {','.join(CHECKS)}")
     window = None if since == "fork" else since_time(since)
+    if "quality" in chosen and ws.settings.engine != "spark":
+        require_installed("great_expectations", what="the quality parity check",
+                          otherwise=f"leave it out: --checks {','.join(c for c in chosen if c != 'quality') or 'runs'}")
+    if "html" in (formats or []):
+        require_installed("matplotlib", what="the HTML parity report", otherwise="choose another --format")
     if ingestion_ids:
         items = ws.ingestions.resolve(ingestion_ids)
     else:  # every ingestion with a shadow to compare: those in SHADOW
