@@ -38,7 +38,7 @@ _SECRET_KEY = re.compile(
 _URL_START = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s\"'<>]*):")
 # what follows the userinfo's '@': a host (name, IPv4 or [IPv6]) and an optional port, then the end
 # of the authority
-_HOST_AFTER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.%]+)(?::\d*)?(?=[/?#\s\"'<>),;]|$)")
+_HOST_AFTER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.%]+)(?::[^/?#\s\"'<>),;@]*)?(?=[/?#\s\"'<>),;]|$)")
 _MAX_USERINFO = 512
 
 _lock = threading.Lock()
