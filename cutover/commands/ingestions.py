@@ -14,7 +14,7 @@ from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import InputError, NotFound
 from cutover.core.output import to_json
-from cutover.core.records.ingestions import Ingestion, load_definitions, validate
+from cutover.core.records.ingestions import Ingestion, check_source, load_definitions, validate
 from cutover.core.schedule.triggers import parse_schedule_text
 from cutover.core.workspace import Workspace
 from cutover.registry.sides import LegacySide
@@ -63,6 +63,8 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
             "schedule": parse_schedule_text(schedule) if schedule else None, "timezone": tz,
             "size_class": size_class, "priority": priority, "key_columns": key_columns, "owner": owner,
         })]
+    for ing in items:
+        check_source(ing)
     if dry_run:
         if not ws.settings.is_embedded_autoloader or ws.settings.home.joinpath("autoloader.db").exists():
             actions = ws.ingestions.plan_upsert(items)
