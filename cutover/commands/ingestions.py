@@ -16,6 +16,7 @@ from cutover.core.errors import InputError, NotFound
 from cutover.core.output import to_json
 from cutover.core.records.ingestions import Ingestion, check_source, load_definitions, validate
 from cutover.core.schedule.triggers import parse_schedule_text
+from cutover.core.validate import check_limit
 from cutover.core.workspace import Workspace
 from cutover.registry.sides import LegacySide
 
@@ -135,9 +136,11 @@ class Runs(Result):
 def runs(ws: Workspace, *, ingestion_id: str | None = None, since: str | None = None, orchestrator: str | None = None,
          mode: str | None = None, limit: int = 50) -> Runs:
     """Run records, newest first."""
+    check_limit(limit)
+    window = since_time(since)
     if ingestion_id:
         ws.ingestions.get(ingestion_id)
-    return Runs(ws.runs.list(ingestion_id=ingestion_id, since=since_time(since), orchestrator=orchestrator, mode=mode,
+    return Runs(ws.runs.list(ingestion_id=ingestion_id, since=window, orchestrator=orchestrator, mode=mode,
                              limit=limit))
 
 
@@ -198,6 +201,7 @@ class Snapshots(Result):
 
 
 def table_snapshots(ws: Workspace, table_name: str, *, branch: str = "main", limit: int = 50) -> Snapshots:
+    check_limit(limit)
     """Snapshots of a branch, newest first, with their cutover properties."""
     tbl = ws.catalog.find(table_name)
     if tbl is None:

@@ -13,6 +13,7 @@ from cutover.commands.ingestions import since_time
 from cutover.commands.result import Result
 from cutover.core.errors import EXIT_FAIL, InputError
 from cutover.core.extras import require_installed
+from cutover.core.validate import check_limit
 from cutover.core.state import audit, states
 from cutover.core.state.waivers import WaiverStore, parse_expiry
 from cutover.core.workspace import Workspace
@@ -100,6 +101,7 @@ def parity_history(ws: Workspace, ingestion_id: str | None = None, *, limit: int
     """Stored parity verdicts (of one ingestion, or all) and each ingestion's clean streak."""
     if ingestion_id:
         ws.ingestions.get(ingestion_id)
+    check_limit(limit)
     rows = history(ws.state_engine, ingestion_id, limit)
     return ParityHistory(rows, {r["ingestion"]: streak(ws.state_engine, r["ingestion"]) for r in rows})
 

@@ -216,3 +216,9 @@ def check_home(home: Path, source: str) -> None:
         if p.parent == p:
             return
         p = p.parent
+
+
+def check_limit(limit: int | None, option: str = "--limit") -> None:
+    """A row limit of at least 1 (0 or negative would show nothing, or everything on SQLite)."""
+    if limit is not None and limit < 1:
+        raise InputError(f"{option} {limit} must be at least 1", fix=f"give {option} N with N >= 1")
