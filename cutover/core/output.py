@@ -129,8 +129,14 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:
+        # one line, like every other input error: the problem, then where the usage is
+        ctx = e.ctx
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"error: {redact_text(' '.join(e.format_message().split()))}{where}", err=True)
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {redact_text(' '.join(e.format_message().split()))}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -460,6 +460,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
     """inventory rows: {"ingestion": Ingestion, "state": str, "streak": int, "fires_per_day": float}."""
     parse_gate(gate)
     specs = parse_waves(waves)
+    check_select(select)
     rows = [r for r in inventory if selected(r, select)]
     movable = sorted([r for r in rows if next_state(r["state"])], key=risk)
     total = len(movable)
@@ -484,6 +485,14 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
 
 
 SELECT_KEYS = ("owner", "format", "size_class", "priority", "queue", "state", "table")
+
+
+def check_select(select: str | None) -> None:
+    """Every ``key=`` term of ``--select`` names a known key (checked even when nothing is selected)."""
+    for term in [t.strip() for t in (select or "").split(",") if t.strip()]:
+        key = term.split("=", 1)[0].strip() if "=" in term else None
+        if key is not None and key not in SELECT_KEYS:
+            raise InputError(f"--select key {key!r} is not known", fix=did_you_mean(key, SELECT_KEYS, valid="use id globs or"))
 
 
 def selected(row: dict, select: str | None) -> bool:
