@@ -17,6 +17,7 @@ import warnings
 
 from checks.model import CheckResult, Finding
 from cutover.core.extras import require
+from cutover.core.output import quiet_library
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog, snapshot_info
 
 _ctx = None
@@ -28,6 +29,8 @@ def ge_context():
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
         gx = require("great_expectations", what="the quality parity check")
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        quiet_library("great_expectations")  # it sets its own INFO level on import
 
         ctx = gx.get_context(mode="ephemeral")
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -51,8 +51,27 @@ def setup_logging(verbose: int) -> None:
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("alembic", "pyiceberg", "apscheduler", "httpx", "prefect"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    global _library_level
+    # third-party libraries stay quiet (errors only) unless -v: then their warnings, -vv everything
+    _library_level = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    for name in LIBRARY_LOGGERS:
+        quiet_library(name)
+
+
+# loggers of the libraries cutover drives; a library imported lazily that sets its own level on
+# import (Great Expectations does) calls quiet_library(name) right after the import
+LIBRARY_LOGGERS = ("alembic", "pyiceberg", "apscheduler", "httpx", "httpcore", "prefect", "great_expectations",
+                   "py4j", "pyspark", "urllib3", "asyncio", "rq", "sqlalchemy", "matplotlib", "fsspec", "duckdb")
+_library_level = logging.ERROR
+
+
+def quiet_library(name: str) -> None:
+    """Apply the library log level of this command (-v) to logger ``name`` and to those of its
+    children that set a level of their own."""
+    logging.getLogger(name).setLevel(_library_level)
+    for child, lg in list(logging.root.manager.loggerDict.items()):
+        if child.startswith(name + ".") and isinstance(lg, logging.Logger) and lg.level != logging.NOTSET:
+            lg.setLevel(_library_level)
 
 
 def json_default(o: Any):
