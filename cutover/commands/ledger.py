@@ -35,9 +35,10 @@ def _ledger_path(given: str, known: dict) -> str:
     if given in known:
         return given
     if "://" not in given:
-        absolute = str(Path(given).expanduser().absolute())
-        if absolute in known:
-            return absolute
+        p = Path(given).expanduser()
+        for candidate in (str(p.absolute()), str(p.resolve())):
+            if candidate in known:
+                return candidate
     return given
 
 

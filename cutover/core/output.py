@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, EXIT_USAGE, CutoverError, OrchestratorError
 from cutover.core.redact import redact_text
 from cutover.core.config import load_settings
 from cutover.core.osutil import atomic_write
@@ -148,6 +148,12 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except OrchestratorError as e:
+        # a server the settings point at does not answer (PREFECT_API_URL, the Redis URL): the
+        # settings or the server need fixing, like any other bad input
+        click.echo(f"error: {redact_text(' '.join(str(e).split()))}: check that the server is up and its URL in "
+                   "`cutover config show` is right", err=True)
+        return EXIT_USAGE
     except click.UsageError as e:
         # one line, like every other input error: the problem, then where the usage is
         ctx = e.ctx
