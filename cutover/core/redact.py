@@ -19,6 +19,8 @@ Three nets, applied by :func:`redact_text` to every line cutover prints or logs:
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import threading
 from typing import Any
@@ -54,7 +56,9 @@ def register_secret(value: Any) -> None:
     global _pattern
     if not isinstance(value, str):
         return
-    forms = {value, quote(value, safe=""), quote_plus(value, safe="")}
+    # as written in a URL (percent- and +-encoded), in HTML/XML text and in a JSON string
+    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), html.escape(value, quote=True),
+             html.escape(value, quote=False), json.dumps(value)[1:-1]}
     forms = {f for f in forms if len(f) >= MIN_SECRET_LEN and f != MASK}
     if not forms - _secrets:
         return

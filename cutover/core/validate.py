@@ -179,8 +179,9 @@ def check_db_url(url: str, field: str) -> None:
     if dialect == "postgresql":
         host = u.host or ""
         if "@" in host or (host and not _HOSTNAME.match(host)):
-            raise InputError(f"{field} {shown}: host {show(host)} is not a host name (a raw '@', '/' or '#' in the "
-                             "password?)", fix="percent-encode the password: @ as %40, # as %23, / as %2F, : as %3A")
+            # the "host" the driver would read holds part of the password: never shown
+            raise InputError(f"{field} {shown}: the driver would not read a host name from it (a raw '@', '/' or '#' in "
+                             "the password?)", fix="percent-encode the password: @ as %40, # as %23, / as %2F, : as %3A")
         if u.port is not None and not 1 <= u.port <= 65535:
             raise InputError(f"{field} {shown}: port {u.port} is out of range", fix="give a port between 1 and 65535")
 
