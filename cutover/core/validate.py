@@ -155,6 +155,8 @@ _HOSTNAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.%]+)$")
 def check_db_url(url: str, field: str) -> None:
     """A database URL cutover can open: SQLite or PostgreSQL with an installed driver, a valid host
     and port (parsed like SQLAlchemy's make_url)."""
+    if url.startswith(("sqlite:///", "sqlite+pysqlite:///")) or url in ("sqlite://", "sqlite:///:memory:"):
+        return  # the embedded default: nothing to check, and no SQLAlchemy import just for this
     import importlib.util
 
     from sqlalchemy.engine import make_url
