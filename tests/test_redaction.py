@@ -141,3 +141,24 @@ def test_raw_at_in_a_password_is_refused_naming_the_fix(workspace_env, monkeypat
     rc, out, err = _cli(capsys, "config", "show")
     assert rc == 2 and "%40" in err and len(err.strip().splitlines()) == 1
     assert_clean(out + err, "error")
+
+
+def test_a_library_handler_of_its_own_never_sees_a_secret(workspace_env, monkeypatch, capsys):
+    """Prefect and Great Expectations log through handlers of their own (not propagated to
+    cutover's): the records are redacted when they are made."""
+    import io
+
+    monkeypatch.setenv("CUTOVER_DATABASE_STATE_URL", f"postgresql+psycopg://app:{quote(PASSWORDS[-1], safe='')}@h/x")
+    assert _cli(capsys, "config", "show")[0] == 0  # loads the settings: the password is registered
+    stream = io.StringIO()
+    lib = logging.getLogger("prefect.flow_runs.test")
+    handler = logging.StreamHandler(stream)
+    lib.addHandler(handler)
+    lib.propagate = False
+    try:
+        lib.error("auth failed with %s for %s", PASSWORDS[-1], "postgresql+psycopg://app:x@h/x")
+    finally:
+        lib.removeHandler(handler)
+        lib.propagate = True
+    assert "auth failed with ***" in stream.getvalue()
+    assert_clean(stream.getvalue(), "library handler")

@@ -39,7 +39,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record(*args, **kwargs) -> logging.LogRecord:
+    """Every log record of the process, redacted when it is made: a library's own handler
+    (Prefect's console handler, Great Expectations') never sees a secret either."""
+    record = _base_factory(*args, **kwargs)
+    try:
+        msg = record.getMessage()
+        clean = redact_text(msg)
+        if clean != msg:
+            record.msg, record.args = clean, ()
+    except Exception:  # noqa: BLE001 - never let logging break the command
+        pass
+    return record
+
+
 def setup_logging(verbose: int) -> None:
+    if logging.getLogRecordFactory() is not _redacting_record:
+        logging.setLogRecordFactory(_redacting_record)
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
     for h in list(root.handlers):
