@@ -283,3 +283,10 @@ def test_data_file_bytes_are_escaped_and_cut_short_in_the_ledger(corpus_ws, monk
     errors = [e["error"] for e in json.loads(out)["entries"]] if isinstance(json.loads(out), dict) else \
         [e["error"] for e in json.loads(out)]
     assert errors and all("\x01" not in e and "\\x01" in e and "\n" not in e and len(e) <= 500 for e in errors), errors
+
+
+def test_json_output_never_holds_a_bare_nan():
+    from cutover.core.output import to_json
+
+    text = to_json({"ratio": float("nan"), "rows": [1.5, float("inf"), -float("inf")]}, indent=None)
+    assert json.loads(text) == {"ratio": None, "rows": [1.5, None, None]} and "NaN" not in text

@@ -102,9 +102,24 @@ def json_default(o: Any):
     return str(o)
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj or obj in (float("inf"), float("-inf")):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """``obj`` as redacted JSON text (one line with ``indent=None``)."""
-    return redact_text(json.dumps(obj, indent=indent, default=json_default, sort_keys=False))
+    """``obj`` as redacted JSON text (one line with ``indent=None``). Never a bare NaN or
+    Infinity (not JSON): non-finite numbers become null."""
+    try:
+        text = json.dumps(obj, indent=indent, default=json_default, sort_keys=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(obj), indent=indent, default=json_default, sort_keys=False, allow_nan=False)
+    return redact_text(text)
 
 
 def table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> list[str]:
