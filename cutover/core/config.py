@@ -368,6 +368,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _check_urls(values: dict[str, Any], sources: dict[str, str], catalog: dict[str, str]) -> None:
+    for name in ("database.autoloader_url", "database.state_url", "scheduler.jobstore_url", "prefect.api_url"):
+        if values.get(name):
+            redact_url(values[name])  # registers the password, wherever the URL came from
     for name in ("database.autoloader_url", "database.state_url", "scheduler.jobstore_url"):
         if values.get(name):
             check_db_url(values[name], f"{name} ({sources[name]})")
