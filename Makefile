@@ -1,4 +1,5 @@
-# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Two commands do everything on a fresh machine: `make demo` and `make test` (both install
+# cutover[all]: every extra, see README "Install").
 # `make demo SCENARIO=cron` tells another legacy orchestrator's story (`cutover demo --help`).
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -17,7 +18,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,6 +26,7 @@ import warnings
 from datetime import datetime
 
 from checks.model import CheckResult, Finding
+from cutover.core.extras import require
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
 
 _ctx = None
@@ -44,7 +45,7 @@ def ge_context():
     global _ctx
     if _ctx is None:
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-        import great_expectations as gx
+        gx = require("great_expectations", what="the quality parity check")
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         quiet_ge_logs()

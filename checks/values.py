@@ -32,6 +32,7 @@ from typing import Any
 
 from checks.model import CheckResult, Finding
 from cutover.core.errors import InputError
+from cutover.core.extras import require
 from cutover.core.records.valuespec import (  # noqa: F401 - the spec types, re-exported for callers of compare()
     DEFAULT_BUCKETS,
     ROW,
@@ -188,7 +189,7 @@ def _connect(memory_limit: str, threads: int | None):
     """A fresh connection (its own temp tables and views) to this process's in-memory DuckDB
     database for these settings: opening the database costs ~0.1 s, a connection to it nothing,
     so a parity run over many ingestions opens it once."""
-    import duckdb  # lazy: the CLI starts without it
+    duckdb = require("duckdb", what="the values parity check")  # lazy: the CLI starts without it
 
     key = (memory_limit, threads)
     db = _DATABASES.get(key)

@@ -66,10 +66,12 @@ PROBE_TIMEOUT = 4.0  # read timeout of the probe: with the connect timeout, a de
 
 
 class PrefectUnavailable(CutoverError, OrchestratorError):
-    """The Prefect API cannot be reached, or the embedded server cannot be started (exit 3). An
-    OrchestratorError too: the engine treats it like any side that does not answer."""
+    """The Prefect API cannot be reached, or the embedded server cannot be started: exit 2, like
+    any setting that points nowhere (the URL or the server needs fixing before anything can be
+    done; nothing was changed). An OrchestratorError too: the engine treats it like any side that
+    does not answer (a pause or rollback goes on with the other sides and exits 3, partial)."""
 
-    exit_code = 3
+    exit_code = 2
 
 
 # -- the connection ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
 from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
 from cutover.core.output import human_duration
 from cutover.core.state import audit, lock, states
+from cutover.core.validate import check_limit
 from cutover.core.workspace import Workspace
 from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
     operation
@@ -148,6 +149,7 @@ def status(ws: Workspace) -> Status:
 
 
 def log(ws: Workspace, *, limit: int = 50) -> list[dict]:
+    check_limit(limit)
     """The audit trail, newest first: every mutating action with who, when, why."""
     return audit.entries(ws.state_engine, limit)
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import click
 
-from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, CutoverError, OrchestratorError
+from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, EXIT_USAGE, CutoverError, OrchestratorError
 from cutover.core.redact import redact_text
 from cutover.core.config import load_settings
 from cutover.core.osutil import atomic_write
@@ -41,7 +41,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record(*args, **kwargs) -> logging.LogRecord:
+    """Every log record of the process, redacted when it is made: a library's own handler
+    (Prefect's console handler, Great Expectations') never sees a secret either."""
+    record = _base_factory(*args, **kwargs)
+    try:
+        msg = record.getMessage()
+        clean = redact_text(msg)
+        if clean != msg:
+            record.msg, record.args = clean, ()
+    except Exception:  # noqa: BLE001 - never let logging break the command
+        pass
+    return record
+
+
 def setup_logging(verbose: int) -> None:
+    if logging.getLogRecordFactory() is not _redacting_record:
+        logging.setLogRecordFactory(_redacting_record)
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -53,8 +72,27 @@ def setup_logging(verbose: int) -> None:
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("alembic", "pyiceberg", "apscheduler", "httpx", "prefect"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    global _library_level
+    # third-party libraries stay quiet (errors only) unless -v: then their warnings, -vv everything
+    _library_level = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    for name in LIBRARY_LOGGERS:
+        quiet_library(name)
+
+
+# loggers of the libraries cutover drives; a library imported lazily that sets its own level on
+# import (Great Expectations does) calls quiet_library(name) right after the import
+LIBRARY_LOGGERS = ("alembic", "pyiceberg", "apscheduler", "httpx", "httpcore", "prefect", "great_expectations",
+                   "py4j", "pyspark", "urllib3", "asyncio", "rq", "sqlalchemy", "matplotlib", "fsspec", "duckdb")
+_library_level = logging.ERROR
+
+
+def quiet_library(name: str) -> None:
+    """Apply the library log level of this command (-v) to logger ``name`` and to those of its
+    children that set a level of their own."""
+    logging.getLogger(name).setLevel(_library_level)
+    for child, lg in list(logging.root.manager.loggerDict.items()):
+        if child.startswith(name + ".") and isinstance(lg, logging.Logger) and lg.level != logging.NOTSET:
+            lg.setLevel(_library_level)
 
 
 def iso_time(value: Any) -> Any:
@@ -91,9 +129,24 @@ def json_default(o: Any):
     return str(o)
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj or obj in (float("inf"), float("-inf")):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """``obj`` as redacted JSON text (one line with ``indent=None``)."""
-    return redact_text(json.dumps(obj, indent=indent, default=json_default, sort_keys=False))
+    """``obj`` as redacted JSON text (one line with ``indent=None``). Never a bare NaN or
+    Infinity (not JSON): non-finite numbers become null."""
+    try:
+        text = json.dumps(obj, indent=indent, default=json_default, sort_keys=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(obj), indent=indent, default=json_default, sort_keys=False, allow_nan=False)
+    return redact_text(text)
 
 
 ELLIPSIS = "…"
@@ -311,12 +364,22 @@ def run_click(cli: click.Command, argv: list[str] | None, *, prog_name: str = "c
     except CutoverError as e:
         click.echo(f"error: {redact_text(e.one_line())}", err=True)
         return e.exit_code
-    except OrchestratorError as e:  # a side that does not answer: its one line, exit 3
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        click.echo(f"error: {redact_text(first)}", err=True)
-        return EXIT_PARTIAL
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except OrchestratorError as e:
+        # a server the settings point at does not answer (PREFECT_API_URL, the Redis URL): the
+        # settings or the server need fixing, like any other bad input
+        click.echo(f"error: {redact_text(' '.join(str(e).split()))}: check that the server is up and its URL in "
+                   "`cutover config show` is right", err=True)
+        return EXIT_USAGE
+    except click.UsageError as e:
+        # one line, like every other input error: the problem, then where the usage is
+        ctx = e.ctx
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"error: {redact_text(' '.join(e.format_message().split()))}{where}", err=True)
+        return e.exit_code
     except click.ClickException as e:
-        e.show()
+        click.echo(f"error: {redact_text(' '.join(e.format_message().split()))}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

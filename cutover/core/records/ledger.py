@@ -37,6 +37,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.db import write_tx
+from cutover.core.validate import clean_message
 from cutover.core.autoloader.discovery import DiscoveredFile
 from cutover.core.records.tables import processed_files as t_pf
 from cutover.core.records.tables import runs as t_runs
@@ -46,6 +47,10 @@ SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 SKIPPED = "SKIPPED"
 STATUSES = (PROCESSING, SUCCESS, FAILED, SKIPPED)
+# The etag of a FAILED file re-queued by `cutover ledger retry`: it matches no real file's etag,
+# so the next run takes the file over as if its content had changed (the row keeps its error and
+# attempts until then).
+RETRY_ETAG = "cutover:retry"
 NAMESPACES = ("live", "shadow")
 
 
@@ -97,10 +102,16 @@ class LedgerEntry:
     data_files: list[str] | None = None
     fence: int = 0
 
+    @property
+    def retry_queued(self) -> bool:
+        """A FAILED file re-queued by `cutover ledger retry`, not yet retried."""
+        return self.status == FAILED and self.etag == RETRY_ETAG
+
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
         for k in ("claimed_at", "processed_at"):
             d[k] = d[k].isoformat() if d[k] else None
+        d["retry_queued"] = self.retry_queued
         return d
 
 
@@ -168,6 +179,19 @@ class Ledger:
             elif row.status == PROCESSING and self.is_stale(row.claimed_at, now):
                 out.append(f)
         return out
+
+    def requeue_failed(self, paths: Iterable[str]) -> int:
+        """Re-queue FAILED files: the next run retries them even if their content did not change.
+        Only FAILED rows change (a row claimed or completed meanwhile is left alone); returns how
+        many rows were re-queued (already re-queued ones count again: re-running converges)."""
+        paths = list(paths)
+        n = 0
+        with write_tx(self.engine) as conn:
+            for i in range(0, len(paths), 500):
+                res = conn.execute(update(t_pf).where(self._key(), t_pf.c.status == FAILED,
+                                                      t_pf.c.path.in_(paths[i:i + 500])).values(etag=RETRY_ETAG))
+                n += res.rowcount
+        return n
 
     def stale_claims(self) -> list[LedgerEntry]:
         cutoff = utcnow() - timedelta(seconds=self.claim_timeout)
@@ -351,7 +375,9 @@ class Ledger:
                 bytes_read=t_runs.c.bytes_read + sum(b for _, _, b in done)))
 
     def fail(self, claim: Claim, reason: str, *, bytes_read: int | None = None) -> None:
-        self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None, error=reason,
+        """Mark FAILED with ``reason`` (one line, control bytes escaped, at most 500 characters)."""
+        self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None,
+                     error=clean_message(reason, 500),
                      metrics_run=claim.run_id)
 
     def _finish(self, claim: Claim, status: str, *, records: int, bytes_read: int, snapshot_id, error,
