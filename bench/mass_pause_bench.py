@@ -68,7 +68,8 @@ def log(backend: str, msg: str) -> None:
 
 
 def _env_base() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "PREFECT_"))}
+    keep = ("CUTOVER_PREFECT_START_TIMEOUT",)  # the one start timeout demos, tests and benches honour
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "PREFECT_")) or k in keep}
 
 
 def _ts(s: str) -> float:
@@ -115,7 +116,7 @@ def run_backend(backend: str, count: int, *, scheduler: bool, keep: bool = False
             pg.create_database("prefect")
             extra["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.url("prefect", driver="asyncpg")
         t = time.monotonic()
-        up = pl.up(settings, worker=False, timeout=180, env=env, extra_env=extra)
+        up = pl.up(settings, worker=False, env=env, extra_env=extra)  # waits [prefect] start_timeout
         url = up.state.url
         r["server_start_s"] = round(time.monotonic() - t, 2)
         log(backend, f"server at {url} healthy in {r['server_start_s']}s")

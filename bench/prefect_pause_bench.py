@@ -54,7 +54,8 @@ sys.exit(app())
 
 
 def _env_base() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "PREFECT_"))}
+    keep = ("CUTOVER_PREFECT_START_TIMEOUT",)  # the one start timeout demos, tests and benches honour
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "PREFECT_")) or k in keep}
 
 
 def _read_all(client):
@@ -93,7 +94,7 @@ def run_backend(backend: str, count: int, *, event_persister: bool, keep: bool =
             pg.create_database("prefect")
             extra["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.url("prefect", driver="asyncpg")
         t0 = time.monotonic()
-        up = pl.up(settings, worker=False, timeout=120, env=env, extra_env=extra)
+        up = pl.up(settings, worker=False, env=env, extra_env=extra)  # waits [prefect] start_timeout
         result["server_start_s"] = round(time.monotonic() - t0, 2)
         url = up.state.url
         print(f"[{backend}] server at {url} healthy in {result['server_start_s']}s", file=sys.stderr, flush=True)

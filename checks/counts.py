@@ -15,6 +15,11 @@ a pass on partial figures.
 
 Spark tables and callers without the ledger: the per-file snapshot summaries
 (``added-records`` of snapshots carrying ``cutover.file``), as before batch commits.
+
+A snapshot on ``main`` since the fork whose summary says the shadow wrote it
+(``cutover.mode`` = ``shadow``) is a ``shadow_write_on_main`` finding naming the snapshot,
+its writer (``cutover.orchestrator``, ``cutover.run-id``) and the rows it added: the shadow
+must only ever write its branch.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from checks.model import CheckResult, Finding
 import re
 
 from cutover.core.icebatch import P_BATCH, live_data_files
-from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, SHADOW_BRANCH, Catalog, snapshot_info
+from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH, Catalog, snapshot_info
 from cutover.core.records.ledger import SUCCESS, is_baseline
 
 PER_FILE_METRICS_MAX = 1000  # per-file figures kept in the metrics up to this many files
@@ -50,6 +55,22 @@ def _side(tbl, branch: str, fork: int | None, mode: str, ingestion_id: str):
     return (head_total or 0) - (fork_total or 0), per_file, n
 
 
+def shadow_writes_on_main(tbl, fork: int | None) -> list[Finding]:
+    """Snapshots on main since the fork that the shadow wrote (their summary's ``cutover.mode``)."""
+    out = []
+    for info in Catalog.ancestry(tbl, MAIN, stop_at=fork):
+        p = info.properties
+        if p.get(P_MODE) != "shadow":
+            continue
+        writer = {"snapshot_id": info.snapshot_id, "orchestrator": p.get(P_ORCH), "run_id": p.get(P_RUN),
+                  "mode": p.get(P_MODE), "file": p.get(P_FILE), "added_records": info.added_records}
+        out.append(Finding("shadow_write_on_main", file=p.get(P_FILE), shadow=writer,
+                           detail=f"snapshot {info.snapshot_id} on main was written by the shadow "
+                                  f"({p.get(P_ORCH) or 'unknown orchestrator'}, run {p.get(P_RUN) or 'unknown'}, "
+                                  f"{info.added_records} records): the shadow must only write {SHADOW_BRANCH}"))
+    return list(reversed(out))
+
+
 def check_counts(tbl, *, fork_snapshot_id: int | None, ingestion_id: str, live=None, shadow=None) -> CheckResult:
     """``live`` / ``shadow``: the ingestion's ledger entries per namespace (enables the
     manifest-based per-file figures; see the module doc)."""
@@ -57,6 +78,16 @@ def check_counts(tbl, *, fork_snapshot_id: int | None, ingestion_id: str, live=N
         return CheckResult.errored("counts", "the table does not exist yet: run the legacy side first")
     if SHADOW_BRANCH not in tbl.metadata.refs:
         return CheckResult.errored("counts", f"branch {SHADOW_BRANCH} does not exist: start the shadow first")
+    res = _check_counts(tbl, fork_snapshot_id=fork_snapshot_id, ingestion_id=ingestion_id, live=live, shadow=shadow)
+    if res.verdict != "error":
+        on_main = shadow_writes_on_main(tbl, fork_snapshot_id)
+        if on_main:
+            res = CheckResult.from_findings("counts", on_main + res.findings,
+                                            {**res.metrics, "shadow_writes_on_main": len(on_main)})
+    return res
+
+
+def _check_counts(tbl, *, fork_snapshot_id: int | None, ingestion_id: str, live=None, shadow=None) -> CheckResult:
     if live is not None and shadow is not None and hasattr(tbl, "io"):
         return _check_counts_manifests(tbl, fork_snapshot_id=fork_snapshot_id, ingestion_id=ingestion_id,
                                        live=live, shadow=shadow)

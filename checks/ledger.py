@@ -28,6 +28,12 @@ How it stays fast at ten million entries per side (bench/parity_bench.py):
 
 SKIPPED rows in the shadow namespace are the baseline seeded at the fork (nothing
 else writes SKIPPED there).
+
+Claims in flight (PROCESSING) are not judged while they are younger than the claim
+timeout. Older ones are ``stale_claim`` findings with their age, whatever the window:
+their run died or is frozen, and the file stays unjudged until the next run takes it over.
+They come from the partial index ``ix_processed_files_processing`` (PROCESSING rows only,
+by claim age), not from a ledger scan.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal_column, select
 
 from checks.model import CheckResult, Finding
 from cutover.core.records.ledger import FAILED, PROCESSING, SKIPPED, SUCCESS
@@ -264,9 +270,46 @@ def _details(engine, ingestion_id: str, paths: list[str]) -> dict[tuple[str, str
     return out
 
 
+def stale_claims(engine, ingestion_id: str, *, until: datetime, claim_timeout_s: float,
+                 limit: int = MAX_FINDINGS) -> tuple[int, list[Finding]]:
+    """Claims (PROCESSING) older than the claim timeout at ``until``: (how many, findings with their age)."""
+    c = t_pf.c
+    cutoff = _utc(until - timedelta(seconds=claim_timeout_s))
+    # the literal (not a bound parameter) lets SQLite match the partial index's WHERE
+    where = (c.ingestion_id == ingestion_id, c.namespace.in_(("live", "shadow")),
+             c.status == literal_column(f"'{PROCESSING}'"), c.claimed_at < cutoff)
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(t_pf).where(*where)).scalar() or 0
+        rows = conn.execute(select(c.path, c.namespace, c.claimed_by, c.claimed_at, c.batch_id, c.fence)
+                            .where(*where).order_by(c.claimed_at, c.path).limit(limit)).all() if n else []
+    out = []
+    now = _utc(until)
+    for r in rows:
+        at = r.claimed_at if r.claimed_at.tzinfo else r.claimed_at.replace(tzinfo=timezone.utc)
+        age = (now - at).total_seconds()
+        brief = {"run_id": r.claimed_by, "claimed_at": at.isoformat(), "age_s": round(age, 1),
+                 "staged_batch": r.batch_id, "fence": r.fence}
+        side = "legacy" if r.namespace == "live" else "shadow"
+        out.append(Finding("stale_claim", file=r.path, **{side: brief},
+                           detail=f"{side} claim by run {r.claimed_by} is {_age(age)} old (claim timeout "
+                                  f"{_age(claim_timeout_s)}): its run died or is frozen; the file is judged once the "
+                                  "next run takes the claim over"))
+    return n, out
+
+
+def _age(s: float) -> str:
+    s = int(s)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 def check_ledger(engine, ingestion_id: str, *, since: datetime | None, until: datetime, grace_s: float = 0.0,
                  max_findings: int = MAX_FINDINGS, workers: int | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> CheckResult:
+                 chunk_rows: int = CHUNK_ROWS, claim_timeout_s: float | None = None) -> CheckResult:
+    """``claim_timeout_s``: claims older than this are ``stale_claim`` findings (None: not looked for)."""
     since, cutoff = _utc(since), _utc(until - timedelta(seconds=grace_s))
     chunks = plan_chunks(engine, ingestion_id, chunk_rows=chunk_rows)
     workers = max(1, min(workers or default_workers(), len(chunks)))
@@ -294,9 +337,16 @@ def check_ledger(engine, ingestion_id: str, *, since: datetime | None, until: da
         else:
             lr, sr = (le or {}).get("records"), (se or {}).get("records")
             findings.append(Finding(kind, file=path, legacy=lr, shadow=sr, detail=f"legacy {lr} records, shadow {sr}"))
-    differing = sum(by_kind.values())
+    n_stale = 0
+    if claim_timeout_s is not None:
+        n_stale, stale = stale_claims(engine, ingestion_id, until=until, claim_timeout_s=claim_timeout_s,
+                                      limit=max(0, max_findings - len(findings)))
+        findings += stale
+        if n_stale:
+            by_kind["stale_claim"] = n_stale
+    differing = sum(n for k, n in by_kind.items() if k != "stale_claim")
     metrics = {"files_judged": judged, "differing_files": differing, "baseline_files": baseline,
-               "by_kind": dict(sorted(by_kind.items())), "chunks": len(chunks)}
-    if differing > len(findings):
+               "by_kind": dict(sorted(by_kind.items())), "chunks": len(chunks), "stale_claims": n_stale}
+    if differing + n_stale > len(findings):
         metrics["findings_truncated_to"] = len(findings)
     return CheckResult.from_findings("ledger", findings, metrics)

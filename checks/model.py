@@ -25,6 +25,9 @@ FINDING_KINDS = (
     "row_missing_in_shadow",
     "row_missing_in_legacy",
     "duplicate_key",
+    "stale_claim",
+    "shadow_write_on_main",
+    "run_crashed",
     "fire_time_mismatch",  # an observe-only job ran off the translated schedule (checks.jobparity)
 )
 
@@ -53,6 +56,7 @@ class CheckResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     waiver: dict | None = None  # set when a failing check is waived
+    seconds: float | None = None  # how long the check took (reports: JUnit time attributes)
 
     @classmethod
     def from_findings(cls, name: str, findings: list[Finding], metrics: dict | None = None) -> "CheckResult":
@@ -76,6 +80,8 @@ class CheckResult:
             d["error"] = self.error
         if self.waiver:
             d["waiver"] = self.waiver
+        if self.seconds is not None:
+            d["seconds"] = round(self.seconds, 3)
         return d
 
 

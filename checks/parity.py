@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,9 @@ from checks.model import CHECKS, ERROR, FAIL, PASS, CheckResult, combine
 from checks.quality import check_quality
 from checks.runs import check_runs
 from checks.spark_checks import has_shadow, processor_for
+from checks.value_window import check_values
 
+from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
@@ -39,10 +42,12 @@ class IngestionParity:
     checks: list[CheckResult]
     streak: int = 0
     fork_snapshot_id: int | None = None
+    table: str | None = None
+    heads: dict[str, int | None] = field(default_factory=dict)  # branch -> head snapshot judged (reports)
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "verdict": self.verdict, "streak": self.streak,
-                "checks": [c.as_dict() for c in self.checks]}
+        return {"id": self.id, "verdict": self.verdict, "streak": self.streak, "table": self.table,
+                "heads": self.heads, "checks": [c.as_dict() for c in self.checks]}
 
 
 @dataclass
@@ -105,7 +110,8 @@ def _job_checks(ws, job, checks: list[str], *, since, until, fork, forked_at, th
                 until=until, thresholds=thresholds))
         elif name == "ledger":
             res = _guard(name, lambda: check_ledger(ws.autoloader_engine, job.id, since=since, until=until,
-                                                    grace_s=float(thresholds.get("ledger_grace", 0))))
+                                                    grace_s=float(thresholds.get("ledger_grace", 0)),
+                                                    claim_timeout_s=ws.settings.claim_timeout))
         else:
             res = _guard(name, lambda: check_counts(
                 _guard_table(ws, job.table), fork_snapshot_id=fork, ingestion_id=job.id,
@@ -125,16 +131,23 @@ def _in_state_since(ws, iid: str, state: str) -> datetime | None:
 
 
 def _guard(name: str, fn) -> CheckResult:
+    t0 = time.perf_counter()
     try:
-        return fn()
+        res = fn()
     except Exception as e:  # noqa: BLE001 - a check that cannot run is an `error` verdict, not a crash
         log.debug("check %s failed", name, exc_info=True)
         first = str(e).splitlines()[0] if str(e) else ""
-        return CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+        res = CheckResult.errored(name, redact_text(f"{type(e).__name__}: {first}"))
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iterable[str] = CHECKS,
-               store: bool = True, now: datetime | None = None) -> ParityReport:
+               store: bool = True, now: datetime | None = None, orphan_runs: list | None = None,
+               orphan_notes: list[str] | None = None) -> ParityReport:
+    """``orphan_runs``: runs the orchestrators say crashed before writing a run record
+    (cutover.protocol.OrphanRun, gathered by the caller through cutover.registry.orphan_runs);
+    ``orphan_notes``: the sides that could not be asked."""
     checks = [c for c in CHECKS if c in set(checks)]
     until = now or utcnow()
     report = ParityReport(uuid.uuid4().hex, until, since, until)
@@ -155,6 +168,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
         # runs from before the shadow existed have no counterpart by construction
         runs_since = max(t for t in (since, forked_at) if t is not None) if (since or forked_at) else None
         results: list[CheckResult] = []
+        tbl = None
         if getattr(ing, "kind", None) in ("callable", "command"):  # a team's own job (checks.jobparity)
             results = _job_checks(ws, ing, checks, since=since, until=until, fork=fork, forked_at=forked_at,
                                   thresholds=thresholds)
@@ -168,30 +182,41 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                     res = _guard(name, lambda: check_runs(
                         ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="legacy", mode="live"),
                         ws.runs.list(ingestion_id=ing.id, since=runs_since, orchestrator="prefect", mode="shadow"),
-                        until=until, thresholds=thresholds))
+                        until=until, thresholds=thresholds,
+                        orphans=None if orphan_runs is None else [
+                            o for o in orphan_runs if o.ingestion_id == ing.id
+                            and (runs_since is None or o.at is None or o.at >= runs_since)],
+                        orphan_notes=orphan_notes))
                 elif name == "ledger":
                     res = _guard(name, lambda: check_ledger(
                         ws.autoloader_engine, ing.id, since=since, until=until,
-                        grace_s=float(thresholds.get("ledger_grace", 0))))
+                        grace_s=float(thresholds.get("ledger_grace", 0)), claim_timeout_s=ws.settings.claim_timeout))
                 elif name == "counts":
                     res = _guard(name, lambda: check_counts(
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
                         live=Ledger(ws.autoloader_engine, ing.id, "live", claim_timeout=0).entries(),
                         shadow=Ledger(ws.autoloader_engine, ing.id, "shadow", claim_timeout=0).entries()))
+                elif name == "values":  # DuckDB over the window's data files, whatever the engine
+                    res = _guard(name, lambda: check_values(
+                        (spark.iceberg_table(ing.table) if spark.iceberg else None) if spark else tbl,
+                        ws.autoloader_engine, ing, fork_snapshot_id=fork, since=since, until=until))
                 elif spark:
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),
                         sample_rows=int(thresholds.get("quality_sample_rows", 0))))
                 else:
                     res = _guard(name, lambda: check_quality(tbl, key_columns=list(ing.key_columns),
-                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0))))
+                                                             sample_rows=int(thresholds.get("quality_sample_rows", 0)),
+                                                             fork_snapshot_id=fork, since=since))
                 results.append(res)
         for res in results:
             if res.verdict == FAIL:
                 w = waivers.active_for(ing.id, res.name, at=until)
                 if w is not None:
                     res.waiver = w
-        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork))
+        heads = {b: Catalog.head(tbl, b) for b in (MAIN, SHADOW_BRANCH)} if not spark and tbl is not None else {}
+        report.ingestions.append(IngestionParity(ing.id, combine(results), results, fork_snapshot_id=fork,
+                                                 table=ing.table, heads=heads))
         report.series[ing.id] = _series(ws, ing.id, since)
     if store:
         _store(ws.state_engine, report)

@@ -6,6 +6,10 @@ window are not judged yet), ``run_failed`` (a run failed where its partner did
 not, beyond the allowed failure rate), ``duration_regression`` (median duration
 ratio shadow/legacy above the threshold, over pairs whose legacy run took at
 least ``min_duration_s`` -- sub-second runs are noise, not a regression).
+
+``run_crashed``: a run the orchestrator itself says crashed, failed or was missed and that
+left no run record (``cutover.protocol.OrphanRun``, read from each side through
+``cutover.registry.orphan_runs``): reported at once, not after the match window.
 """
 
 from __future__ import annotations
@@ -45,7 +49,10 @@ def align(legacy: list, shadow: list, window_s: float) -> tuple[list[tuple], lis
     return pairs, lonely_l, lonely_s
 
 
-def check_runs(legacy_runs: list, shadow_runs: list, *, until: datetime, thresholds: dict) -> CheckResult:
+def check_runs(legacy_runs: list, shadow_runs: list, *, until: datetime, thresholds: dict,
+               orphans: list | None = None, orphan_notes: list[str] | None = None) -> CheckResult:
+    """``orphans``: this ingestion's runs that left no run record (cutover.protocol.OrphanRun);
+    ``orphan_notes``: the sides that could not be asked (None: orphans were not looked for)."""
     window_s = float(thresholds.get("run_match_window", 900))
     legacy = [r for r in legacy_runs if r.status != "RUNNING"]
     shadow = [r for r in shadow_runs if r.status != "RUNNING"]
@@ -79,6 +86,15 @@ def check_runs(legacy_runs: list, shadow_runs: list, *, until: datetime, thresho
         findings.append(Finding("duration_regression", legacy=None, shadow=None,
                                 detail=f"median shadow/legacy duration ratio {median:.2f} > {max_ratio:.2f} "
                                        f"over {len(ratios)} run pair(s)"))
+    for o in sorted(orphans or (), key=lambda o: (o.at is None, o.at)):
+        side = "shadow" if o.mode == "shadow" else "legacy"
+        findings.append(Finding("run_crashed", **{side: o.as_dict()},
+                                detail=f"{o.orchestrator} {o.mode} run {o.side_run_id} {o.status} with no run record "
+                                       f"(it died before the ingestion service wrote one): {o.detail}"))
     metrics = {"legacy_runs": len(legacy), "shadow_runs": len(shadow), "matched": len(pairs),
                "shadow_failure_rate": round(rate, 4), "median_duration_ratio": round(median, 3) if median else None}
+    if orphans is not None:
+        metrics["orphan_runs"] = len(orphans)
+    if orphan_notes:
+        metrics["orchestrators_not_read"] = list(orphan_notes)
     return CheckResult.from_findings("runs", findings, metrics)

@@ -28,99 +28,35 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from checks.model import CheckResult, Finding
 from cutover.core.errors import InputError
+from cutover.core.extras import require
+from cutover.core.records.valuespec import (  # noqa: F401 - the spec types, re-exported for callers of compare()
+    DEFAULT_BUCKETS,
+    ROW,
+    Tolerance,
+    ValueSpec,
+    spec_for,
+)
 
-ROW = "row"
 MASK = "***"
-DEFAULT_BUCKETS = 65536
-TIMESTAMP_UNITS = ("microseconds", "milliseconds", "seconds", "minutes", "hours", "days")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How two values of one column may differ and still be equal.
-
-    - ``abs``: numbers equal when ``|a - b| <= abs``;
-    - ``rel``: numbers equal when ``|a - b| <= rel * max(|a|, |b|)``;
-    - ``timestamp``: timestamps compared truncated to this unit (``seconds``, ``milliseconds`` …);
-    - ``nan_equal`` (default True): NaN equals NaN;
-    - ``strip`` / ``casefold``: strings compared after stripping white space / case-folding;
-    - ``null_equals_empty``: NULL equals the empty string (off by default: NULL ↔ '' is a change).
-    """
-
-    abs: float | None = None
-    rel: float | None = None
-    timestamp: str | None = None
-    nan_equal: bool = True
-    strip: bool = False
-    casefold: bool = False
-    null_equals_empty: bool = False
-
-    def __post_init__(self):
-        for name in ("abs", "rel"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, float)) or math.isnan(v) or v < 0):
-                raise InputError(f"tolerance {name}={v!r} is not a number >= 0", fix=f"set {name} to e.g. 0.01")
-        if self.timestamp is not None and self.timestamp not in TIMESTAMP_UNITS:
-            raise InputError(f"timestamp tolerance {self.timestamp!r} is not a unit",
-                             fix="use one of " + ", ".join(TIMESTAMP_UNITS))
-
-    @classmethod
-    def parse(cls, column: str, raw: Any) -> "Tolerance":
-        if isinstance(raw, Tolerance):
-            return raw
-        if not isinstance(raw, dict):
-            raise InputError(f"tolerance for column {column!r} must be a mapping, not {type(raw).__name__}",
-                             fix="e.g. {abs: 0.01} or {timestamp: seconds}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InputError(f"unknown tolerance field(s) {', '.join(unknown)} for column {column!r}",
-                             fix="use " + ", ".join(sorted(known)))
-        return cls(**raw)
-
-
-@dataclass(frozen=True)
-class ValueSpec:
-    """What to compare: the key, per-column tolerances, columns to ignore, columns whose values
-    are never shown (examples masked)."""
-
-    key: tuple[str, ...] | str | None
-    tolerances: dict[str, Tolerance] = field(default_factory=dict)
-    ignore: frozenset[str] = frozenset()
-    sensitive: frozenset[str] = frozenset()
-    examples: int = 5
-    buckets: int = DEFAULT_BUCKETS
-
-    @classmethod
-    def build(cls, key, *, tolerances: dict | None = None, ignore: Iterable[str] = (), sensitive: Iterable[str] = (),
-              examples: int = 5, buckets: int = DEFAULT_BUCKETS) -> "ValueSpec":
-        if key is None or key == [] or key == ():
-            raise InputError("the values check needs a key and this ingestion declares none",
-                             fix="set `key: [column, ...]` (rows matched by those columns) or `key: row` "
-                                 "(whole rows matched) in the ingestion definition")
-        if isinstance(key, str):
-            if key != ROW:
-                key = (key,)
-        else:
-            key = tuple(key)
-        tol = {c: Tolerance.parse(c, t) for c, t in (tolerances or {}).items()}
-        if buckets < 1:
-            raise InputError(f"buckets={buckets} must be >= 1", fix="leave the default")
-        return cls(key, tol, frozenset(ignore), frozenset(sensitive), examples, buckets)
+OCC = "__cutover_occurrence"  # the n-th row of a key, when a key occurs more than once
 
 
 @dataclass
 class ColumnDiff:
     mismatches: int = 0
-    max_abs_diff: float | None = None
+    max_abs_diff: float | None = None  # numbers: in the column's unit; timestamps: seconds
     examples: list[dict] = field(default_factory=list)
+    unit: str = ""
 
     def as_dict(self) -> dict:
-        return {"mismatches": self.mismatches, "max_abs_diff": self.max_abs_diff, "examples": self.examples}
+        d = {"mismatches": self.mismatches, "max_abs_diff": self.max_abs_diff, "examples": self.examples}
+        if self.unit:
+            d["unit"] = self.unit
+        return d
 
 
 @dataclass
@@ -137,6 +73,7 @@ class ValuesDiff:
     columns: dict[str, ColumnDiff] = field(default_factory=dict)
     schema: list[dict] = field(default_factory=list)  # {"column", "legacy", "shadow"} types; None = absent
     only_examples: dict[str, list[dict]] = field(default_factory=dict)  # legacy|shadow -> example keys
+    duplicate_examples: dict[str, list[dict]] = field(default_factory=dict)  # legacy|shadow -> {key, legacy, shadow}
     buckets: int = 0
     buckets_differing: int = 0
     seconds: float = 0.0
@@ -149,7 +86,8 @@ class ValuesDiff:
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("rows_legacy", "rows_shadow", "only_legacy", "only_shadow",
                                             "differing_rows", "duplicate_keys_legacy", "duplicate_keys_shadow",
-                                            "schema", "only_examples", "buckets", "buckets_differing")}
+                                            "schema", "only_examples", "duplicate_examples", "buckets",
+                                            "buckets_differing")}
         d["seconds"] = round(self.seconds, 3)
         d["columns"] = {c: v.as_dict() for c, v in self.columns.items()}
         return d
@@ -186,9 +124,10 @@ def _normalised(col: str, typ: str, tol: Tolerance | None) -> str:
     if tol is None:
         tol = Tolerance()
     if _is_float(typ) and not (tol.abs or tol.rel):
-        # NaN equals NaN (unless declared otherwise: then a NaN never hashes alike), -0.0 equals 0.0
-        nan = "'NaN'::DOUBLE" if tol.nan_equal else "random()"
-        return f"CASE WHEN isnan({c}::DOUBLE) THEN {nan} WHEN {c} = 0 THEN 0::DOUBLE ELSE {c}::DOUBLE END"
+        if tol.nan_equal:  # DuckDB's hash() already hashes every NaN alike and -0.0 as 0.0
+            return c
+        # NaN never equal: a NaN never hashes alike (its bucket is drilled into and compared)
+        return f"CASE WHEN isnan({c}::DOUBLE) THEN random() ELSE {c} END"
     if _is_numeric(typ) and (tol.abs or tol.rel):
         x = f"{c}::DOUBLE"
         if tol.abs and tol.rel:
@@ -203,16 +142,16 @@ def _normalised(col: str, typ: str, tol: Tolerance | None) -> str:
                     f"floor({x} / (pow(10, floor(log10(abs({x})))) * {float(tol.rel) / 10!r})) END")
         nan = "'NaN'::DOUBLE" if tol.nan_equal else "random()"
         return f"CASE WHEN isnan({x}) THEN {nan} ELSE {expr} END"
-    if _is_ts(typ) and tol.timestamp:
-        unit = tol.timestamp.rstrip("s")
+    if _is_ts(typ) and tol.timestamp_precision:
+        unit = tol.timestamp_precision.rstrip("s")
         return f"date_trunc('{unit}', {c})"
-    if _is_text(typ) and (tol.strip or tol.casefold or tol.null_equals_empty):
+    if _is_text(typ) and tol.normalize:
         e = c
         if tol.strip:
             e = f"trim({e})"
-        if tol.casefold:
+        if tol.lower:
             e = f"lower({e})"
-        if tol.null_equals_empty:
+        if tol.null_as_empty:
             e = f"coalesce({e}, '')"
         return e
     return c
@@ -234,32 +173,46 @@ def _differs(col: str, typ: str, tol: Tolerance | None) -> str:
         eq = f"({' OR '.join(close)})" + (f" OR {both_nan}" if nan_eq else f" AND NOT (isnan({lx}) OR isnan({rx}))")
         return f"CASE WHEN {l} IS NULL AND {r} IS NULL THEN FALSE WHEN {l} IS NULL OR {r} IS NULL THEN TRUE " \
                f"ELSE NOT ({eq}) END"
-    if tol is not None and _is_ts(typ) and tol.timestamp:
-        unit = tol.timestamp.rstrip("s")
+    if tol is not None and _is_ts(typ) and tol.timestamp_precision:
+        unit = tol.timestamp_precision.rstrip("s")
         return f"date_trunc('{unit}', {l}) IS DISTINCT FROM date_trunc('{unit}', {r})"
-    if tol is not None and _is_text(typ) and (tol.strip or tol.casefold or tol.null_equals_empty):
+    if tol is not None and _is_text(typ) and tol.normalize:
         return f"{_normalised(col, typ, tol).replace(_q(col), l)} IS DISTINCT FROM " \
                f"{_normalised(col, typ, tol).replace(_q(col), r)}"
     return f"{l} IS DISTINCT FROM {r}"
 
 
+_DATABASES: dict[tuple, Any] = {}  # (memory_limit, threads) -> one in-memory DuckDB per process
+
+
 def _connect(memory_limit: str, threads: int | None):
-    import duckdb  # lazy: the CLI starts without it
+    """A fresh connection (its own temp tables and views) to this process's in-memory DuckDB
+    database for these settings: opening the database costs ~0.1 s, a connection to it nothing,
+    so a parity run over many ingestions opens it once."""
+    duckdb = require("duckdb", what="the values parity check")  # lazy: the CLI starts without it
 
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("SET preserve_insertion_order = false")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    return con
+    key = (memory_limit, threads)
+    db = _DATABASES.get(key)
+    if db is None:
+        db = duckdb.connect()
+        db.execute(f"SET memory_limit = '{memory_limit}'")
+        db.execute("SET preserve_insertion_order = false")
+        if threads:
+            db.execute(f"SET threads = {int(threads)}")
+        _DATABASES[key] = db
+    return db.cursor()
 
 
-def _register(con, name: str, source) -> None:
-    """A side as a DuckDB view: a list of Parquet paths (streamed), an Arrow table or reader."""
-    if isinstance(source, (list, tuple)):
-        if not source:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_empty AS SELECT 1 WHERE FALSE")
-            raise InputError(f"the {name} side has no data files in this window", fix="check the window")
+def _empty(source) -> bool:
+    return source is None or (isinstance(source, (list, tuple)) and not source)
+
+
+def _register(con, name: str, source, like: str | None = None) -> None:
+    """A side as a DuckDB view: a list of Parquet paths (streamed), an Arrow table, dataset or
+    reader; an empty side (no data files in the window) as ``like`` with no rows."""
+    if _empty(source):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {like} WHERE FALSE")
+    elif isinstance(source, (list, tuple)):
         paths = ", ".join("'" + str(p).replace("'", "''") + "'" for p in source)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet([{paths}], union_by_name=true)")
     else:
@@ -283,12 +236,16 @@ def _show(v: Any, sensitive: bool) -> Any:
 
 def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threads: int | None = None) -> ValuesDiff:
     """Compare the rows of ``legacy`` with those of ``shadow`` (each a list of Parquet paths, an
-    Arrow table or a RecordBatchReader) under ``spec``."""
+    Arrow table, dataset or RecordBatchReader; an empty list is a side with no rows) under ``spec``."""
     t0 = time.perf_counter()
+    if _empty(legacy) and _empty(shadow):
+        return ValuesDiff(0, 0, seconds=time.perf_counter() - t0)
     con = _connect(memory_limit, threads)
     try:
-        _register(con, "legacy", legacy)
-        _register(con, "shadow", shadow)
+        first, second = (("legacy", legacy), ("shadow", shadow)) if not _empty(legacy) else \
+            (("shadow", shadow), ("legacy", legacy))
+        _register(con, *first)
+        _register(con, *second, like=first[0])
         lcols, rcols = _columns(con, "legacy"), _columns(con, "shadow")
         schema = []
         for c in sorted(set(lcols) | set(rcols)):
@@ -303,7 +260,7 @@ def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threa
         if missing:
             raise InputError(f"key column(s) {', '.join(missing)} not on both sides "
                              f"(legacy has {', '.join(lcols)}; shadow has {', '.join(rcols)})",
-                             fix="fix `key:` in the ingestion definition, or use `key: row`")
+                             fix="fix `values: {key: ...}` (or key_columns) in the ingestion definition, or use `key: row`")
         values = [c for c in common if c not in key and lcols[c] == rcols[c]]
         for c in spec.tolerances:
             if c not in lcols and c not in rcols:
@@ -312,19 +269,20 @@ def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threa
         vexpr = ", ".join(_normalised(c, lcols[c], spec.tolerances.get(c)) for c in values) or "0"
         b = int(spec.buckets)
 
-        def buckets(side: str):
-            return con.execute(
-                f"SELECT hash({kexpr}) % {b} AS b, count(*) AS n, "
-                f"sum(hash({kexpr}, {vexpr})::HUGEINT) AS s FROM {side} GROUP BY 1").fetchall()
-
-        lb = {r[0]: (r[1], r[2]) for r in buckets("legacy")}
-        rb = {r[0]: (r[1], r[2]) for r in buckets("shadow")}
-        diff = ValuesDiff(rows_legacy=sum(n for n, _ in lb.values()), rows_shadow=sum(n for n, _ in rb.values()),
-                          schema=schema, buckets=b)
-        differing = sorted(k for k in set(lb) | set(rb) if lb.get(k) != rb.get(k))
-        diff.buckets_differing = len(differing)
-        if differing:
-            _drill(con, diff, spec, key, values, lcols, differing, b)
+        for side in ("legacy", "shadow"):  # the one hashing pass per side
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {side}_b AS SELECT hash({kexpr}) % {b} AS b, count(*) AS n, "
+                        f"sum(hash({kexpr}, {vexpr})::HUGEINT) AS s FROM {side} GROUP BY 1")
+        # buckets compared in the database: 65,536 of them never travel to Python
+        con.execute("CREATE OR REPLACE TEMP TABLE diff_buckets AS SELECT coalesce(l.b, r.b) AS b FROM legacy_b l "
+                    "FULL JOIN shadow_b r ON l.b = r.b WHERE l.n IS DISTINCT FROM r.n OR l.s IS DISTINCT FROM r.s")
+        nl, nr, nd = con.execute("SELECT (SELECT coalesce(sum(n), 0) FROM legacy_b), (SELECT coalesce(sum(n), 0) "
+                                 "FROM shadow_b), (SELECT count(*) FROM diff_buckets)").fetchone()
+        diff = ValuesDiff(rows_legacy=int(nl), rows_shadow=int(nr), schema=schema, buckets=b)
+        diff.buckets_differing = int(nd)
+        if nd:
+            # the occurrence order of duplicated keys: the normalised values, without the random()
+            # that makes a NaN never equal another when nan_equal is false (window orders must be stable)
+            _drill(con, diff, spec, key, values, lcols, b, vexpr.replace("random()", "'NaN'::DOUBLE"))
         diff.seconds = time.perf_counter() - t0
         return diff
     finally:
@@ -332,19 +290,34 @@ def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threa
 
 
 def _drill(con, diff: ValuesDiff, spec: ValueSpec, key: list[str], values: list[str], cols: dict[str, str],
-           differing: list[int], b: int) -> None:
-    """Join the rows of the differing buckets by key and compare every column exactly."""
-    kexpr = ", ".join(_q(k) for k in key)
-    import pyarrow as pa  # lazy, like duckdb
+           b: int, vexpr: str) -> None:
+    """Join the rows of the differing buckets by key and compare every column exactly.
 
-    con.register("diff_buckets", pa.table({"b": pa.array(differing, type=pa.uint64())}))
+    A key that occurs more than once on a side is matched occurrence by occurrence, in the order
+    of the rows' normalised hashes (so identical duplicates on both sides pair up and are no
+    finding: they are a property of the data, not a divergence); a key that occurs more often
+    on one side than on the other is a ``duplicate_key`` and its extra rows are rows only on
+    that side."""
+    kexpr = ", ".join(_q(k) for k in key)
     for side in ("legacy", "shadow"):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {side}_d AS SELECT * FROM {side} "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {side}_d AS SELECT *, row_number() OVER "
+                    f"(PARTITION BY {kexpr} ORDER BY hash({vexpr})) AS {OCC} FROM {side} "
                     f"WHERE hash({kexpr}) % {b} IN (SELECT b FROM diff_buckets)")
-        dup = con.execute(f"SELECT count(*) FROM (SELECT {kexpr} FROM {side}_d GROUP BY ALL HAVING count(*) > 1)"
-                          ).fetchone()[0]
-        setattr(diff, f"duplicate_keys_{side}", int(dup))
-    on = " AND ".join(f"l.{_q(k)} IS NOT DISTINCT FROM r.{_q(k)}" for k in key)
+    kon = " AND ".join(f"l.{_q(k)} IS NOT DISTINCT FROM r.{_q(k)}" for k in key)
+    counts = (f"SELECT l.n AS nl, r.n AS nr, {', '.join(f'coalesce(l.{_q(k)}, r.{_q(k)}) AS {_q(k)}' for k in key)} "
+              f"FROM (SELECT {kexpr}, count(*) AS n FROM legacy_d GROUP BY ALL) l FULL JOIN "
+              f"(SELECT {kexpr}, count(*) AS n FROM shadow_d GROUP BY ALL) r ON {kon}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE key_counts AS {counts}")
+    for side, this, that in (("legacy", "nl", "nr"), ("shadow", "nr", "nl")):
+        cond = f"{this} > 1 AND {this} > coalesce({that}, 0)"
+        setattr(diff, f"duplicate_keys_{side}", int(con.execute(f"SELECT count(*) FROM key_counts WHERE {cond}").fetchone()[0]))
+        ex = con.execute(f"SELECT {kexpr}, {this}, coalesce({that}, 0) FROM key_counts WHERE {cond} "
+                         f"ORDER BY {kexpr} LIMIT {int(spec.examples)}").fetchall()
+        if ex:
+            diff.duplicate_examples[side] = [
+                {"key": {k: _show(v, k in spec.sensitive) for k, v in zip(key, row)}, side: row[-2],
+                 ("shadow" if side == "legacy" else "legacy"): row[-1]} for row in ex]
+    on = f"{kon} AND l.{OCC} = r.{OCC}"
     first = _q(key[0])
     for side, other, alias in (("legacy", "shadow", "l"), ("shadow", "legacy", "r")):
         this, that = ("l", "r") if alias == "l" else ("r", "l")
@@ -377,6 +350,12 @@ def _drill(con, diff: ValuesDiff, spec: ValueSpec, key: list[str], values: list[
                             ).fetchone()[0]
             cd.max_abs_diff = None if m is None or (isinstance(m, float) and math.isnan(m)) else float(m)
             order = f"abs({_q('l_' + c)}::DOUBLE - {_q('r_' + c)}::DOUBLE) DESC NULLS FIRST"
+        elif _is_ts(cols[c]):
+            m = con.execute(f"SELECT max(abs(epoch_us({_q('l_' + c)}) - epoch_us({_q('r_' + c)}))) FROM pairs "
+                            f"WHERE {_q('d_' + c)}").fetchone()[0]
+            cd.max_abs_diff = None if m is None else float(m) / 1e6  # seconds
+            cd.unit = "s"
+            order = f"abs(epoch_us({_q('l_' + c)}) - epoch_us({_q('r_' + c)})) DESC NULLS FIRST"
         else:
             order = ", ".join(_q(k) for k in key)
         sens = c in spec.sensitive
@@ -388,10 +367,26 @@ def _drill(con, diff: ValuesDiff, spec: ValueSpec, key: list[str], values: list[
         diff.columns[c] = cd
 
 
-def check_result(diff: ValuesDiff, name: str = "values"):
+def _val(v) -> str:
+    """A compared value in a finding's text: NULL and strings visibly quoted, numbers as they are."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, str) and v != MASK:
+        return '"' + v.replace('"', '\\"') + '"'
+    return str(v)
+
+
+def _key_text(key: dict | None) -> str:
+    if not key:
+        return "?"
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+def check_result(diff: ValuesDiff, name: str = "values", *, metrics: dict | None = None):
     """The diff as a parity check result: one finding per differing column (naming it, with its
-    count and largest difference), per side with rows the other lacks, per duplicated key, per
-    schema difference (naming the column and both types)."""
+    count, largest difference and an example key), per side with rows the other lacks, per
+    side with keys duplicated more than on the other, per schema difference (naming the column
+    and both types). ``metrics``: added to the diff's own (files read, window)."""
     findings = []
     for s in diff.schema:
         findings.append(Finding("schema_mismatch", legacy=s["legacy"], shadow=s["shadow"],
@@ -403,14 +398,24 @@ def check_result(diff: ValuesDiff, name: str = "values"):
             ex = diff.only_examples.get(side, [])
             findings.append(Finding(f"row_missing_in_{other}", legacy=n if side == "legacy" else 0,
                                     shadow=n if side == "shadow" else 0,
-                                    detail=f"{n} row(s) only on the {side} side, e.g. key {ex[:3]}"))
+                                    detail=f"{n} row(s) only on the {side} side, e.g. key "
+                                           + "; ".join(_key_text(k) for k in ex[:3])))
         d = getattr(diff, f"duplicate_keys_{side}")
         if d:
-            findings.append(Finding("duplicate_key", detail=f"{d} key(s) occur more than once on the {side} side"))
-    for col, c in diff.columns.items():
+            ex = diff.duplicate_examples.get(side, [])
+            e0 = ex[0] if ex else {}
+            findings.append(Finding("duplicate_key", legacy=e0.get("legacy"), shadow=e0.get("shadow"),
+                                    detail=f"{d} key(s) occur more often on the {side} side than on the {other} side, "
+                                           f"e.g. key {_key_text(e0.get('key'))}: {side} {e0.get(side)}×, "
+                                           f"{other} {e0.get(other)}×"))
+    for col, c in sorted(diff.columns.items(), key=lambda kv: -kv[1].mismatches):
         ex = c.examples[0] if c.examples else {}
-        largest = f", largest difference {c.max_abs_diff:g}" if c.max_abs_diff is not None else ""
-        findings.append(Finding("values_mismatch", legacy=ex.get("legacy"), shadow=ex.get("shadow"),
+        largest = f", largest difference {c.max_abs_diff:g}{' ' + c.unit if c.unit else ''}" \
+            if c.max_abs_diff is not None else ""
+        findings.append(Finding("values_mismatch", file=None, legacy=ex.get("legacy"), shadow=ex.get("shadow"),
                                 detail=f"column {col}: {c.mismatches} of {diff.rows_legacy} row(s) differ{largest}; "
-                                       f"e.g. key {ex.get('key')}"))
-    return CheckResult.from_findings(name, findings, metrics=diff.as_dict())
+                                       f"e.g. key {_key_text(ex.get('key'))}: legacy {_val(ex.get('legacy'))}, "
+                                       f"shadow {_val(ex.get('shadow'))}"))
+    m = diff.as_dict()
+    m.update(metrics or {})
+    return CheckResult.from_findings(name, findings, metrics=m)

@@ -87,6 +87,38 @@ class OrchestratorWriter(OrchestratorReader, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class OrphanRun:
+    """A run an orchestrator started that left no cutover run record: it crashed (or failed) before
+    the ingestion service could write one, so the runs table alone cannot see it. Read from the
+    orchestrator itself: a Prefect flow run CRASHED/FAILED whose id no run record carries, a cron
+    wrapper start with no end whose process is gone ... Parity reports each as ``run_crashed``
+    at once (no match window to wait for)."""
+
+    ingestion_id: str
+    orchestrator: str  # prefect | cron | apscheduler ...
+    side_run_id: str  # the orchestrator's own id of the run (flow run id, wrapper run id ...)
+    status: str  # CRASHED | FAILED | MISSED, as the orchestrator says
+    at: datetime | None
+    mode: str = "live"  # live | shadow
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        d = self.__dict__.copy()
+        d["at"] = self.at.isoformat() if self.at else None
+        return d
+
+
+@runtime_checkable
+class OrphanRunReader(Protocol):
+    """A side that can say which of its runs left no run record (registered by name in
+    ``cutover.registry.ORPHAN_RUN_READERS`` as a function ``(ws, *, since, ingestion_ids)`` returning
+    a list of :class:`OrphanRun`, or None when the side is not set up in this workspace; it raises
+    OrchestratorError when the side does not answer)."""
+
+    def orphan_runs(self, *, since: datetime | None, ingestion_ids: list[str]) -> list[OrphanRun]: ...
+
+
 def run_legacy_now(side, iid: str, *, trigger: str = "manual") -> str:
     """Run ``iid`` now on the legacy ``side`` as its orchestrator runs it (``side.run_now``: the
     batch orchestrator, a crontab line's wrapper ...) and wait; returns the run id. A wrapping

@@ -22,8 +22,9 @@ Prefect side.
   ``retries`` counts the client's retried requests.
 - An unreachable API raises ``OrchestratorError`` with a one-line reason.
 
-The API URL is ``api_url`` if given, else PREFECT_API_URL, else the local server
-(started on demand, except by ``health``).
+The API URL is ``api_url`` if given, else the selected server (environment, then Prefect profile:
+``cutover.core.prefectconn``), else the embedded server, started only when ``start`` (with its
+worker when ``worker``); ``health`` never starts it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ from typing import Any, Iterator
 from cutover.core.errors import CutoverError, GateFailed, NotFound
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.shadowfork import ensure_fork
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
-from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired,
-                          ingestion_of, mode_of, plan_one, record_ids)
-from flows.http import RetryCounter, check_health, open_client
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError, OrphanRun
+from flows.deploy import (FLOW_NAME, TAG, apply, check_mode, deployment_name, describe_schedule, desired, full_name,
+                          ingestion_of, mode_of, plan_one, prepare, record_ids)
+from flows.http import PrefectHTTP, PrefectUnavailable, RetryCounter, check_health, open_client, require_worker
+from flows.local import api_url, ensure_work_pool, never_started
 from flows.jobdeploy import desired_job, flow_name_of, is_job, runs_in
-from flows.local import api_url, ensure_work_pool
 
 PAGE = 200
 _ACTIONS = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED}
@@ -55,29 +56,35 @@ class PrefectAdapter:
     name = "prefect"
 
     def __init__(self, workspace, api_url: str | None = None, *, mode: str = "shadow",
-                 paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True):
+                 paused_on_create: bool | None = None, allow_approx: bool = False, start: bool = True,
+                 worker: bool = True):
         self.ws = workspace
         self.mode = check_mode(mode)
         self.paused_on_create = paused_on_create
         self.allow_approx = allow_approx
         self.start = start
+        self.worker = worker
         self._api_url = api_url
         self._client = None
         self._tmp_settings = None
         self._retries = None
         self._flow_ids: dict[str, Any] = {}  # flow name -> id, once created/read
         self._flow_names: dict[str, str] = {}  # id -> its flow (cutover-ingest, or a job's flow)
-        self._pool_checked = False
+        self._pool_checked: set[str] = set()  # work pools known to exist (with their queues)
 
     # -- plumbing ------------------------------------------------------------------------
     @property
     def api_url(self) -> str:
         if self._api_url is None:
-            try:
-                self._api_url = api_url(self.ws.settings, start=self.start)
-            except CutoverError as e:
-                raise OrchestratorError(f"Prefect API unavailable: {e.one_line()}") from None
+            # a configuration problem raises InputError (exit 2), a server that does not answer
+            # PrefectUnavailable (an OrchestratorError, exit 3): one line each, in seconds
+            self._api_url = api_url(self.ws.settings, start=self.start, worker=self.worker)
         return self._api_url
+
+    def require_worker(self) -> dict:
+        """Fail fast (PrefectUnavailable naming the pool and `prefect worker start --pool ...`) unless a
+        live worker polls the work pool: a flow run would wait forever."""
+        return require_worker(self.api_url, self.ws.settings.prefect_work_pool)
 
     @property
     def retries(self) -> int:
@@ -118,7 +125,8 @@ class PrefectAdapter:
             with self._retries.watching():
                 yield c
         except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
-            raise OrchestratorError(f"Prefect API at {redact_url(self.api_url)} is unreachable ({_reason(e)})") from None
+            raise PrefectUnavailable(f"Prefect API at {redact_url(self.api_url)} is unreachable ({_reason(e)})",
+                                     fix="see `cutover config show` for which server is selected") from None
         except PrefectHTTPStatusError as e:
             code = e.response.status_code if e.response is not None else 0
             if code >= 500 or code in (408, 429):
@@ -161,31 +169,25 @@ class PrefectAdapter:
 
     # -- reader --------------------------------------------------------------------------
     def list_jobs(self) -> list[JobInfo]:
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
-        from prefect.client.schemas.sorting import DeploymentSort
-
+        """Every cutover deployment, read with the REST client (plain JSON, no ``import prefect``:
+        `cutover status` stays light, and a server that does not answer costs one probe)."""
         out: list[JobInfo] = []
-        flt = DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])).model_dump(mode="json")
-        with self.client() as c:
-            offset = 0
-            while True:  # read_deployments' body, parsed as plain JSON (see _deployment)
-                page = c.request("POST", "/deployments/filter", json={
-                    "deployments": flt, "limit": PAGE, "offset": offset, "sort": DeploymentSort.NAME_ASC.value}).json()
-                for d in page:
-                    tags = d.get("tags") or []
-                    iid = ingestion_of(tags)
-                    if iid is None:
-                        continue
-                    scheds = d.get("schedules") or []
-                    inactive = bool(scheds) and not any(s.get("active") for s in scheds)
-                    active = [s for s in scheds if s.get("active")] or scheds
-                    out.append(JobInfo(ingestion_id=iid, orchestrator=self.name, job_id=str(d["id"]),
-                                       schedule=describe_schedule(active[0].get("schedule")) if active else None,
-                                       paused=bool(d.get("paused") or inactive), next_run_time=None,
-                                       mode=mode_of(tags)))
-                if len(page) < PAGE:
-                    break
-                offset += PAGE
+        if self._api_url is None and not self.start and self.ws.settings.prefect.embedded \
+                and not self.ws.settings.prefect.problem and never_started(self.ws.settings):
+            return out  # the embedded server never ran: it holds no deployment (and a reader starts nothing)
+        with PrefectHTTP(self.api_url) as http:
+            for d in http.deployments([TAG]):
+                tags = d.get("tags") or []
+                iid = ingestion_of(tags)
+                if iid is None:
+                    continue
+                scheds = d.get("schedules") or []
+                inactive = bool(scheds) and not any(s.get("active") for s in scheds)
+                active = [s for s in scheds if s.get("active")] or scheds
+                out.append(JobInfo(ingestion_id=iid, orchestrator=self.name, job_id=str(d["id"]),
+                                   schedule=describe_schedule(active[0].get("schedule")) if active else None,
+                                   paused=bool(d.get("paused") or inactive), next_run_time=None,
+                                   mode=mode_of(tags)))
         return out
 
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
@@ -222,9 +224,10 @@ class PrefectAdapter:
             ensure_fork(self.ws, ingestion)
         with self.client() as c:
             item = plan_one(c, want)
-            if item.action != "unchanged" and not self._pool_checked:
-                ensure_work_pool(self.api_url, want.work_pool)  # reads; creates pool/queues only if missing
-                self._pool_checked = True
+            if item.secret in ("create", "update") or (item.action != "unchanged"
+                                                        and want.work_pool not in self._pool_checked):
+                prepare(c, self.ws, [item])  # pool/queues only if missing, the Secret block only if it differs
+                self._pool_checked.add(want.work_pool)
             if item.action == "create":
                 name = want.flow_name
                 cached = name in self._flow_ids
@@ -358,3 +361,57 @@ class PrefectAdapter:
         with self.client() as c:
             return c.read_flow_runs(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
                                     limit=limit, sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+
+
+def read_orphan_runs(ws, *, since: datetime | None, ingestion_ids: list[str], api_url_: str | None = None,
+                     limit: int = 1000) -> list[OrphanRun] | None:
+    """Flow runs of cutover deployments that ended CRASHED or FAILED (since ``since``) and whose id
+    no run record carries as ``external_id``: the flow died before it could write its record
+    (`cutover.protocol.OrphanRun`). None when this workspace has no Prefect server to ask
+    (PREFECT_API_URL unset and no local server running: nothing is started for this)."""
+    from cutover.core.errors import CutoverError
+
+    if api_url_ is None:
+        try:
+            api_url_ = api_url(ws.settings, start=False, echo=None)
+        except CutoverError:
+            return None
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterTags, FlowRunFilter,
+                                                FlowRunFilterExpectedStartTime, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    wanted = set(ingestion_ids)
+    flt = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.FAILED])))
+    if since is not None:
+        flt.expected_start_time = FlowRunFilterExpectedStartTime(after_=since)
+    frs: list = []
+    with PrefectAdapter(ws, api_url_, start=False) as ad, ad.client() as c:
+        while len(frs) < limit:  # the API pages 200 at a time
+            page = c.read_flow_runs(flow_run_filter=flt,
+                                    deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])),
+                                    limit=min(200, limit - len(frs)), offset=len(frs),
+                                    sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+            frs += page
+            if len(page) < 200:
+                break
+    out = []
+    known: dict[str, set[str]] = {}
+    for fr in frs:
+        tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in (fr.tags or []) if ":" in t}
+        iid = tags.get("ingestion")
+        if iid is None or iid not in wanted:
+            continue
+        if iid not in known:
+            known[iid] = {r.external_id for r in ws.runs.list(ingestion_id=iid, orchestrator="prefect") if r.external_id}
+        if str(fr.id) in known[iid]:
+            continue  # it wrote its record: the runs check judges it from there
+        msg = (fr.state.message or "").strip().splitlines()[0][:200] if fr.state and fr.state.message else ""
+        at = fr.end_time or fr.start_time or fr.expected_start_time
+        out.append(OrphanRun(ingestion_id=iid, orchestrator="prefect", side_run_id=str(fr.id),
+                             status=fr.state_type.value if fr.state_type else str(fr.state_name), at=at,
+                             mode=tags.get("mode", "shadow"),
+                             detail=f"flow run {fr.name} ({fr.id}) {fr.state_name}"
+                                    + (f": {redact_text(msg)}" if msg else "")))
+    return out

@@ -24,19 +24,23 @@ from cutover.core.output import Output as App
 from cutover.core.output import pass_output as pass_app
 from cutover.core.output import write_text_atomic
 from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.schedule.gate import check_accepted_ids, check_deploy, record_acceptances
 from cutover.core.workspace import Workspace
 from flows import deploy as D
 from flows import local as pl
 from flows.adapter import PrefectAdapter
 from flows.export import export
+from flows.pools import render_kubernetes_job
 
 
 @click.group()
 def prefect() -> None:
     """The Prefect side: local server and worker, deployments, flow runs.
 
-    Every command talks to PREFECT_API_URL when it is set, else to the local
-    server of this workspace (SQLite under [prefect] home), started on demand.
+    The server is the one Prefect would use: PREFECT_API_URL, else the active
+    Prefect profile (PREFECT_PROFILE / profiles.toml), else this workspace's
+    embedded server (`cutover config show` says which). The embedded server is
+    started only by `prefect up`, deploys, shadow start/run and execute.
     """
 
 
@@ -49,31 +53,44 @@ def _settings_env(app: App, *, dry_run: bool = False):
     if "prefect" in sys.modules:  # imported already (tests, library use): too late to matter
         return app.settings
     home = Path(app.settings.prefect_home).absolute()
-    if dry_run and not home.exists() and "PREFECT_HOME" not in os.environ:
+    if "PREFECT_HOME" in os.environ:  # the user's: the in-process client keeps it
+        return app.settings
+    if dry_run and not home.exists():
         tmp = tempfile.mkdtemp(prefix="cutover-dry-run-prefect-")
         atexit.register(shutil.rmtree, tmp, True)
-        os.environ["PREFECT_HOME"] = tmp
-    os.environ.setdefault("PREFECT_HOME", str(home))
+        home = Path(tmp)
+    # ours, not the user's: the connection (resolved already) is passed to every client explicitly,
+    # and a later load_settings() must still find the user's profiles (cutover.core.prefectconn)
+    os.environ["PREFECT_HOME"] = os.environ["CUTOVER_SET_PREFECT_HOME"] = str(home)
     return app.settings
 
 
 @prefect.command("up")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for /api/health.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait for the server's /api/health (default: [prefect] start_timeout, "
+                   "env CUTOVER_PREFECT_START_TIMEOUT, 180).")
 @click.option("--no-worker", is_flag=True, help="Start the server only.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def up_cmd(app: App, timeout: float, no_worker: bool, as_json: bool) -> None:
     """Start the local Prefect server and a process worker (idempotent)."""
     settings = _settings_env(app)
-    if settings.prefect_api_url:
-        app.info(f"PREFECT_API_URL is set ({settings.prefect_api_url}): using that server; only the work pool "
-                 f"and queues are ensured there")
-        created = pl.ensure_work_pool(settings.prefect_api_url, settings.prefect_work_pool)
-        res = {"mode": "external", "url": settings.prefect_api_url, "created": created}
-        app.json(res) if as_json else app.echo(f"work pool {settings.prefect_work_pool}: "
-                                               f"{', '.join(created) or 'already there'}")
+    conn = settings.prefect
+    if timeout is not None and timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {timeout}", fix="give the seconds to wait, e.g. --timeout 300")
+    if not conn.embedded or conn.problem:
+        url = pl.api_url(settings, start=False)  # the selected server, probed: one line when it does not answer
+        app.info(f"using the Prefect server {conn.where}: no server or worker is started here; only the work "
+                 f"pool and queues are ensured there")
+        created = pl.ensure_work_pool(url, settings.prefect_work_pool)
+        res = {"mode": "external", "url": conn.public()["api_url"], "source": conn.source, "created": created}
+        if as_json:
+            app.json(res)
+            return
+        app.echo(f"work pool {settings.prefect_work_pool}: {', '.join(created) or 'already there'}")
+        app.echo(f"a worker must poll it for flows to run: {pl.worker_start_command(settings.prefect_work_pool)}")
         return
-    r = pl.up(settings, timeout=timeout, worker=not no_worker, echo=None if as_json else app.info)
+    r = pl.up(settings, timeout=timeout, worker=not no_worker, echo=app.info)
     if as_json:
         app.json({**r.state.as_dict(), "started_server": r.started_server, "started_worker": r.started_worker,
                   "created": r.created, "health_wait_s": r.health_wait_s})
@@ -113,9 +130,11 @@ def status_cmd(app: App, as_json: bool) -> None:
         if not st["healthy"]:
             raise click.exceptions.Exit(1)
         return
-    app.echo(f"mode:    {st['mode']}{' (PREFECT_API_URL)' if st['mode'] == 'external' else ''}")
+    app.echo(f"mode:    {st['mode']}")
     app.echo(f"url:     {st.get('url') or '-'}")
     app.echo(f"health:  {'ok' if st['healthy'] else 'DOWN'} ({st['health']})")
+    if st.get("source"):
+        app.echo(f"from:    {st['source']}")
     if st["mode"] == "local":
         app.echo(f"server:  pid {st.get('server_pid') or '-'} {'alive' if st.get('server_alive') else 'not running'}")
         app.echo(f"worker:  pid {st.get('worker_pid') or '-'} {'alive' if st.get('worker_alive') else 'not running'}")
@@ -142,28 +161,38 @@ def _dry_run_repo(settings):
 @click.option("--paused/--active", "paused", default=None,
               help="State of *new* deployments (default: live paused, shadow active). Existing ones keep theirs.")
 @click.option("--allow-approx", is_flag=True, help="Accept schedules Prefect can only approximate.")
+@click.option("--accept-schedule-difference", "accepted", multiple=True, metavar="ID",
+              help="Deploy ID even though its schedule is not proven equivalent (recorded in the audit log).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, paused, allow_approx: bool,
-               as_json: bool) -> None:
+               accepted, as_json: bool) -> None:
     """Create or update one Prefect deployment per ingestion (<id>-<mode>), idempotently.
 
     Shadow mode forks the Iceberg branch cutover-shadow first (the table must exist).
-    A paused deployment stays paused.
+    A paused deployment stays paused. A schedule `cutover schedules verify` does not prove
+    equivalent is refused (exit 1) unless named with --accept-schedule-difference.
     """
     settings = _settings_env(app, dry_run=dry_run)
+    settings.prefect.check()  # a misconfigured connection: one line, exit 2, before anything is read
     if dry_run:
         repo = _dry_run_repo(settings)
         items_in = repo.resolve(ingestion_ids, all_=all_)
-        url = settings.prefect_api_url or pl.local_url(settings)
+        url = pl.api_url(settings, start=False) if not settings.prefect.embedded else pl.local_url(settings)
         if url is None:
             app.info("no Prefect server is running (dry run: none started): every deployment would be created")
     else:
         ws = Workspace(settings)
         items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
-        url = pl.api_url(settings, start=True, echo=app.info)
     if not items_in:
         raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
+    # the deploy gate (cutover.core.schedule.gate): proven equivalent, or accepted by name; before any server start
+    check_accepted_ids(accepted, [i.id for i in items_in])
+    checks = check_deploy(items_in, accepted, command="`cutover prefect deploy`", allow_approx=allow_approx)
+    if not dry_run:
+        # deploying needs a server (the embedded one is started when it is the selected one), not a
+        # worker: the flows run when one polls the pool
+        url = pl.api_url(settings, start=True, worker=False, echo=app.info)
 
     counter = pl.RetryCounter()
     with counter.watching():
@@ -180,7 +209,13 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         else:
             with pl.client(url) as c:
                 items = D.deploy(c, ws, items_in, mode, paused_on_create=paused, allow_approx=allow_approx)
+            record_acceptances(ws.state_engine, checks, command=f"prefect deploy --mode {mode}")
     warnings = sorted({w for it in items for w in it.desired.warnings})
+    if not dry_run and any(it.action != "unchanged" for it in items):
+        try:  # a deployment nobody polls runs never: say so (one request)
+            pl.require_worker(url, settings.prefect_work_pool)
+        except pl.PrefectUnavailable as e:
+            warnings.append(f"{e.message}; scheduled flow runs wait until a worker starts: {e.fix}")
     for w in warnings:
         app.info(f"warning: {w}")
     if counter.count:
@@ -194,8 +229,10 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
         extra = []
         if it.changes:
             extra.append(f"changed: {', '.join(it.changes)}")
-        extra.append(f"queue {it.desired.work_queue}")
+        extra.append(f"pool {it.desired.work_pool} ({it.desired.pool_type}), queue {it.desired.work_queue}")
         extra.append(it.desired.schedule_text or "manual")
+        if it.secret:
+            extra.append(f"secret block {it.desired.credentials_block}: {it.secret}")
         if it.paused:
             extra.append("paused")
         app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {D.full_name(it.ingestion_id, mode)} ({'; '.join(extra)})")
@@ -219,6 +256,10 @@ def trigger_cmd(app: App, ingestion_id: str, mode: str, force: bool) -> None:
     ws.items.get(ingestion_id)  # an ingestion or a team's job
     with PrefectAdapter(ws, mode=mode) as ad:
         app.echo(ad.trigger(ingestion_id, force=force))
+        try:  # the run is queued either way; say when nobody will pick it up
+            ad.require_worker()
+        except pl.PrefectUnavailable as e:
+            app.info(f"warning: {e.one_line()}")
 
 
 @prefect.command("runs")
@@ -230,7 +271,7 @@ def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> N
     """Recent flow runs of cutover deployments, with their cutover run records."""
     settings = _settings_env(app)
     ws = Workspace(settings)
-    with PrefectAdapter(ws, start=True) as ad:
+    with PrefectAdapter(ws, start=False) as ad:  # read-only: starts nothing
         frs = ad.flow_runs(ingestion_id=ingestion_id, limit=limit)
         records = {r.external_id: r for r in ws.runs.list(orchestrator="prefect", ingestion_id=ingestion_id,
                                                           limit=max(200, limit * 4)) if r.external_id}
@@ -248,6 +289,37 @@ def runs_cmd(app: App, ingestion_id: str | None, limit: int, as_json: bool) -> N
     app.table([[r["flow_run_id"][:8], r["name"], r["state"], r["start"], (r["run_id"] or "")[:12], r["run_status"],
                 r["files"], r["records"]] for r in rows],
               ["flow run", "name", "state", "start", "run", "status", "files", "records"])
+
+
+@prefect.command("job-manifest")
+@click.argument("ingestion_id")
+@click.option("--mode", type=click.Choice(["live", "shadow"]), default="shadow", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def job_manifest_cmd(app: App, ingestion_id: str, mode: str, as_json: bool) -> None:
+    """The Kubernetes Job prefect-kubernetes would submit for a run of this deployment (kubernetes pools).
+
+    Rendered with the worker's own code from the pool's base job template and the deployment's job
+    variables, for a preview flow run that is not created; no cluster needed. PREFECT_API_KEY is masked.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    settings = _settings_env(app)
+    ws = Workspace(settings)
+    ws.ingestions.get(ingestion_id)
+    with PrefectAdapter(ws, mode=mode) as ad, ad.client() as c:
+        try:
+            dep = c.read_deployment_by_name(D.full_name(ingestion_id, mode))
+        except ObjectNotFound:
+            raise InputError(f"no deployment {D.full_name(ingestion_id, mode)}",
+                             fix=f"deploy it first: cutover prefect deploy {ingestion_id} --mode {mode}") from None
+        manifest = render_kubernetes_job(ad.api_url, str(dep.id))
+    if as_json:
+        app.json(manifest)
+        return
+    import yaml
+
+    app.echo(yaml.safe_dump(manifest, sort_keys=False).rstrip())
 
 
 @prefect.command("export")
@@ -269,7 +341,7 @@ def export_cmd(app: App, fmt: str, out: str | None, source: str, modes) -> None:
     ws = Workspace(settings)
     name = Path(out).name if out else "prefect.yaml"
     if source == "server":
-        with PrefectAdapter(ws, start=True) as ad, ad.client() as c:
+        with PrefectAdapter(ws, start=False) as ad, ad.client() as c:  # read-only: starts nothing
             text, doc = export(ws, source="server", client=c, modes=list(modes) or None, filename=name)
     else:
         text, doc = export(ws, source="inventory", modes=list(modes) or None, filename=name)
@@ -352,15 +424,13 @@ def _dry_run(app, ws, B, iid, s, e, chunk, mode, as_json) -> None:
     app.echo("Dry run: nothing was changed.")
 
 
-def _api_url(app, ws) -> str:
-    return pl.api_url(ws.settings, echo=app.info)
+def _api_url(app, ws, *, worker: bool) -> str:
+    return pl.api_url(ws.settings, worker=worker, echo=app.info)
 
 
 def _local(app, ws, B, iid, s, e, chunk, mode) -> dict:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = _api_url(app, ws)
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    url = _api_url(app, ws, worker=False)  # the flow runs in this process
+    with pl.settings_for(url):
         state = B.backfill(iid, s.isoformat(), e.isoformat(), chunk, mode, return_state=True)
     data = state.result(raise_on_failure=False)
     if isinstance(data, BaseException) or not isinstance(data, dict):
@@ -370,8 +440,10 @@ def _local(app, ws, B, iid, s, e, chunk, mode) -> dict:
 
 
 def _on_worker(app, ws, B, ing, s, e, chunk, mode, *, no_wait: bool, timeout: str) -> dict | None:
-    url = _api_url(app, ws)
+    url = _api_url(app, ws, worker=True)
     wait_s = parse_duration(timeout, what="--timeout")
+    if not no_wait:  # a flow run nobody picks up would be waited for until the timeout
+        pl.require_worker(url, ws.settings.prefect_work_pool)
     with pl.client(url) as c:
         fr_id = B.submit(c, ws, ing, start=s.isoformat(), end=e.isoformat(), chunk=chunk, mode=mode)
         app.info(f"backfill flow run {fr_id} queued on work queue {ing.work_queue} of pool "
@@ -379,7 +451,8 @@ def _on_worker(app, ws, B, ing, s, e, chunk, mode, *, no_wait: bool, timeout: st
         if no_wait:
             app.echo(fr_id)
             return None
-        deadline = time.monotonic() + wait_s
+        t0 = time.monotonic()
+        deadline, next_note = t0 + wait_s, t0 + 15.0
         while True:
             fr = c.read_flow_run(fr_id)
             if fr.state is not None and fr.state.is_final():
@@ -387,7 +460,12 @@ def _on_worker(app, ws, B, ing, s, e, chunk, mode, *, no_wait: bool, timeout: st
             if time.monotonic() > deadline:
                 raise InputError(f"flow run {fr_id} is not finished after {timeout} "
                                  f"({fr.state.type.value if fr.state else 'no state'})",
-                                 fix="is a worker running for the pool? (`cutover prefect up`)")
+                                 fix="is a worker running for the pool? ("
+                                     f"{pl.worker_start_command(ws.settings.prefect_work_pool)})")
+            if time.monotonic() >= next_note:
+                app.info(f"backfill flow run {fr_id} {fr.state.name if fr.state else 'no state'}, "
+                         f"{time.monotonic() - t0:.0f}s (timeout {timeout})")
+                next_note += 15.0
             time.sleep(1.0)
     rows = B.status_of_range(B.Progress(ws.settings, ing.id, mode), s, e, chunk)
     failed = [r for r in rows if r["status"] not in (B.DONE, B.EMPTY)]

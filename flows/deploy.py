@@ -1,18 +1,21 @@
 """Deployment builder: one Prefect deployment per ingestion and mode, upserted idempotently.
 
-The deployment runs ``flows/ingest.py:run_ingestion`` from this repository on a
-*process* worker on the same machine: no image, no code push. The code is found
-through a pull step ``set_working_directory`` to the repository root (what
-``flow.from_source(<local dir>, entrypoint)`` + ``deploy`` records for a local
-source), and the workspace through ``job_variables.env`` (``CUTOVER_HOME`` and the
-``CUTOVER_*`` overrides of this process).
+The deployment runs ``flows/ingest.py:run_ingestion`` on a worker of a process, docker or
+kubernetes work pool (``flows/pools.py``: created from the collection's base job template).
+Where and how it runs comes from the ingestion's ``deploy:`` over the ``[deploy]`` settings
+(``cutover.core.deployspec``): job variables (image, env, cpu/memory, namespace, labels) and
+pull steps (``git_clone`` with a credentials block reference, or ``set_working_directory``,
+default this checkout) are built by ``flows/delivery.py``. The workspace reaches the flow run
+through ``job_variables.env`` (``CUTOVER_HOME`` and the non-secret ``CUTOVER_*`` overrides).
+Credentials of the ingestion go to a Prefect Secret block; the deployment carries only its
+name (parameter ``credentials_block``).
 
 Shape of a deployment (name ``<ingestion>-<mode>`` of flow ``cutover-ingest``):
 
-- work pool ``settings.prefect_work_pool`` (one process pool), work queue
-  ``ingestion.work_queue`` (``default`` | ``high-memory`` | ``priority``);
+- work pool ``deploy.work_pool`` (default ``settings.prefect_work_pool``) of type
+  ``deploy.pool_type``, work queue ``ingestion.work_queue`` (``default`` | ``high-memory`` | ``priority``);
 - tags ``cutover``, ``ingestion:<id>``, ``mode:<mode>``;
-- parameters ``{ingestion_id, mode, trigger: "scheduled"}``;
+- parameters ``{ingestion_id, mode, trigger: "scheduled"}`` (+ ``credentials_block``: a block name);
 - schedule: the legacy schedule translated exactly with its timezone
   (``cutover.core.schedule.translate``), one schedule with slug ``cutover``; none
   for manual ingestions.
@@ -36,19 +39,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cutover.core.config import job_env
+from cutover.core.deployspec import resolve as resolve_spec
 from cutover.core.errors import InputError
 from cutover.core.schedule.translate import translate
 from cutover.core.shadowfork import ensure_fork
 from cutover.core.workflow import steps_for, workflow_from_steps
-from flows.local import ensure_work_pool
+from flows import delivery
+from flows.pools import ensure_pool
 
 log = logging.getLogger("cutover.prefect")
 
 FLOW_NAME = "cutover-ingest"
 ENTRYPOINT = "flows/ingest.py:run_ingestion"
 DAG_ENTRYPOINT = "flows/dag.py:run_workflow"  # ingestions whose legacy side is an RQ workflow (legacy/rq)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = delivery.REPO_ROOT
 SCHEDULE_SLUG = "cutover"
 TAG = "cutover"
 MODES = ("live", "shadow")
@@ -108,6 +112,9 @@ class Desired:
     description: str
     warnings: list[str] = field(default_factory=list)
     flow_name: str = FLOW_NAME  # generic jobs run flows/jobs.py's flows (flows/jobdeploy.py)
+    pool_type: str = "process"
+    credentials_block: str | None = None  # the Secret block holding the ingestion's credentials
+    ingestion: Any = field(default=None, repr=False, compare=False)  # the definition it was built from
 
 
 def _parameter_schema(entrypoint: str = ENTRYPOINT) -> dict[str, Any]:
@@ -169,31 +176,39 @@ def desired(ws, ing, mode: str, *, paused_on_create: bool | None = None, allow_a
             environ: dict[str, str] | None = None) -> Desired:
     check_mode(mode)
     sched, text = translate_schedule(ing, allow_approx=allow_approx)
-    env, warnings = job_env(ws.settings, environ)
+    spec = resolve_spec(ws.settings, ing)
+    job_variables, warnings = delivery.job_variables(ws, ing.id, spec, environ)
     params: dict[str, Any] = {"ingestion_id": ing.id, "mode": mode, "trigger": "scheduled"}
     entrypoint, what = ENTRYPOINT, f"ingestion {ing.id}"
     steps = workflow_steps(ws, ing)
+    secret = delivery.credentials_block(ing)
     if steps is not None:  # the legacy side is an RQ workflow: Prefect runs the same DAG (flows/dag.py)
         params["steps"] = steps
         entrypoint = DAG_ENTRYPOINT
         what = f"RQ workflow {ing.id} ({workflow_from_steps(ing.id, steps).describe()})"
+        secret = None  # the RQ workflow's jobs read their own configuration, not the ingestion's storage options
+    elif secret:
+        params["credentials_block"] = secret  # a name: the flow loads the Secret block (flows/ingest.py)
     return Desired(
         ingestion_id=ing.id,
         mode=mode,
         name=deployment_name(ing.id, mode),
-        work_pool=ws.settings.prefect_work_pool,
+        work_pool=spec.work_pool,
         work_queue=ing.work_queue,
         tags=tags_for(ing.id, mode),
         parameters=params,
         entrypoint=entrypoint,
-        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}],
-        job_variables={"env": env},
+        pull_steps=delivery.pull_steps(spec),
+        job_variables=job_variables,
         schedule=sched,
         schedule_text=text,
         parameter_schema=_parameter_schema(entrypoint),
         paused_on_create=(mode == "live") if paused_on_create is None else paused_on_create,
         description=f"cutover: {what} ({ing.format} {ing.pattern} -> {ing.table}), {mode} mode",
         warnings=warnings,
+        pool_type=spec.pool_type,
+        credentials_block=secret,
+        ingestion=ing,
     )
 
 
@@ -248,12 +263,15 @@ class PlanItem:
     deployment_id: str | None = None
     flow_id: str | None = None
     paused: bool | None = None
+    secret: str | None = None  # create | update | unchanged of the credentials' Secret block (None: none)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ingestion_id": self.ingestion_id, "mode": self.mode, "action": self.action,
                 "changes": self.changes, "deployment": full_name(self.ingestion_id, self.mode),
                 "deployment_id": self.deployment_id, "flow_id": self.flow_id, "paused": self.paused,
+                "work_pool": self.desired.work_pool, "pool_type": self.desired.pool_type,
                 "work_queue": self.desired.work_queue, "schedule": self.desired.schedule_text,
+                "credentials_block": self.desired.credentials_block, "secret": self.secret,
                 "warnings": self.desired.warnings}
 
 
@@ -270,11 +288,42 @@ def plan_one(client, want: Desired) -> PlanItem:
     """Read calls only."""
     existing = read_existing(client, want.ingestion_id, want.mode, flow_name=want.flow_name) \
         if client is not None else None
+    secret = _secret_action(client, want)
     if existing is None:
-        return PlanItem(want.ingestion_id, want.mode, "create", [], want, paused=want.paused_on_create)
+        return PlanItem(want.ingestion_id, want.mode, "create", [], want, paused=want.paused_on_create, secret=secret)
     diffs = differences(existing, want)
     return PlanItem(want.ingestion_id, want.mode, "update" if diffs else "unchanged", diffs, want,
-                    deployment_id=str(existing.id), flow_id=str(existing.flow_id), paused=existing.paused)
+                    deployment_id=str(existing.id), flow_id=str(existing.flow_id), paused=existing.paused,
+                    secret=secret)
+
+
+def _secret_action(client, want: Desired) -> str | None:
+    if want.credentials_block is None:
+        return None
+    if client is None:
+        return "create"
+    return delivery.secret_action(client, want.ingestion)
+
+
+def prepare(client, ws, items: list[PlanItem]) -> None:
+    """Before any deployment write: the work pools (from their collections' templates) and queues, and the
+    credentials' Secret blocks. Sequential writes, each only where something is missing or differs."""
+    pools = {}
+    for it in items:
+        pools.setdefault(it.desired.work_pool, it.desired.pool_type)
+        other = pools[it.desired.work_pool]
+        if other != it.desired.pool_type:
+            raise InputError(f"work pool {it.desired.work_pool!r} is asked as {other} and as {it.desired.pool_type}",
+                             fix="give each work pool one pool_type (deploy.pool_type / [deploy] pool_type)")
+    for name, pool_type in pools.items():
+        ensure_pool(client, name, pool_type)
+    for it in items:
+        if it.secret in ("create", "update"):
+            delivery.ensure_secret(client, it.desired.ingestion)
+        blocks = delivery.referenced_blocks(it.desired.pull_steps)
+        for slug in delivery.check_blocks_exist(client, blocks) if blocks else []:
+            log.warning("deployment %s: block %s (pull step) does not exist yet on the server: create it before "
+                        "the first run", it.desired.name, slug)
 
 
 def plan(client, ws, ingestions, mode: str, **kw) -> list[PlanItem]:
@@ -381,8 +430,8 @@ def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) ->
     if mode == "shadow":
         for ing in ingestions:
             ensure_fork(ws, ing)
-    if any(it.action != "unchanged" for it in items):
-        ensure_work_pool(_client_url(client), ws.settings.prefect_work_pool)
+    if any(it.action != "unchanged" or it.secret in ("create", "update") for it in items):
+        prepare(client, ws, items)
     flow_id = None
     for item in items:
         if item.action == "create" and flow_id is None:
@@ -390,10 +439,6 @@ def deploy(client, ws, ingestions, mode: str, *, dry_run: bool = False, **kw) ->
         apply(client, item, flow_id=flow_id)
         record_ids(ws, item)
     return items
-
-
-def _client_url(client) -> str:
-    return str(client.api_url).rstrip("/")
 
 
 def _table_exists(ws, table: str, *, dry_run: bool) -> bool:

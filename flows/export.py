@@ -16,21 +16,32 @@ relative to the repository root, which is where ``prefect deploy`` must run), ``
 ``parameters``, ``enforce_parameter_schema``, ``paused``, ``schedules`` (cron with
 ``day_or`` and ``timezone``; interval in seconds with ``anchor_date`` and ``timezone``;
 rrule with ``timezone``; each with ``slug: cutover`` and ``active``), ``work_pool``
-(``name``, ``work_queue_name``, ``job_variables``) and ``pull`` (``set_working_directory``
-to the repository root). ``build``/``push`` are null: the code is not packaged, the worker
-runs it from the repository (a process worker on the same machine, like cutover's own).
-``definitions.work_pools`` lists the pools and queues (prefect ignores ``definitions``;
-it is the documented place for YAML anchors): create them first with ``cutover prefect up``
-or ``prefect work-pool create NAME --type process``.
+(``name``, ``work_queue_name``, ``job_variables``: env, image, resources, namespace, labels
+as ``flows/delivery.py`` builds them for the pool's type) and ``pull`` (``git_clone`` with
+its credentials as a block reference ``{{ prefect.blocks.secret.NAME }}``, or
+``set_working_directory``). ``build``/``push`` are null: the code comes from git or from a
+directory on the worker (in the image). ``definitions.work_pools`` lists the pools with
+their type and queues, ``definitions.blocks`` the blocks the deployments need (prefect ignores
+``definitions``; it is the documented place for YAML anchors): create the pools first with
+``cutover prefect deploy`` or ``prefect work-pool create NAME --type TYPE``.
 
-Applied with ``prefect deploy --all --prefect-file FILE`` (from the repository root), the
-result is the same deployments: cutover's own plan for them then says ``unchanged``
-(tests/test_prefect_export.py proves it against a real server).
+Secrets: the ingestions' credentials are in Secret blocks that ``cutover prefect deploy``
+writes; a deployment names its block in the parameter ``credentials_block`` (a name, not a
+reference). Block references appear only in pull steps, the one place ``prefect deploy``
+keeps them unresolved (it resolves ``{{ prefect.blocks.… }}`` in parameters and job
+variables at deploy time, which would store the value in clear on the server).
 
-Known Prefect problem, not in the file: Prefect 3.8.8's ``prefect deploy``, after creating
-each deployment, lists the pool's online workers with ``limit: null, offset: null``; a 3.8.8
-server on pydantic 2.14 answers 422, so the command stops after the first deployment. The
-test wraps that one client call (a ``sitecustomize`` shim); the YAML needs no change.
+Applied with ``prefect --no-prompt deploy --all --prefect-file FILE`` (from the repository
+root), the result is the same deployments: cutover's own plan for them then says ``unchanged``
+(tests/test_prefect_export.py and tests/test_prefect_pools.py prove it against a real server).
+
+Why ``prefect deploy --all`` used to stop after the first deployment: after creating each
+deployment it lists the pool's online workers with ``{"limit": null, "offset": null}``
+(``read_workers_for_work_pool`` defaults). Prefect 3.8.8's server declares those body fields
+as plain ``int`` with a default and relied on FastAPI treating an explicit null as missing;
+FastAPI 0.151.0 changed that (null is now validated), so the server answers 422, the command
+raises, and ``--all`` has no per-deployment error handling. Fixed by pinning
+``fastapi<0.151`` (pyproject.toml) for the server; a team server on Prefect 3.8 needs the same.
 """
 
 from __future__ import annotations
@@ -39,15 +50,17 @@ from datetime import datetime
 from typing import Any
 
 from cutover.core.redact import redact_text
+from flows.delivery import referenced_blocks
 from flows.deploy import ENTRYPOINT, FLOW_NAME, REPO_ROOT, SCHEDULE_SLUG, TAG, desired
-from flows.local import WORK_QUEUES
+from flows.pools import WORK_QUEUES
 
 HEADER = """\
 # prefect.yaml exported by `cutover prefect export` ({source}) on {at}
 # Apply with (from the repository root {root}):
 #   prefect deploy --all --prefect-file {name}
-# The work pool(s) must exist first: `cutover prefect up`, or
-#   prefect work-pool create <name> --type process   (+ its queues, see definitions.work_pools)
+#   (prefect --no-prompt deploy --all ... in scripts)
+# The work pool(s) and blocks must exist first (definitions.work_pools / definitions.blocks):
+# `cutover prefect deploy` creates them, or prefect work-pool create <name> --type <type>.
 """
 
 PULL = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}]
@@ -107,8 +120,9 @@ def _deployment(name: str, *, description: str | None, entrypoint: str, tags: li
     return d
 
 
-def from_server(client) -> list[dict[str, Any]]:
-    """The cutover deployments on the server (tag ``cutover``), as prefect.yaml entries."""
+def from_server(client, pool_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The cutover deployments on the server (tag ``cutover``), as prefect.yaml entries
+    (``pool_types`` is filled with each work pool's type)."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
     from prefect.client.schemas.sorting import DeploymentSort
 
@@ -124,6 +138,9 @@ def from_server(client) -> list[dict[str, Any]]:
                 flows[fid] = client.request("GET", "/flows/{id}", path_params={"id": fid}).json()["name"]
             if flows[fid] != FLOW_NAME:
                 continue
+            pool = d.get("work_pool_name")
+            if pool_types is not None and pool and pool not in pool_types:
+                pool_types[pool] = client.request("GET", "/work_pools/{name}", path_params={"name": pool}).json()["type"]
             scheds = [schedule_item(s["schedule"], active=s.get("active", True), slug=s.get("slug"),
                                     parameters=s.get("parameters")) for s in d.get("schedules") or []]
             out.append(_deployment(
@@ -138,12 +155,15 @@ def from_server(client) -> list[dict[str, Any]]:
     return out
 
 
-def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = False) -> list[dict[str, Any]]:
+def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = False,
+                   pool_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """prefect.yaml entries built with ``flows.deploy.desired()`` (what `cutover prefect deploy` creates)."""
     out = []
     for ing in ingestions:
         for mode in modes:
             want = desired(ws, ing, mode, allow_approx=allow_approx)
+            if pool_types is not None:
+                pool_types.setdefault(want.work_pool, want.pool_type)
             scheds = [] if want.schedule is None else [schedule_item(want.schedule.model_dump(mode="json"))]
             out.append(_deployment(
                 want.name, description=want.description, entrypoint=want.entrypoint, tags=want.tags,
@@ -152,15 +172,26 @@ def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = Fal
     return out
 
 
-def work_pools(deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def work_pools(deployments: list[dict[str, Any]], pool_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
     pools: dict[str, set[str]] = {}
     for d in deployments:
         wp = d["work_pool"]
         pools.setdefault(wp["name"], set(WORK_QUEUES)).add(wp.get("work_queue_name") or "default")
-    return [{"name": name, "type": "process", "work_queues": sorted(qs)} for name, qs in sorted(pools.items())]
+    return [{"name": name, "type": (pool_types or {}).get(name, "process"), "work_queues": sorted(qs)}
+            for name, qs in sorted(pools.items())]
 
 
-def document(deployments: list[dict[str, Any]]) -> dict[str, Any]:
+def blocks(deployments: list[dict[str, Any]]) -> list[str]:
+    """``TYPE/NAME`` of every block the deployments need: pull-step references and credentials Secret blocks."""
+    out = set()
+    for d in deployments:
+        out.update(referenced_blocks(d.get("pull") or []))
+        if d["parameters"].get("credentials_block"):
+            out.add(f"secret/{d['parameters']['credentials_block']}")
+    return sorted(out)
+
+
+def document(deployments: list[dict[str, Any]], pool_types: dict[str, str] | None = None) -> dict[str, Any]:
     import prefect
 
     return {
@@ -168,8 +199,8 @@ def document(deployments: list[dict[str, Any]]) -> dict[str, Any]:
         "prefect-version": prefect.__version__,
         "build": None,
         "push": None,
-        "pull": PULL,
-        "definitions": {"work_pools": work_pools(deployments)},
+        "pull": None,  # every deployment carries its own pull steps
+        "definitions": {"work_pools": work_pools(deployments, pool_types), "blocks": blocks(deployments)},
         "deployments": sorted(deployments, key=lambda d: d["name"]),
     }
 
@@ -198,16 +229,17 @@ def render(doc: dict[str, Any], *, source: str, filename: str = "prefect.yaml") 
 def export(ws, *, source: str = "server", client=None, ingestions=None, modes: list[str] | None = None,
            filename: str = "prefect.yaml") -> tuple[str, dict[str, Any]]:
     """(YAML text, the document) of the deployments cutover manages."""
+    pool_types: dict[str, str] = {}
     if source == "server":
         if client is None:
             raise ValueError("source 'server' needs a Prefect client")
-        deps = from_server(client)
+        deps = from_server(client, pool_types)
         if modes:
             deps = [d for d in deps if any(t == f"mode:{m}" for t in d["tags"] for m in modes)]
     elif source == "inventory":
         deps = from_inventory(ws, ingestions if ingestions is not None else ws.ingestions.list(),
-                              modes or ["live", "shadow"])
+                              modes or ["live", "shadow"], pool_types=pool_types)
     else:
         raise ValueError(f"unknown source {source!r}")
-    doc = document(deps)
+    doc = document(deps, pool_types)
     return render(doc, source=source, filename=filename), doc

@@ -33,16 +33,20 @@ from flows.local import PrefectUnavailable, local_url, up
 
 
 def prefect_url(ws, *, start: bool) -> str:
-    """PREFECT_API_URL, else the local server; ``start``: start the local server (server only,
-    no worker) when it is not running, so that the pause can be made durable."""
+    """The selected Prefect API (environment, then profile), else the local server; ``start``: start
+    the local server (server only, no worker) when it is not running, so that the pause can be made
+    durable. No probe here: the REST client's first call fails in one line within its connect timeout."""
     s = ws.settings
-    if s.prefect_api_url:
-        return s.prefect_api_url
+    conn = s.prefect
+    if conn.problem:
+        raise OrchestratorError(f"Prefect API configuration: {conn.public()['problem']}")
+    if not conn.embedded:
+        return str(conn.url)
     url = local_url(s)
     if url:
         return url
     if not start:
-        raise OrchestratorError("the local Prefect server is not running (PREFECT_API_URL is not set)")
+        raise OrchestratorError(f"the embedded Prefect server is not running (no Prefect API configured: {conn.source})")
     try:
         return up(s, worker=False).state.url
     except PrefectUnavailable as e:

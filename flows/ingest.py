@@ -21,6 +21,11 @@ differences are orchestration differences and never re-implementation bugs:
 The worker loads this file by path (entrypoint ``flows/ingest.py:run_ingestion``)
 with the repository root as working directory; the workspace comes from the
 environment (``CUTOVER_HOME`` etc., set in the deployment's job variables).
+
+Credentials: ``credentials_block`` names the Prefect Secret block that holds the ingestion's
+storage options (``flows/delivery.py`` writes it at deploy time); the flow loads it with
+``Secret.load(name)`` and uses it instead of any stored copy. The value never appears in a
+parameter, a task input or a log line.
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ from cutover.core.records.ledger import ClaimLost
 from cutover.core.redact import redact_text
 from cutover.core.shadowfork import ensure_fork
 from cutover.core.workspace import Workspace
+from flows.delivery import parse_secret_value
 
 FLOW_NAME = "cutover-ingest"
 STORAGE_RETRIES = 3
 STORAGE_RETRY_DELAYS = [2, 5, 10]
 
 _workspace = None
+_credentials: dict[str, dict] = {}  # ingestion id -> storage options loaded from its Secret block
 
 
 def workspace():
@@ -53,6 +60,29 @@ def workspace():
     if _workspace is None:
         _workspace = Workspace()
     return _workspace
+
+
+def load_credentials(ingestion_id: str, block_name: str | None) -> None:
+    """Load the ingestion's credentials from the Prefect Secret block ``block_name`` (this process only)."""
+    if not block_name:
+        _credentials.pop(ingestion_id, None)
+        return
+    from prefect.blocks.system import Secret
+
+    try:
+        value = parse_secret_value(Secret.load(block_name).get())
+    except (TypeError, ValueError):
+        raise CutoverError(f"Secret block {block_name!r} does not hold a mapping of storage options",
+                           fix="re-deploy the ingestion (`cutover prefect deploy`) to rewrite the block") from None
+    _credentials[ingestion_id] = value
+
+
+def ingestion(ingestion_id: str):
+    """The ingestion definition, with the credentials of its Secret block when the flow loaded one."""
+    ing = workspace().ingestions.get(ingestion_id)
+    if ingestion_id in _credentials:
+        ing = replace(ing, credentials=dict(_credentials[ingestion_id]))
+    return ing
 
 
 def _retryable(_task, _task_run, state) -> bool:
@@ -70,7 +100,7 @@ def create_run_record(ingestion_id: str, mode: str, trigger: str, run_id: str, e
     ws = workspace()
     if ws.runs.find(run_id) is not None:  # a retry after a commit whose answer was lost
         return run_id
-    ing = ws.ingestions.get(ingestion_id)
+    ing = ingestion(ingestion_id)
     from prefect.runtime import deployment
 
     if deployment.id:  # the deployment that really started us (the ingestion records the last deployed one)
@@ -82,7 +112,7 @@ def create_run_record(ingestion_id: str, mode: str, trigger: str, run_id: str, e
 @task(name="discover", **STORAGE_TASK_OPTIONS)
 def discover(ingestion_id: str) -> list:
     ws = workspace()
-    files = ws.service.discover(ws.ingestions.get(ingestion_id))
+    files = ws.service.discover(ingestion(ingestion_id))
     get_run_logger().info("discovered %d file(s)", len(files))
     return files
 
@@ -91,7 +121,7 @@ def discover(ingestion_id: str) -> list:
 def check_state(ingestion_id: str, mode: str, files: list) -> list:
     """The ledger diff: files still to process in this namespace (shadow: fork the branch first)."""
     ws = workspace()
-    ing = ws.ingestions.get(ingestion_id)
+    ing = ingestion(ingestion_id)
     if mode == "shadow":
         fork = ensure_fork(ws, ing)
         get_run_logger().info("shadow branch of %s forked at snapshot %s", ing.table, fork)
@@ -104,7 +134,7 @@ def check_state(ingestion_id: str, mode: str, files: list) -> list:
 def process_file(ingestion_id: str, f, run_id: str, mode: str) -> tuple[str, str | None]:
     """Claim and ingest one file: (processed|failed|skipped|recovered, failure reason)."""
     ws = workspace()
-    ing = ws.ingestions.get(ingestion_id)
+    ing = ingestion(ingestion_id)
     res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
     outcome = ws.service.process_file(ing, f, run_id=run_id, mode=mode, orchestrator="prefect", result=res)
     reason = res.failures[0][1] if res.failures else None
@@ -118,7 +148,7 @@ def process_batch(ingestion_id: str, files: list, run_id: str, mode: str, n: int
     """Claim and ingest a batch of files in one Iceberg commit (``[ingest] batch_files`` per task):
     {"outcomes": {path: processed|failed|skipped|recovered}, "failures": [{file, reason}]}."""
     ws = workspace()
-    ing = ws.ingestions.get(ingestion_id)
+    ing = ingestion(ingestion_id)
     res = RunResult(run_id=run_id, ingestion_id=ingestion_id, status="RUNNING")
     outcomes = ws.service.process_files(ing, files, run_id=run_id, mode=mode, orchestrator="prefect", result=res)
     for path, reason in res.failures:
@@ -161,8 +191,11 @@ def abandon_run(ws, ledger, run_id: str, exc: BaseException, logger) -> None:
 
 @flow(name=FLOW_NAME, flow_run_name="{ingestion_id}-{mode}-{trigger}", log_prints=False, persist_result=False,
       validate_parameters=True)
-def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "scheduled"):
-    """Run one ingestion (live: main branch + live ledger; shadow: cutover-shadow branch + shadow ledger)."""
+def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "scheduled",
+                  credentials_block: str | None = None):
+    """Run one ingestion (live: main branch + live ledger; shadow: cutover-shadow branch + shadow ledger).
+
+    ``credentials_block``: name of the Prefect Secret block with the ingestion's storage options."""
     import time
 
     from prefect.runtime import flow_run
@@ -174,6 +207,7 @@ def run_ingestion(ingestion_id: str, mode: str = "live", trigger: str = "schedul
     logger = get_run_logger()
     t0 = time.monotonic()
     ws = workspace()
+    load_credentials(ingestion_id, credentials_block)
     external_id = flow_run.id
     run_id = create_run_record(ingestion_id, mode, trigger, uuid.uuid4().hex, external_id)
     logger.info("run record %s (orchestrator prefect, mode %s, flow run %s)", run_id, mode, external_id)

@@ -6,9 +6,12 @@ detached (own session, logs in ``<prefect_home>/logs``), waits for
 in ``<prefect_home>/cutover-local.json``. ``down`` stops both (SIGTERM, SIGKILL
 after a grace period) and is idempotent. ``status`` reports URL, pids and health.
 
-``api_url(settings, start=True)`` is what every Prefect-using command calls:
-``PREFECT_API_URL`` (``settings.prefect_api_url``) when set, else the local
-server, started on demand with a notice on stderr.
+``api_url(settings, start=..., worker=...)`` is what every Prefect-using command calls: the
+selected server (``settings.prefect``: environment, then profile, see
+``cutover.core.prefectconn``), probed once (one line in seconds when it does not answer), else the
+embedded server, started only when ``start`` (the commands that deploy or run flows) and with its
+worker only when ``worker`` (a flow must run). Read-only commands pass ``start=False``: they start
+nothing.
 
 Nothing here imports prefect at module level: the CLI must start fast. Only the
 pool/queue creation imports the client, and only when a server is up. The connection to the
@@ -30,10 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cutover.core.errors import CutoverError, InputError
-from cutover.core.redact import redact_url
+from cutover.core.errors import InputError
 from cutover.core.osutil import pid_alive
-from flows.http import RetryCounter, check_health, client  # noqa: F401 - the connection lives in flows.http
+# the connection lives in flows.http; re-exported for the CLI
+from flows.http import (PrefectUnavailable, RetryCounter, check_health, client, probe, require_worker,  # noqa: F401
+                        settings_for, worker_start_command)
 
 STATE_FILE = "cutover-local.json"
 WORK_QUEUES = ("default", "high-memory", "priority")  # cutover.core.records.ingestions.WORK_QUEUES
@@ -49,12 +53,6 @@ SERVER_ENV_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
     "PREFECT_SERVER_UI_ENABLED": "false",
 }
-
-
-class PrefectUnavailable(CutoverError):
-    """The local Prefect server could not be started or reached (exit 3)."""
-
-    exit_code = 3
 
 
 Echo = Callable[[str], None]
@@ -182,14 +180,24 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subproc
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
 
-def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> float:
-    """Poll /api/health until it answers true; returns seconds waited."""
+PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines
+
+
+def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None,
+                 echo: Echo | None = None, every: float = PROGRESS_EVERY) -> float:
+    """Poll /api/health until it answers true; returns seconds waited. ``echo`` hears a progress
+    line every few seconds."""
     t0 = time.monotonic()
     detail = ""
+    next_note = t0 + every
     while time.monotonic() - t0 < timeout:
         ok, detail = check_health(url, timeout=1.0)
         if ok:
             return time.monotonic() - t0
+        if echo is not None and time.monotonic() >= next_note:
+            echo(f"waiting for the Prefect server at {url}: {time.monotonic() - t0:.0f}s of {timeout:.0f}s "
+                 f"({detail})")
+            next_note += every
         if proc is not None and proc.poll() is not None:
             tail = _tail(log) if log else ""
             raise PrefectUnavailable(f"the Prefect server exited with code {proc.returncode} before it was healthy"
@@ -197,13 +205,17 @@ def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = No
                                      fix=f"see {log}" if log else None)
         time.sleep(0.2)
     raise PrefectUnavailable(f"the Prefect server at {url} was not healthy after {timeout:.0f}s ({detail})",
-                             fix=f"see {log}" if log else "check the server")
+                             fix=(f"see {log}; on a loaded machine give it longer: --timeout or "
+                                  f"CUTOVER_PREFECT_START_TIMEOUT ([prefect] start_timeout)") if log
+                             else "check the server")
 
 
-def start_server(settings, *, port: int | None = None, timeout: float = 60.0,
-                 extra_env: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, float, Path]:
-    """Start ``prefect server start`` detached; returns (process, api url, seconds to healthy, log)."""
+def start_server(settings, *, port: int | None = None, timeout: float | None = None,
+                 extra_env: dict[str, str] | None = None, env: dict[str, str] | None = None,
+                 echo: Echo | None = None) -> tuple[subprocess.Popen, str, float, Path]:
+    """Start ``prefect server start`` detached; returns (process, api url, seconds to healthy, log).
+    ``timeout``: default the workspace's [prefect] start_timeout."""
+    timeout = settings.prefect_start_timeout if timeout is None else timeout
     home = Path(settings.prefect_home).absolute()
     log = home / "logs" / "server.log"
     last_err: Exception | None = None
@@ -218,7 +230,7 @@ def start_server(settings, *, port: int | None = None, timeout: float = 60.0,
                "--analytics-off"]
         proc = _spawn(cmd, penv, log, home)
         try:
-            waited = wait_healthy(url, timeout=timeout, proc=proc, log=log)
+            waited = wait_healthy(url, timeout=timeout, proc=proc, log=log, echo=echo)
             return proc, url, waited, log
         except PrefectUnavailable as e:
             last_err = e
@@ -293,13 +305,15 @@ class UpResult:
     health_wait_s: float | None
 
 
-def up(settings, *, timeout: float = 60.0, worker: bool = True, echo: Echo | None = None,
+def up(settings, *, timeout: float | None = None, worker: bool = True, echo: Echo | None = None,
        extra_env: dict[str, str] | None = None, env: dict[str, str] | None = None) -> UpResult:
     """Start (or reuse) the local server and worker; create the work pool and queues. Idempotent.
 
-    ``env``: base environment of the processes (default: this process's); ``extra_env`` is added on top.
+    ``timeout``: seconds to wait for the server's health (default: [prefect] start_timeout, env
+    CUTOVER_PREFECT_START_TIMEOUT); ``env``: base environment of the processes (default: this
+    process's); ``extra_env`` is added on top.
     """
-    echo = echo or (lambda _m: None)
+    timeout = settings.prefect_start_timeout if timeout is None else timeout
     with _lock(settings):
         st = read_state(settings)
         started_server = started_worker = False
@@ -311,9 +325,13 @@ def up(settings, *, timeout: float = 60.0, worker: bool = True, echo: Echo | Non
                 _terminate(st.server_pid, grace=5)
             if st and _is_ours(st.worker_pid, "worker"):
                 _terminate(st.worker_pid, grace=5)
-            proc, url, waited, log = start_server(settings, timeout=timeout, extra_env=extra_env, env=env)
+            if echo:
+                echo(f"starting the embedded Prefect server in {Path(settings.prefect_home).absolute()} "
+                     f"(no other server is selected: `cutover config show`; waiting up to {timeout:.0f}s) ...")
+            proc, url, waited, log = start_server(settings, timeout=timeout, extra_env=extra_env, env=env, echo=echo)
             started_server = True
-            echo(f"Prefect server healthy at {url} after {waited:.1f}s (pid {proc.pid}, log {log})")
+            if echo:
+                echo(f"Prefect server healthy at {url} after {waited:.1f}s (pid {proc.pid}, log {log})")
             st = LocalState(url=url, port=int(url.rsplit(":", 1)[1].split("/")[0]), server_pid=proc.pid,
                             worker_pid=None, work_pool=settings.prefect_work_pool,
                             prefect_home=str(Path(settings.prefect_home).absolute()), server_log=str(log),
@@ -330,7 +348,9 @@ def up(settings, *, timeout: float = 60.0, worker: bool = True, echo: Echo | Non
             wproc, wlog = start_worker(settings, url, extra_env=extra_env, env=env)
             st.worker_pid, st.worker_log = wproc.pid, str(wlog)
             started_worker = True
-            echo(f"Prefect process worker for pool {settings.prefect_work_pool!r} started (pid {wproc.pid}, log {wlog})")
+            if echo:
+                echo(f"Prefect process worker for pool {settings.prefect_work_pool!r} started (pid {wproc.pid}, "
+                     f"log {wlog})")
         st.work_pool = settings.prefect_work_pool
         _write_state(settings, st)
         return UpResult(st, started_server, started_worker, created, waited)
@@ -356,9 +376,15 @@ def status(settings) -> dict[str, Any]:
     """What runs where; never starts anything."""
     out: dict[str, Any] = {"prefect_home": str(Path(settings.prefect_home).absolute()),
                            "work_pool": settings.prefect_work_pool}
-    if settings.prefect_api_url:
-        ok, detail = check_health(settings.prefect_api_url)
-        out.update(mode="external", url=redact_url(settings.prefect_api_url), healthy=ok, health=detail)
+    conn = settings.prefect
+    out["source"] = conn.source
+    if conn.problem:
+        out.update(mode="external" if conn.url else "local", url=conn.public()["api_url"], healthy=False,
+                   health=f"configuration problem: {conn.public()['problem']}")
+        return out
+    if not conn.embedded:
+        ok, detail = check_health(conn)
+        out.update(mode="external", url=conn.public()["api_url"], healthy=ok, health=detail)
         return out
     st = read_state(settings)
     if st is None:
@@ -381,19 +407,31 @@ def local_url(settings) -> str | None:
     return None
 
 
-def api_url(settings, *, start: bool = True, echo: Echo | None = _stderr) -> str:
-    """The Prefect API to talk to: PREFECT_API_URL when set, else the local server (started on demand)."""
-    if settings.prefect_api_url:
-        return settings.prefect_api_url
+def never_started(settings) -> bool:
+    """True when this workspace's embedded server never ran (no state, no database): it holds no
+    deployment, so a reader may say so without starting it."""
+    home = Path(settings.prefect_home)
+    return not state_path(settings).exists() and not (home / "prefect.db").exists()
+
+
+def api_url(settings, *, start: bool = True, worker: bool = True, echo: Echo | None = _stderr) -> str:
+    """The Prefect API to talk to: the selected server (environment, then profile), probed once;
+    else the embedded server, started only when ``start`` (with its worker when ``worker``)."""
+    conn = settings.prefect
+    conn.check()
+    if not conn.embedded:
+        return probe(conn)
     url = local_url(settings)
-    if url:
-        return url
+    if url is not None:
+        st = read_state(settings)
+        if not (start and worker) or (st is not None and _is_ours(st.worker_pid, "worker")):
+            return url
     if not start:
-        raise PrefectUnavailable("no Prefect server: PREFECT_API_URL is not set and the local server is not running",
-                                 fix="run `cutover prefect up` or set PREFECT_API_URL")
-    if echo:
-        echo(f"PREFECT_API_URL is not set: starting the local Prefect server in {Path(settings.prefect_home).absolute()} ...")
-    res = up(settings, echo=echo)
+        raise PrefectUnavailable(f"the embedded Prefect server of this workspace is not running (no Prefect API is "
+                                 f"configured: {conn.source})",
+                                 fix="run `cutover prefect up`, or select a server: PREFECT_API_URL or a Prefect "
+                                     "profile (PREFECT_PROFILE)")
+    res = up(settings, worker=worker, echo=echo)
     return res.state.url
 
 

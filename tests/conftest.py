@@ -4,8 +4,9 @@ Fixtures for everybody (none is autouse):
 
 ``workspace_env`` (function)
     An isolated cutover workspace: ``CUTOVER_HOME`` points to a fresh temp dir,
-    every other ``CUTOVER_*`` variable and ``PREFECT_API_URL`` are removed from
-    the environment (monkeypatch restores them), and cutover.core.db's process-wide
+    every other ``CUTOVER_*`` variable, ``PREFECT_API_URL`` and ``PREFECT_PROFILE`` are removed
+    from the environment and ``PREFECT_PROFILES_PATH`` names a file that does not exist (no
+    developer profile selects a server; monkeypatch restores them all), and cutover.core.db's process-wide
     caches (engines, "schema checked" set) are reset before and after the test.
     Yields the home :class:`~pathlib.Path` (not created: cutover creates it on
     first use, like a real first run). ``cutover.core.config.load_settings()`` and
@@ -59,8 +60,10 @@ def _reset_cutover_caches() -> None:
 def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.core.db caches reset. Yields the home Path."""
     for name in list(os.environ):
-        if name.startswith("CUTOVER_") or name == "PREFECT_API_URL":
+        if name.startswith("CUTOVER_") or name in ("PREFECT_API_URL", "PREFECT_PROFILE"):
             monkeypatch.delenv(name, raising=False)
+    # the developer's Prefect profile (~/.prefect/profiles.toml) must not select a server for a test
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-prefect-profiles.toml"))
     home = tmp_path / "cutover-home"
     monkeypatch.setenv("CUTOVER_HOME", str(home))
     _reset_cutover_caches()

@@ -7,7 +7,7 @@ Use it by importing the fixtures into a test module (or a conftest)::
 ``prefect_server`` (session)
     A local Prefect server (SQLite, temp PREFECT_HOME) and one process worker for
     the ``cutover`` work pool, started through ``flows.local.up`` exactly
-    as ``cutover prefect up`` starts them; stopped (SIGTERM, then SIGKILL) when the
+    as ``cutover prefect up`` starts them (waiting CUTOVER_PREFECT_START_TIMEOUT, default 180 s); stopped (SIGTERM, then SIGKILL) when the
     session ends. Yields a :class:`PrefectServer`. Every test workspace can use
     it: each deployment carries its own ``CUTOVER_HOME`` in its job variables, so
     one worker serves them all.
@@ -75,6 +75,8 @@ def _settings_for(root: Path):
     from cutover.core.config import load_settings
 
     env = _clean_env()
+    if os.environ.get("CUTOVER_PREFECT_START_TIMEOUT"):  # the one setting demos and tests honour
+        env["CUTOVER_PREFECT_START_TIMEOUT"] = os.environ["CUTOVER_PREFECT_START_TIMEOUT"]
     env["CUTOVER_HOME"] = str(root / "cutover-home")
     env["CUTOVER_PREFECT_HOME"] = str(root / "prefect-home")
     return load_settings(env), env
@@ -114,7 +116,7 @@ def session_server() -> PrefectServer:
     t0 = time.monotonic()
     atexit.register(stop_session_server)
     try:
-        res = pl.up(settings, timeout=120, env=env, extra_env=TEST_SERVER_ENV)
+        res = pl.up(settings, env=env, extra_env=TEST_SERVER_ENV)  # waits [prefect] start_timeout
     except BaseException:
         pl.down(settings, grace=5)
         shutil.rmtree(root, ignore_errors=True)

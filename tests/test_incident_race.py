@@ -8,7 +8,7 @@ rollback was refused (the pause came first) is still cut over to Prefect.
 
 The rollback holds the operation lock for its steps and checks for a pause under it; the pause puts
 its fences up at once, then waits for the lock before it snapshots and pauses: the two never
-interleave. ``CUTOVER_RACE_ROUNDS`` (default 5) sets the number of rounds (20 for a longer run).
+interleave. ``CUTOVER_RACE_ROUNDS`` (default 3) sets the number of rounds (20 for a longer run).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.prefect_fixtures import prefect_cleanup, prefect_env, prefect_server 
 from tests.test_pause import pool_guard  # noqa: F401
 from tests.test_rollback import setup_cutover
 
-ROUNDS = int(os.environ.get("CUTOVER_RACE_ROUNDS", "5"))
+ROUNDS = int(os.environ.get("CUTOVER_RACE_ROUNDS", "3"))
 
 
 def spawn(*args: str) -> subprocess.Popen:

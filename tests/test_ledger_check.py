@@ -226,3 +226,50 @@ def test_in_memory_sqlite_never_goes_to_worker_processes():
     res = check_ledger(engine, "ing", since=None, until=until, workers=2, chunk_rows=50)
     assert res.metrics["chunks"] > 1
     assert res.metrics["files_judged"] == judged and {f.file: f.kind for f in res.findings} == kinds
+
+
+def test_stale_claims_are_findings_with_their_age(engine):
+    """A claim (PROCESSING) older than the claim timeout is a `stale_claim` finding with its age and
+    holder, whatever the window; a younger one is in flight and not judged; other ingestions never count."""
+    from checks.ledger import stale_claims
+
+    now = T0 + timedelta(hours=5)
+    rows = [
+        {"ingestion_id": "ing", "namespace": "live", "path": "/frozen.csv", "status": PROCESSING,
+         "claimed_at": now - timedelta(minutes=47), "claimed_by": "run-frozen", "run_id": "run-frozen",
+         "batch_id": "b-1", "attempts": 1},
+        {"ingestion_id": "ing", "namespace": "shadow", "path": "/young.csv", "status": PROCESSING,
+         "claimed_at": now - timedelta(seconds=30), "claimed_by": "run-busy", "run_id": "run-busy", "attempts": 1},
+        {"ingestion_id": "ing", "namespace": "shadow", "path": "/dead.csv", "status": PROCESSING,
+         "claimed_at": now - timedelta(hours=3, minutes=2), "claimed_by": "run-dead", "run_id": "run-dead",
+         "attempts": 2, "fence": 1},
+        {"ingestion_id": "other", "namespace": "live", "path": "/frozen.csv", "status": PROCESSING,
+         "claimed_at": now - timedelta(hours=9), "claimed_by": "x", "attempts": 1},
+        {"ingestion_id": "ing", "namespace": "live", "path": "/done.csv", "status": SUCCESS, "records_ingested": 3,
+         "processed_at": now - timedelta(hours=1), "attempts": 1},
+        {"ingestion_id": "ing", "namespace": "shadow", "path": "/done.csv", "status": SUCCESS, "records_ingested": 3,
+         "processed_at": now - timedelta(hours=1), "attempts": 1},
+    ]
+    keys = ("claimed_at", "claimed_by", "batch_id", "fence", "records_ingested", "processed_at")
+    _load(engine, [{**{k: (0 if k == "fence" else None) for k in keys}, **r} for r in rows])
+    res = check_ledger(engine, "ing", since=now - timedelta(minutes=10), until=now, claim_timeout_s=900)
+    stale = {f.file: f for f in res.findings}
+    assert set(stale) == {"/frozen.csv", "/dead.csv"} and res.verdict == "fail"
+    assert all(f.kind == "stale_claim" for f in res.findings)
+    frozen, dead = stale["/frozen.csv"], stale["/dead.csv"]
+    assert frozen.legacy["age_s"] == 47 * 60 and frozen.legacy["run_id"] == "run-frozen"
+    assert frozen.legacy["staged_batch"] == "b-1" and frozen.shadow is None
+    assert "47 min old" in frozen.detail and "claim timeout 15 min" in frozen.detail
+    assert dead.shadow["age_s"] == 3 * 3600 + 120 and dead.shadow["fence"] == 1 and "3 h 2 min old" in dead.detail
+    assert res.metrics["stale_claims"] == 2 and res.metrics["by_kind"] == {"stale_claim": 2}
+    # without a claim timeout (old callers) nothing changes; with a long one, nothing is stale yet
+    assert check_ledger(engine, "ing", since=None, until=now).findings == []
+    assert stale_claims(engine, "ing", until=now, claim_timeout_s=4 * 3600) == (0, [])
+    if engine.dialect.name == "sqlite":  # found through the partial index, not a ledger scan
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            plan = conn.execute(text(
+                "EXPLAIN QUERY PLAN SELECT path FROM processed_files WHERE ingestion_id = 'ing' AND "
+                "namespace IN ('live', 'shadow') AND status = 'PROCESSING' AND claimed_at < '2026-11-01'")).all()
+        assert "ix_processed_files_processing" in " ".join(str(r[-1]) for r in plan), plan

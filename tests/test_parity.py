@@ -80,6 +80,36 @@ def test_clean_shadow_passes_five_times_with_zero_findings(shadowed):
     assert checks["ledger"].metrics["baseline_files"] == 2
 
 
+def test_quality_reads_the_window_rows_only_with_one_ge_context(shadowed, monkeypatch):
+    """Quality validates the rows the window's snapshots added (not the table's history), and every
+    ingestion of a parity run shares the one Great Expectations context of the process."""
+    import checks.quality as q
+
+    ws, ing, src = shadowed
+    q.ge_context()  # imports GE (with its pyspark warning filtered)
+    import great_expectations as gx
+
+    made = []
+    real = gx.get_context
+    monkeypatch.setattr(gx, "get_context", lambda *a, **kw: made.append(1) or real(*a, **kw))
+    rep, checks = _parity(ws, ing)  # since the fork: 30 rows of history on main, 20 in the window
+    assert checks["quality"].verdict == PASS
+    m = checks["quality"].metrics
+    assert (m["legacy_rows_checked"], m["shadow_rows_checked"], m["rows"]) == (20, 20, "window")
+    import time
+
+    time.sleep(0.05)
+    recent = datetime.now(timezone.utc)  # after every earlier snapshot, before the next round's
+    time.sleep(0.05)
+    _csv(src / "day3.csv", 4, 5000)
+    ws.service.run(ing, orchestrator="legacy", mode="live")
+    ws.service.run(ing, orchestrator="prefect", mode="shadow")
+    rep, checks = _parity(ws, ing, since=recent)  # only the last round is in this window
+    m = checks["quality"].metrics
+    assert (m["legacy_rows_checked"], m["shadow_rows_checked"]) == (4, 4) and checks["quality"].verdict == PASS
+    assert made == []  # no second context: the process's one is shared
+
+
 def test_file_missing_in_shadow_and_status_mismatch(shadowed):
     ws, ing, src = shadowed
     from cutover.core.records.tables import processed_files as t
@@ -143,6 +173,24 @@ def test_file_appended_twice_is_processed_twice(shadowed):
     assert any(f.kind == "quality_failed" and "unique" in f.detail for f in checks["quality"].findings)
 
 
+def test_shadow_write_on_main_names_the_snapshot_and_writer(shadowed):
+    ws, ing, src = shadowed
+    import pyarrow as pa
+
+    tbl = ws.catalog.load(ing.table)
+    data = pa.table({"id": pa.array([777], pa.int64()), "name": ["rogue"], "amount": [1.0]})
+    sid = ws.catalog.append(ing.table, data, branch="main", tbl=tbl, properties={
+        "cutover.run-id": "flow-run-42", "cutover.orchestrator": "prefect", "cutover.mode": "shadow",
+        "cutover.ingestion": ing.id})
+    rep, checks = _parity(ws, ing)
+    assert rep.verdict == FAIL
+    on_main = [f for f in checks["counts"].findings if f.kind == "shadow_write_on_main"]
+    assert len(on_main) == 1 and checks["counts"].metrics["shadow_writes_on_main"] == 1
+    f = on_main[0]
+    assert f.shadow["snapshot_id"] == sid and f.shadow["orchestrator"] == "prefect" and f.shadow["run_id"] == "flow-run-42"
+    assert f"snapshot {sid} on main was written by the shadow (prefect, run flow-run-42, 1 records)" in f.detail
+
+
 def test_failed_and_missing_runs(shadowed):
     ws, ing, src = shadowed
     from cutover.core.records.tables import runs as t
@@ -198,8 +246,24 @@ def test_changed_column_type_on_shadow_is_schema_mismatch(shadowed):
     ws.catalog.append(ing.table, data, branch="cutover-shadow", tbl=tbl, properties={"cutover.mode": "shadow"})
     rep, checks = _parity(ws, ing)
     assert "schema_mismatch" in _kinds(checks["quality"])
-    sm = [f for f in checks["quality"].findings if f.kind == "schema_mismatch"][0]
-    assert "discount: double" in sm.shadow[-1] and len(sm.legacy) == 3
+    sm = [f for f in checks["quality"].findings if f.kind == "schema_mismatch"]
+    assert len(sm) == 1, [f.detail for f in sm]  # one finding per differing column, naming it and both types
+    assert sm[0].legacy == {"column": "discount", "type": None} and sm[0].shadow == {"column": "discount", "type": "double"}
+    assert sm[0].detail == "column discount: legacy (missing), shadow double"
+
+
+def test_schema_mismatch_names_each_column_and_both_types():
+    from checks.quality import schema_findings
+
+    legacy = [("id", "long"), ("amount", "decimal(10, 2)"), ("name", "string"), ("at", "timestamptz")]
+    shadow = [("id", "long"), ("name", "string"), ("amount", "double"), ("note", "string")]
+    got = {f.detail for f in schema_findings(legacy, shadow)}
+    assert got == {"column amount: legacy decimal(10, 2), shadow double",
+                   "column at: legacy timestamptz, shadow (missing)",
+                   "column note: legacy (missing), shadow string",
+                   "column order: legacy id, amount, name; shadow id, name, amount"}
+    assert all(f.kind == "schema_mismatch" for f in schema_findings(legacy, shadow))
+    assert schema_findings(legacy, list(legacy)) == []
 
 
 def test_waiver_turns_failure_into_pass_and_expires(shadowed):
@@ -245,18 +309,20 @@ def test_cli_reports_all_formats_and_exit_codes(shadowed, tmp_path, capsys):
     ws, ing, src = shadowed
     out = tmp_path / "reports"
     rc = run_main(cli, ["parity", "--since", "24h", "--format", "text,json,md,html,junit", "--out", str(out)])
-    assert rc == 0, capsys.readouterr()
+    captured = capsys.readouterr()
+    assert rc == 0, captured
+    assert "great_expectations" not in captured.err  # third-party log lines stay quiet without -v
     d = json.loads((out / "parity.json").read_text())
     assert d["verdict"] == "pass" and set(d) >= {"verdict", "generated_at", "window", "ingestions"}
     ing_d = d["ingestions"][0]
     assert set(ing_d) >= {"id", "verdict", "streak", "checks"}
-    assert [c["name"] for c in ing_d["checks"]] == ["runs", "ledger", "counts", "quality"]
+    assert [c["name"] for c in ing_d["checks"]] == ["runs", "ledger", "counts", "values", "quality"]
     html = (out / "parity.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html and "http" not in html.split("<body>")[1]
     import xml.etree.ElementTree as ET
 
     suite = ET.parse(out / "parity.xml").getroot().find("testsuite")
-    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    assert suite.get("tests") == "5" and suite.get("failures") == "0"
     assert "| orders | **PASS**" in (out / "parity.md").read_text()
     # inject a divergence: exit 1, junit failure
     from cutover.core.records.tables import processed_files as t

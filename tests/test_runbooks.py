@@ -208,6 +208,9 @@ def _check_exists(args: list[str]) -> None:
         if not rest:
             return
         sub = cmd.get_command(ctx, rest[0])
+        if sub is None and getattr(cmd, "default", None):  # a DefaultGroup: `ledger ID` is `ledger show ID`
+            rest.insert(0, cmd.default)
+            sub = cmd.get_command(ctx, cmd.default)
         assert sub is not None, f"`{' '.join(path)}` has no command {rest[0]!r} (a runbook uses it)"
         path.append(rest.pop(0))
         cmd = sub

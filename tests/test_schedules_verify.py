@@ -163,14 +163,31 @@ def test_daily_interval_stays_absolute_across_dst():
     assert (naive.first_difference.at, naive.first_difference.only_on) == (at("2026-03-29T22:17:00Z"), "prefect")
 
 
-def test_interval_starting_later_than_the_window():
-    spec = {"trigger": "interval", "hours": 6, "start_date": "2026-05-01T00:00:00"}
-    r = check(spec, "UTC", "2026-04-30T00:00:00Z", 3)
-    # Prefect's IntervalSchedule has no start: it fires before the legacy start_date
-    assert r.verdict == "different"
-    assert (r.first_difference.at, r.first_difference.only_on) == (at("2026-04-30T00:00:00Z"), "prefect")
-    assert any("start_date" in n for n in r.notes)
-    assert check(spec, "UTC", "2026-05-01T00:00:00Z", 3).verdict == "equivalent"
+def test_interval_with_start_date_keeps_its_anchor_and_never_fires_before_it():
+    spec = normalize_schedule({"trigger": "interval", "hours": 6, "start_date": "2026-05-01T00:07:00"})
+    start = at("2026-05-01T00:07:00Z")
+
+    # deployed after the start: an IntervalSchedule whose anchor is the start_date, as the server holds it
+    after = translate(spec, "UTC", as_of=at("2026-06-01T00:00:00Z"))
+    server = after.to_server_schedule()
+    assert type(server).__name__ == "IntervalSchedule"
+    assert server.anchor_date == start and server.interval == timedelta(hours=6)
+    assert check(spec, "UTC", "2026-06-01T00:00:00Z", 30).verdict == "equivalent"
+
+    # deployed before the start: Prefect's IntervalSchedule would fire before its anchor, so the start is the
+    # RRULE's DTSTART and the Prefect server produces nothing before it
+    before = translate(spec, "UTC", as_of=at("2026-04-30T00:00:00Z"))
+    assert before.kind == "rrule" and before.rrule.startswith("DTSTART:20260501T000700\n")
+    dates, _ = prefect_fire_times(before, at("2026-04-01T00:00:00Z"), at("2026-05-02T00:00:00Z"))
+    assert dates[0] == start and dates == [start + timedelta(hours=6 * k) for k in range(4)]
+    r = check(spec, "UTC", "2026-04-30T00:00:00Z", 3)  # translated as deployed at the window start
+    assert r.verdict == "equivalent" and r.legacy_count == 8
+
+    # the naive form (an IntervalSchedule anchored at the start, deployed before it) fires early: caught
+    naive = check(spec, "UTC", "2026-04-30T00:00:00Z", 3, translation=after)
+    assert naive.verdict == "different"
+    assert (naive.first_difference.at, naive.first_difference.only_on) == (at("2026-04-30T00:07:00Z"), "prefect")
+    assert naive.difference_count == 4 and any("start_date" in n for n in naive.notes)
 
 
 # -- seconds and jitter ------------------------------------------------------------------------
@@ -193,9 +210,13 @@ def test_jitter_untranslatable_unless_approx():
     r = check(spec, "UTC", "2026-01-01T00:00:00Z", 7)
     assert r.verdict == "untranslatable" and "jitter=120" in r.reason
     r = check(spec, "UTC", "2026-01-01T00:00:00Z", 7, allow_approx=True)
-    # jitter is random: the comparison is on the nominal times
-    assert r.verdict == "equivalent" and r.translation.exact is False and r.legacy_count == 7
-    assert any("approximate" in n for n in r.notes)
+    # jitter is random: the nominal times match, but that is no proof: never EQUIVALENT
+    assert r.verdict == "approximate" and not r.ok and r.translation.exact is False and r.legacy_count == 7
+    assert r.approximated == ["jitter=120"] and any("APPROXIMATE, not a proof" in n for n in r.notes)
+    # an interval with jitter likewise
+    r = check({"trigger": "interval", "hours": 1, "jitter": 5, "start_date": "2025-01-01T00:00:00"}, "UTC",
+              "2026-01-01T00:00:00Z", 2, allow_approx=True)
+    assert r.verdict == "approximate" and r.approximated == ["jitter=5"]
 
 
 # -- APScheduler-only forms, one-offs, bounds ------------------------------------------------------
@@ -292,7 +313,8 @@ def test_cli_adhoc_verify_exit_codes():
     assert untr.exit_code == 1 and "UNTRANSLATABLE" in untr.output and "--allow-approx" in untr.output
     approx = run("schedules", "verify", "--schedule", '{"trigger": "cron", "hour": 2, "jitter": 30}',
                  "--start", "2026-01-01T00:00:00Z", "--horizon", "7d", "--allow-approx")
-    assert approx.exit_code == 0, approx.output
+    assert approx.exit_code == 1, approx.output  # not a proof
+    assert "APPROXIMATE" in approx.output and "EQUIVALENT" not in approx.output and "approximated: jitter=30" in approx.output
 
     js = run("schedules", "verify", "--schedule", "weekly sun 02:30", "--timezone", "Europe/Berlin",
              "--start", "2026-03-01T00:00:00Z", "--horizon", "30d", "--json")
@@ -327,12 +349,14 @@ def test_cli_inventory(workspace_env, tmp_path):
     assert r.exit_code == 0, r.output
     r = run("schedules", "verify", "--all", "--start", "2026-10-30T00:00:00Z", "--horizon", "7d")
     assert r.exit_code == 1
-    assert "events: DIFFERENT" in r.output and "orders: EQUIVALENT" in r.output and "adhoc: EQUIVALENT" in r.output
+    rows = {ln.split()[0]: ln.split()[1] for ln in r.output.splitlines()[2:5]}  # the summary table
+    assert rows == {"orders": "EQUIVALENT", "events": "DIFFERENT", "adhoc": "EQUIVALENT"}
+    assert "events: DIFFERENT" in r.output and "orders: EQUIVALENT" not in r.output  # details: what is not proven
     assert "first difference: 2026-11-01T06:30:00Z (2026-11-01 01:30:00 EST) fires on legacy only" in r.output
 
     t = run("schedules", "translate", "orders", "--json")
     assert t.exit_code == 0, t.output
-    doc = json.loads(t.output)
+    [doc] = json.loads(t.output)["results"]
     assert doc["prefect_type"] == "CronSchedule" and doc["prefect_schedule"]["cron"] == "0 2 * * 1"
     t = run("schedules", "translate", "events")
     assert t.exit_code == 0 and "cron 30 1 * * * America/New_York" in t.output

@@ -14,6 +14,8 @@ import click
 
 from cutover import __version__
 from cutover.cli.app import App, run_main
+from cutover.core.output import add_json_option
+from cutover.core.validate import nearest
 from cutover.registry import load_side_command, side_commands
 
 # name -> (module:attribute, one-line help). Help text lives here so that
@@ -23,7 +25,7 @@ CORE = {
     "db": ("cutover.cli.db_cmd:db", "Database schemas: upgrade, downgrade, current, history."),
     "ingestion": ("cutover.cli.ingestion_cmd:ingestion", "Manage ingestions: add, list, show, remove."),
     "runs": ("cutover.cli.inspect_cmd:runs", "Run records of both orchestrators."),
-    "ledger": ("cutover.cli.inspect_cmd:ledger", "The processed-file ledger of an ingestion."),
+    "ledger": ("cutover.cli.ledger_cmd:ledger", "The processed-file ledger of an ingestion; `ledger retry` re-queues FAILED files."),
     "table": ("cutover.cli.inspect_cmd:table", "Iceberg tables: row counts per branch, snapshots, maintain."),
     "shadow": ("cutover.cli.shadow_cmd:shadow", "Shadow runs: start, stop, run --once (legacy stays authoritative)."),
     "parity": ("cutover.cli.parity_cmd:parity", "Parity verdict per ingestion; `parity history` for streaks."),
@@ -55,11 +57,22 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
         if cmd is not None or name not in LAZY:
-            return cmd
+            return cmd if cmd is None else add_json_option(cmd)
         if name not in CORE:
-            return load_side_command(name)
-        mod, _, attr = CORE[name][0].partition(":")
-        return getattr(importlib.import_module(mod), attr)
+            cmd = load_side_command(name)
+        else:
+            mod, _, attr = CORE[name][0].partition(":")
+            cmd = getattr(importlib.import_module(mod), attr)
+        return cmd if cmd is None else add_json_option(cmd)  # --json on every command
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            best = nearest(args[0], self.list_commands(ctx)) if args and not args[0].startswith("-") else None
+            if best:
+                raise click.UsageError(f"No such command {args[0]!r}: did you mean {best!r}?", ctx) from None
+            raise
 
     def format_commands(self, ctx, formatter):
         rows = []

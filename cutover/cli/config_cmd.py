@@ -32,9 +32,20 @@ def show(app: App, as_json: bool) -> None:
     app.echo(f"warehouse:       {cat.pop('warehouse', '-')}")
     for k, v in sorted(cat.items()):
         app.echo(f"catalog.{k}: {v}")
-    api = d["prefect"]["api_url"] or "embedded local server (started on demand)"
-    app.echo(f"Prefect API:     {api} [{d['prefect']['api_url_source']}]")
-    app.echo(f"Prefect pool:    {d['prefect']['work_pool']}")
+    pf = d["prefect"]
+    api = pf["api_url"] or "embedded local server (started by `cutover prefect up`, shadow, execute, deploy)"
+    app.echo(f"Prefect API:     {api} [from {pf['api_url_source']}]")
+    if pf["api_key"] or pf["auth_string"]:
+        app.echo(f"Prefect auth:    {'API key' if pf['api_key'] else 'auth string'} set"
+                 f" [from {pf['api_key_source'] or 'env/profile'}]")
+    if pf["tls_insecure_skip_verify"]:
+        app.echo("Prefect TLS:     certificate NOT verified (PREFECT_API_TLS_INSECURE_SKIP_VERIFY)")
+    elif pf["ssl_cert_file"] and (str(pf["api_url"] or "").startswith("https")
+                                  or pf["ssl_cert_file_source"] != "env SSL_CERT_FILE"):
+        app.echo(f"Prefect TLS:     CA bundle {pf['ssl_cert_file']} [from {pf['ssl_cert_file_source']}]")
+    if pf["problem"]:
+        app.echo(f"Prefect PROBLEM: {pf['problem']}")
+    app.echo(f"Prefect pool:    {pf['work_pool']}")
     app.echo(f"engine:          {d['ingest']['engine']}")
     app.echo(f"claim timeout:   {d['ingest']['claim_timeout_s']:.0f}s")
 

@@ -8,6 +8,7 @@ import click
 
 from cutover.cli.app import App, exit_with, pass_app
 from cutover.commands import migration as C
+from cutover.core.output import iso_time
 from cutover.core.workspace import Workspace
 
 
@@ -73,31 +74,44 @@ def _show_plan(app: App, p) -> None:
 @click.option("--dry-run", is_flag=True, help="Show exactly the steps that would run; change nothing anywhere.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--reason", default="", help="Why (recorded in the audit log).")
+@click.option("--accept-schedule-difference", "accepted", multiple=True, metavar="ID",
+              help="Deploy ID even though its schedule is not proven equivalent (recorded in the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (the steps go to stderr).")
 @pass_app
-def execute(app: App, plan_file, wave_no, dry_run, yes, reason) -> None:
+def execute(app: App, plan_file, wave_no, dry_run, yes, reason, accepted, as_json) -> None:
     """Apply the next wave of a saved plan: journaled, resumable, behind the operator lock.
 
+    A move that deploys a schedule `cutover schedules verify` does not prove equivalent is held
+    unless named with --accept-schedule-difference.
     Exit 0 done, 1 stale plan / gate not met / locked, 3 a step failed (re-run to resume).
     """
     ws = Workspace(app.settings)
-    chk = C.execute_check(ws, plan_file, wave_no)
+    chk = C.execute_check(ws, plan_file, wave_no, accept_schedule_difference=accepted)
     p, wave = chk.plan, chk.wave
-    app.echo(f"plan {p.id}, wave {wave.number} ({wave.name}): {len(wave.moves)} ingestion(s)")
+    say = app.info if as_json else app.echo
+    doc = {**chk.as_dict(), "dry_run": dry_run, "applied": [], "skipped": [], "done": False}
+    say(f"plan {p.id}, wave {wave.number} ({wave.name}): {len(wave.moves)} ingestion(s)")
     if chk.gate_reasons:
         for iid, why in chk.gate_reasons.items():
-            app.echo(f"  gate NOT met for {iid}: {'; '.join(why)}")
+            say(f"  gate NOT met for {iid}: {'; '.join(why)}")
         if not dry_run:
-            app.echo("nothing was changed")
+            say("nothing was changed")
+            if as_json:
+                app.json(doc)
             exit_with(chk.exit_code)
     if dry_run:
-        C.execute(ws, chk, app.echo, dry_run=True)
-        app.echo("Dry run: nothing was changed.")
+        res = C.execute(ws, chk, say, dry_run=True)
+        say("Dry run: nothing was changed.")
+        if as_json:
+            app.json({**doc, "would_apply": list(res.applied), "skipped": list(res.skipped)})
         exit_with(chk.exit_code)
         return
     if not yes:
-        click.confirm(f"apply wave {wave.number} ({wave.name})?", abort=True)
-    res = C.execute(ws, chk, app.echo, reason=reason)
-    app.echo(f"wave {wave.number} done: {len(res.applied)} step(s) applied, {len(res.skipped)} already done")
+        click.confirm(f"apply wave {wave.number} ({wave.name})?", abort=True, err=as_json)
+    res = C.execute(ws, chk, say, reason=reason)
+    say(f"wave {wave.number} done: {len(res.applied)} step(s) applied, {len(res.skipped)} already done")
+    if as_json:
+        app.json({**doc, "applied": list(res.applied), "skipped": list(res.skipped), "done": True})
 
 
 @click.command()
@@ -116,7 +130,7 @@ def status(app: App, as_json: bool) -> None:
     else:
         if st["lock"]:
             h = st["lock"]
-            app.echo(f"LOCKED by {h['holder']} (pid {h['pid']} on {h['host']}) since {h['acquired_at'][:19]}: {h['reason']} [lock {h['id']}]")
+            app.echo(f"LOCKED by {h['holder']} (pid {h['pid']} on {h['host']}) since {iso_time(h['acquired_at'])}: {h['reason']} [lock {h['id']}]")
         if st["active_pause"]:
             app.echo(f"PAUSED by operator: snapshot {st['active_pause']['id']} ({st['active_pause']['reason']})")
         for e in st["errors"]:
@@ -149,8 +163,8 @@ def log_cmd(app: App, limit: int, as_json: bool) -> None:
     elif not rows:
         app.echo("the audit log is empty")
     else:
-        app.table([(r["at"][:19], r["who"], r["action"], r["target"] or "", r["reason"] or "") for r in rows],
-                  ("at (UTC)", "who", "action", "target", "why"))
+        app.table([(r["at"], r["who"], r["action"], r["target"] or "", r["reason"] or "") for r in rows],
+                  ("at", "who", "action", "target", "why"))
 
 
 @click.command()

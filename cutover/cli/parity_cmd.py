@@ -50,21 +50,25 @@ def check(app: App, ingestion_ids, since, fmt, out_dir, checks_, no_store) -> No
 @parity.command("history")
 @click.argument("ingestion_id", required=False)
 @click.option("--limit", type=int, default=30, show_default=True, help="Rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="{rows: [...], streaks: {ingestion: n}} (docs/json.md).")
 @pass_app
-def history(app: App, ingestion_id, limit) -> None:
+def history(app: App, ingestion_id, limit, as_json) -> None:
     """Stored verdicts, newest first, and each ingestion's clean streak."""
     res = C.parity_history(Workspace(app.settings), ingestion_id, limit=limit)
+    if as_json:
+        app.json({"rows": res.rows, "streaks": res.streaks})
+        return
     if not res.rows:
         app.echo("no parity runs stored yet: run `cutover parity`")
         return
-    app.table([(r["at"][:19], r["ingestion"], r["verdict"], r["findings"], r["parity_run_id"][:12]) for r in res.rows],
-              ("at (UTC)", "ingestion", "verdict", "findings", "parity run"))
+    app.table([(r["at"], r["ingestion"], r["verdict"], r["findings"], r["parity_run_id"][:12]) for r in res.rows],
+              ("at", "ingestion", "verdict", "findings", "parity run"))
     app.echo("clean streaks: " + ", ".join(f"{k} {v}" for k, v in sorted(res.streaks.items())))
 
 
 @click.command()
 @click.argument("ingestion_id")
-@click.option("--check", "check", required=True, type=click.Choice(["runs", "ledger", "counts", "quality"]))
+@click.option("--check", "check", required=True, type=click.Choice(["runs", "ledger", "counts", "values", "quality"]))
 @click.option("--reason", required=True)
 @click.option("--owner", required=True)
 @click.option("--expires", required=True, help="YYYY-MM-DD (end of day UTC) or an ISO date-time.")
@@ -96,7 +100,7 @@ def waivers_list(app: App, all_, as_json) -> None:
     elif not rows:
         app.echo("no waivers")
     else:
-        app.table([(w["id"], w["ingestion"], w["check"], w["owner"], w["expires_at"][:19], "expired" if w["expired"] else "active",
+        app.table([(w["id"], w["ingestion"], w["check"], w["owner"], w["expires_at"], "expired" if w["expired"] else "active",
                     w["reason"]) for w in rows], ("id", "ingestion", "check", "owner", "expires (UTC)", "state", "reason"))
 
 

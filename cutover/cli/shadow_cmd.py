@@ -21,15 +21,21 @@ def shadow() -> None:
 @click.option("--all", "all_", is_flag=True)
 @click.option("--dry-run", is_flag=True, help="Show the steps; change nothing.")
 @click.option("--reason", default="")
+@click.option("--accept-schedule-difference", "accepted", multiple=True, metavar="ID",
+              help="Deploy ID even though its schedule is not proven equivalent (recorded in the audit log).")
 @pass_app
-def start(app: App, ingestion_ids, all_, dry_run, reason) -> None:
-    """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the legacy schedule."""
+def start(app: App, ingestion_ids, all_, dry_run, reason, accepted) -> None:
+    """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the legacy schedule.
+
+    Refused (exit 1) for a schedule `cutover schedules verify` does not prove equivalent,
+    unless named with --accept-schedule-difference.
+    """
     def before(sm: C.ShadowMoves) -> None:
         for iid in sm.already:
             app.echo(f"{iid}: already in SHADOW")
 
     C.shadow_start(Workspace(app.settings), ingestion_ids, all_=all_, echo=app.echo, dry_run=dry_run, reason=reason,
-                   before=before)
+                   before=before, accept_schedule_difference=accepted)
 
 
 @shadow.command("stop")
@@ -79,8 +85,9 @@ SHADOW_RUN_FORMATS = ("text", "json", "md")
 def run(app: App, ingestion_ids, all_, once, timeout, fmt, no_store) -> None:
     """Run legacy live and Prefect shadow now against the same files, wait for both, print the verdict.
 
-    Needs the shadow started (`cutover shadow start`) and a Prefect worker
-    (`cutover prefect up` starts the local one). Exit 0 pass, 1 fail, 3 a run could not complete.
+    Needs the shadow started (`cutover shadow start`) and a live Prefect worker polling the work
+    pool (the embedded server gets one here; another server needs `prefect worker start --pool
+    POOL`): without one it fails at once. Exit 0 pass, 1 fail, 3 a run could not complete.
     """
     if fmt not in SHADOW_RUN_FORMATS:
         raise InputError(f"--format {fmt} is not one of text, json, md", fix="use cutover parity for html/junit reports")

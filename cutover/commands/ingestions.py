@@ -14,9 +14,10 @@ from cutover.commands.result import Result
 from cutover.core.config import parse_duration
 from cutover.core.errors import InputError, NotFound
 from cutover.core.output import to_json
-from cutover.core.records.ingestions import Ingestion, validate
+from cutover.core.records.ingestions import Ingestion, check_source, validate
 from cutover.core.records.jobs import Job, load_inventory_file
 from cutover.core.schedule.triggers import parse_schedule_text
+from cutover.core.validate import check_limit
 from cutover.core.workspace import Workspace
 from cutover.registry.sides import LegacySide
 
@@ -70,6 +71,8 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
             "schedule": parse_schedule_text(schedule) if schedule else None, "timezone": tz,
             "size_class": size_class, "priority": priority, "key_columns": key_columns, "owner": owner,
         })]
+    for ing in items:
+        check_source(ing)
     if dry_run:
         if not ws.settings.is_embedded_autoloader or ws.settings.home.joinpath("autoloader.db").exists():
             _check_ids(ws, items, jobs)
@@ -169,9 +172,11 @@ class Runs(Result):
 def runs(ws: Workspace, *, ingestion_id: str | None = None, since: str | None = None, orchestrator: str | None = None,
          mode: str | None = None, limit: int = 50) -> Runs:
     """Run records, newest first."""
+    check_limit(limit)
+    window = since_time(since)
     if ingestion_id:
         ws.ingestions.get(ingestion_id)
-    return Runs(ws.runs.list(ingestion_id=ingestion_id, since=since_time(since), orchestrator=orchestrator, mode=mode,
+    return Runs(ws.runs.list(ingestion_id=ingestion_id, since=window, orchestrator=orchestrator, mode=mode,
                              limit=limit))
 
 
@@ -232,6 +237,7 @@ class Snapshots(Result):
 
 
 def table_snapshots(ws: Workspace, table_name: str, *, branch: str = "main", limit: int = 50) -> Snapshots:
+    check_limit(limit)
     """Snapshots of a branch, newest first, with their cutover properties."""
     tbl = ws.catalog.find(table_name)
     if tbl is None:

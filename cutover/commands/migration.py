@@ -16,11 +16,15 @@ from cutover.core.config import parse_duration
 from cutover.core.errors import EXIT_FAIL, EXIT_PARTIAL, InputError
 from cutover.core.jobenv import SHADOW_CHOICES, SHADOW_FIX
 from cutover.core.records.items import is_job
+from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
+from cutover.core.output import human_duration
 from cutover.core.state import audit, lock, states
+from cutover.core.validate import check_limit
 from cutover.core.workspace import Workspace
 from cutover.engine.execute import Apply, DryRun, WaveResult, check_stale, choose_wave, evaluate_gates, execute_wave, \
     operation
 from cutover.engine.inventory import build_inventory, public
+from cutover.engine.operation import refuse_under_pause
 from cutover.engine.plan import Move, Plan, Step, Wave, build_plan, steps_for
 from cutover.engine.status import compute_status
 from cutover.registry.sides import LiveSides, run_legacy_now
@@ -67,6 +71,7 @@ class ExecuteCheck(Result):
     plan: Plan
     wave: Wave
     gate_reasons: dict[str, list[str]]
+    schedule_checks: list[ScheduleCheck] = field(default_factory=list)  # the schedules this wave deploys
 
     @property
     def exit_code(self) -> int:
@@ -74,17 +79,41 @@ class ExecuteCheck(Result):
 
     def as_dict(self) -> dict:
         return {"plan": self.plan.id, "wave": self.wave.number, "name": self.wave.name,
-                "ingestions": len(self.wave.moves), "gate_reasons": self.gate_reasons}
+                "ingestions": len(self.wave.moves), "gate_reasons": self.gate_reasons,
+                "schedules": {c.ingestion_id: {"verdict": c.result.verdict if c.result else "manual",
+                                               "accepted": c.accepted} for c in self.schedule_checks}}
 
 
-def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None) -> ExecuteCheck:
+DEPLOYING = (states.SHADOW, states.CUTOVER)  # moves that put the translated schedule on a Prefect deployment
+
+
+def execute_check(ws: Workspace, plan_file: Path, wave_no: int | None = None, *,
+                  accept_schedule_difference=()) -> ExecuteCheck:
     """Load a saved plan, choose its wave (default: the next one not done), refuse a stale plan,
-    and evaluate the wave's gates. Changes nothing."""
+    and evaluate the wave's gates -- among them the deploy gate: a move that deploys a schedule
+    not proven equivalent is held unless its ingestion is in ``accept_schedule_difference``.
+    Changes nothing."""
     p = Plan.load(plan_file)
     wave = choose_wave(ws, p, wave_no)
     check_stale(ws, p, wave)
     refuse_undeclared([ws.items.get(m.ingestion_id) for m in wave.moves if m.to_state == states.SHADOW])
-    return ExecuteCheck(p, wave, evaluate_gates(ws, p, wave))
+    check_accepted_ids(accept_schedule_difference, [m.ingestion_id for w in p.waves for m in w.moves])
+    deploying = [ws.items.get(m.ingestion_id) for m in wave.moves if m.to_state in DEPLOYING]
+    checks = check_schedules(deploying, accept_schedule_difference)
+    by_id = {c.ingestion_id: c for c in checks}
+
+    def verifier(ing) -> tuple[bool, str]:
+        c = by_id.get(ing.id)
+        if c is None:
+            c = check_schedules([ing])[0]
+        return not c.refused, c.reason()
+
+    reasons = evaluate_gates(ws, p, wave, verifier)
+    for c in checks:
+        if c.refused and c.ingestion_id not in reasons:  # the plan's gate did not ask for schedule_verified
+            reasons[c.ingestion_id] = [f"{c.reason()}: deploy it anyway with --accept-schedule-difference "
+                                       f"{c.ingestion_id}"]
+    return ExecuteCheck(p, wave, reasons, checks)
 
 
 def execute(ws: Workspace, check: ExecuteCheck, echo: Echo, *, dry_run: bool = False, reason: str = "") -> WaveResult:
@@ -94,6 +123,8 @@ def execute(ws: Workspace, check: ExecuteCheck, echo: Echo, *, dry_run: bool = F
     if dry_run:
         return execute_wave(ws, p, wave, DryRun(echo))
     with lock.locked(ws.state_engine, f"execute {p.id} wave {wave.number}"):
+        record_acceptances(ws.state_engine, check.schedule_checks, command=f"execute {p.id} wave {wave.number}",
+                           reason=reason)
         return execute_wave(ws, p, wave, Apply(LiveSides(ws), echo), reason=reason)
 
 
@@ -118,10 +149,12 @@ class Status(Result):
 
 def status(ws: Workspace) -> Status:
     """Per ingestion: state, live owner, schedule state on both sides, and the invariant."""
-    return Status(compute_status(ws, LiveSides(ws)))
+    ws.settings.prefect.check()  # a misconfigured Prefect connection is bad input (exit 2), not a side down
+    return Status(compute_status(ws, LiveSides(ws, start_prefect=False)))  # read-only: starts nothing
 
 
 def log(ws: Workspace, *, limit: int = 50) -> list[dict]:
+    check_limit(limit)
     """The audit trail, newest first: every mutating action with who, when, why."""
     return audit.entries(ws.state_engine, limit)
 
@@ -238,21 +271,34 @@ def refuse_undeclared(items) -> None:
 
 
 def _shadow_operation(ws, name: str, ids, all_, to: str, echo: Echo, *, before: Callable[[ShadowMoves], None] | None,
-                      dry_run: bool, reason: str) -> ShadowMoves:
+                      dry_run: bool, reason: str, accepted=None) -> ShadowMoves:
     sm = shadow_moves(ws, ids, all_, to=to)
     if before is not None:
         before(sm)
+    guard = None
+    if accepted is not None:  # the moves deploy schedules: only proven or accepted ones
+        check_accepted_ids(accepted, [m.ingestion_id for m in sm.moves] + list(sm.already))
+        checks = check_deploy([ws.items.get(m.ingestion_id) for m in sm.moves], accepted,
+                              command=f"`cutover {name.replace('-', ' ')}`")
+
+        def guard() -> None:  # under the lock, before any step
+            refuse_under_pause(ws, [m.ingestion_id for m in sm.moves], f"`{name}`")
+            record_acceptances(ws.state_engine, checks, command=name.replace("-", " "), reason=reason)
     if sm.moves:
-        operation(ws, name, sm.moves, LiveSides(ws), echo, dry_run=dry_run, reason=reason)
+        # a shadow start deploys flows that must run (embedded: server and worker); a stop only pauses
+        operation(ws, name, sm.moves, LiveSides(ws, prefect_worker=to == states.SHADOW), echo, dry_run=dry_run,
+                  reason=reason, guard=guard)
     return sm
 
 
 def shadow_start(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
-                 before: Callable[[ShadowMoves], None] | None = None) -> ShadowMoves:
+                 before: Callable[[ShadowMoves], None] | None = None, accept_schedule_difference=()) -> ShadowMoves:
     """Fork cutover-shadow, seed the shadow ledger, deploy the Prefect shadow deployment on the
-    legacy schedule (LEGACY/ROLLED_BACK -> SHADOW). ``before`` sees the moves before they run."""
+    legacy schedule (LEGACY/ROLLED_BACK -> SHADOW). ``before`` sees the moves before they run.
+    A schedule not proven equivalent is refused (GateFailed) unless its ingestion is in
+    ``accept_schedule_difference`` (recorded in the audit log)."""
     return _shadow_operation(ws, "shadow-start", ids, all_, states.SHADOW, echo, before=before, dry_run=dry_run,
-                             reason=reason)
+                             reason=reason, accepted=tuple(accept_schedule_difference))
 
 
 def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_run: bool = False, reason: str = "",
@@ -262,17 +308,29 @@ def shadow_stop(ws: Workspace, ids=(), *, all_: bool = False, echo: Echo, dry_ru
                              reason=reason)
 
 
-def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0) -> str:
-    """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...))."""
-    deadline = time.monotonic() + timeout
+PROGRESS_EVERY = 15.0  # seconds between progress lines while a flow run is awaited
+
+
+def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0, *, info: Echo | None = None,
+                  label: str = "") -> str:
+    """Wait for a flow run to reach a final state; returns the state type name (or TIMEOUT (...)).
+    ``info`` hears its state and the time waited every few seconds."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    next_note = t0 + PROGRESS_EVERY
     while True:
         with adapter.client() as c:
             fr = c.read_flow_run(UUID(flow_run_id))
         st = fr.state
         if st is not None and st.is_final():
             return st.type.value
-        if time.monotonic() > deadline:
-            return f"TIMEOUT ({st.type.value if st else 'no state'})"
+        now = time.monotonic()
+        if now > deadline:
+            return f"TIMEOUT ({st.name if st else 'no state'} after {human_duration(timeout)})"
+        if info is not None and now >= next_note:
+            info(f"{label}flow run {flow_run_id} {st.name if st else 'no state'}, {human_duration(now - t0)} "
+                 f"(timeout {human_duration(timeout)})")
+            next_note += PROGRESS_EVERY
         time.sleep(poll)
 
 
@@ -305,10 +363,13 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     sides = LiveSides(ws)
     prefect = sides.prefect("shadow")
+    # a flow run with no worker polling its pool waits forever: say so now, before anything runs
+    pool = prefect.require_worker()
+    info(f"work pool {pool['pool']}: {pool['online']} live worker(s)")
     # queued first: the worker starts while legacy runs. An observe-only job has no shadow run.
     flow_runs = {i.id: prefect.trigger(i.id) for i in items if not (is_job(i) and i.shadow == "observe")}
     for iid, fr in flow_runs.items():
-        info(f"{iid}: Prefect shadow flow run {fr} queued")
+        info(f"{iid}: Prefect shadow flow run {fr} queued (waited for up to {human_duration(wait_s)})")
     legacy_results, errors = {}, []
     # each ingestion as its legacy orchestrator runs it: the batch orchestrator, or the crontab
     # line's command (the wrapper) for a crontab ingestion (cutover.registry); meanwhile the
@@ -331,7 +392,7 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
              f"{rec.records_ingested} records)")
     incomplete = []
     for iid, fr in flow_runs.items():
-        state = wait_flow_run(prefect, fr, wait_s)
+        state = wait_flow_run(prefect, fr, wait_s, info=info, label=f"{iid}: Prefect shadow ")
         info(f"{iid}: Prefect shadow flow run {fr} {state}")
         if state not in ("COMPLETED", "FAILED"):
             incomplete.append(f"{iid}: {state}")

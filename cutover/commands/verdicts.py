@@ -12,11 +12,14 @@ from checks.report import FORMATS, render_html, render_json, render_junit, rende
 from cutover.commands.ingestions import since_time
 from cutover.commands.result import Result
 from cutover.core.errors import EXIT_FAIL, InputError
+from cutover.core.extras import require_installed
+from cutover.core.validate import check_limit
 from cutover.core.state import audit, states
 from cutover.core.state.waivers import WaiverStore, parse_expiry
 from cutover.core.workspace import Workspace
+from cutover.registry import orphan_runs
 
-DEFAULT_CHECKS = "runs,ledger,counts,quality"
+DEFAULT_CHECKS = "runs,ledger,counts,values,quality"
 
 
 def report_formats(text: str) -> list[str]:
@@ -69,6 +72,11 @@ def parity(ws: Workspace, ingestion_ids=(), *, since: str = "24h", checks: str =
     if not chosen or any(c not in CHECKS for c in chosen):
         raise InputError(f"--checks {checks!r} names an unknown check", fix=f"use {','.join(CHECKS)}")
     window = None if since == "fork" else since_time(since)
+    if "quality" in chosen:  # Great Expectations on both engines (Spark hands it a sample)
+        require_installed("great_expectations", what="the quality parity check",
+                          otherwise=f"leave it out: --checks {','.join(c for c in chosen if c != 'quality') or 'runs'}")
+    if "html" in (formats or []):
+        require_installed("matplotlib", what="the HTML parity report", otherwise="choose another --format")
     if ingestion_ids:
         items = ws.items.resolve(ingestion_ids)
     else:  # every ingestion with a shadow to compare: those in SHADOW
@@ -77,7 +85,9 @@ def parity(ws: Workspace, ingestion_ids=(), *, since: str = "24h", checks: str =
         if not items:
             raise InputError("no ingestion is in SHADOW: there is nothing to compare",
                              fix="start shadows with `cutover shadow start`, or name ingestions explicitly")
-    report = run_parity(ws, items, since=window, checks=chosen, store=store)
+    orphans, notes = (orphan_runs(ws, since=window, ingestion_ids=[i.id for i in items])
+                      if "runs" in chosen else (None, None))
+    report = run_parity(ws, items, since=window, checks=chosen, store=store, orphan_runs=orphans, orphan_notes=notes)
     res = Parity(report)
     if out_dir:
         res.written = list(write_reports(report.as_dict(), formats or ["text"], out_dir, report.series))
@@ -94,6 +104,7 @@ def parity_history(ws: Workspace, ingestion_id: str | None = None, *, limit: int
     """Stored parity verdicts (of one ingestion, or all) and each ingestion's clean streak."""
     if ingestion_id:
         ws.items.get(ingestion_id)
+    check_limit(limit)
     rows = history(ws.state_engine, ingestion_id, limit)
     return ParityHistory(rows, {r["ingestion"]: streak(ws.state_engine, r["ingestion"]) for r in rows})
 

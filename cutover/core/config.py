@@ -4,7 +4,8 @@ Every key lives in a section of the TOML file and has an env var named
 ``CUTOVER_<SECTION>_<KEY>`` (upper case). Catalog properties are open-ended
 (any pyiceberg catalog property): ``CUTOVER_CATALOG_<PROP>`` sets property
 ``<prop>`` lower-cased, with ``__`` standing for ``.`` (``CUTOVER_CATALOG_S3__ENDPOINT``
--> ``s3.endpoint``). ``PREFECT_API_URL`` is honoured as Prefect itself does.
+-> ``s3.endpoint``). The Prefect API is resolved as Prefect resolves it (environment, then the
+active profile, else the embedded server): ``cutover.core.prefectconn``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from cutover.core.deployspec import SETTINGS_KEYS as DEPLOY_KEYS
+from cutover.core.deployspec import check_value as check_deploy_value
 from cutover.core.errors import InputError
-from cutover.core.redact import redact_mapping, redact_text, redact_url
+from cutover.core.prefectconn import PrefectConnection, resolve as resolve_prefect, user_prefect_env
+from cutover.core.redact import (is_secret_key, redact_mapping, redact_text, redact_url, register_mapping_secrets,
+                                 register_secret)
+from cutover.core.validate import (check_db_url, check_home, check_http_url, check_number, did_you_mean, read_text,
+                                   show, unknown_name)
 from cutover.core.spark import check_catalog_name, check_remote, redact_remote
 
 CONFIG_FILE = "cutover.toml"
@@ -26,22 +33,38 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+MAX_DURATION = 100 * 366 * 86400.0  # a century: longer is a typo, and overflows datetime arithmetic
+
+
 def parse_duration(value: Any, *, what: str = "duration") -> float:
-    """``"15m"`` -> 900.0 seconds; plain numbers are seconds."""
+    """``"15m"`` -> 900.0 seconds; plain numbers are seconds. Negative, NaN, infinite and
+    longer-than-a-century values are refused (InputError)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InputError(f"{what} must be a finite duration, got {value}", fix="give a value like 90s, 15m or 2h")
         if value < 0:
             raise InputError(f"{what} must not be negative, got {value}", fix="give a value like 90s, 15m or 2h")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise InputError(f"{what} {value!r} is not a duration", fix="give a value like 90s, 15m, 2h or 7d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise InputError(f"{what} {show(value)} is not a duration", fix="give a value like 90s, 15m, 2h or 7d")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_DURATION:
+        raise InputError(f"{what} {show(value)} is longer than 100 years", fix="give a value like 90s, 15m, 2h or 7d")
+    return seconds
 
 
-def _truthy(value: Any) -> bool:
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _truthy(value: Any, what: str = "flag") -> bool:
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise InputError(f"{what} must be true or false, got {show(value)}", fix="use true/false (or 1/0, yes/no, on/off)")
 
 
 # section -> key -> (type, default factory taking home)
@@ -89,8 +112,34 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "api_url": ("str", lambda h: None),
         "work_pool": ("str", lambda h: "cutover"),
         "home": ("str", lambda h: str(h / "prefect")),
+        # how long `cutover prefect up` (and every command that starts the embedded server) waits
+        # for it to answer: a loaded machine needs more than the ~7 s of a fresh SQLite DB
+        "start_timeout": ("duration", lambda h: 180.0),
     },
+    # defaults of the ingestions' `deploy:` (cutover.core.deployspec): pool type, image, resources, code delivery
+    "deploy": {k: ("str", lambda h: None) for k in DEPLOY_KEYS} | {"pool_type": ("str", lambda h: "process")},
 }
+
+# key -> (minimum, maximum) for numbers; every number must also be finite (NaN and inf refused)
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "ingest.commit_retries": (0, 1000),
+    "ingest.batch_files": (1, None),
+    "ingest.batch_bytes": (1, None),
+    "scheduler.max_workers": (1, 1024),
+    "parity.max_duration_ratio": (0, None),
+    "parity.max_failure_rate": (0, 1),
+    "parity.quality_sample_rows": (0, None),
+    "watch.failure_rate": (0, 1),
+    "watch.duration_regression": (0, None),
+    "watch.min_runs": (0, None),
+}
+
+# CUTOVER_* variables that are not settings keys: read where they are used (and test hooks)
+OTHER_ENV = {
+    "CUTOVER_HOME", "CUTOVER_DEBUG", "CUTOVER_OPERATOR", "CUTOVER_PAUSE_LOCK_WAIT_S", "CUTOVER_RQ_REDIS_URL",
+    "CUTOVER_CRON_CRONTAB", "CUTOVER_CRON_RUN_ID", "CUTOVER_CRON_TRIGGER", "CUTOVER_RACE_ROUNDS",
+}
+OTHER_ENV_PREFIXES = ("CUTOVER_CATALOG_", "CUTOVER_TEST_", "CUTOVER_FAKE_")
 
 _CATALOG_DEFAULTS = {
     "name": lambda h: "cutover",
@@ -122,8 +171,11 @@ class Settings:
     batch_files: int = 1000
     batch_bytes: int = 256 * 1024 * 1024
     batch_seconds: float = 30.0
+    prefect_start_timeout: float = 180.0
+    prefect: PrefectConnection = field(default_factory=lambda: PrefectConnection(url=None, source="embedded"))
     parity: dict[str, float] = field(default_factory=dict)
     watch: dict[str, Any] = field(default_factory=dict)
+    deploy: dict[str, Any] = field(default_factory=dict)  # [deploy]: see cutover.core.deployspec
     catalog_properties: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # key -> where the value came from
 
@@ -167,13 +219,14 @@ class Settings:
                 "misfire_grace_time_s": self.misfire_grace_time,
             },
             "prefect": {
-                "api_url": redact_url(self.prefect_api_url) if self.prefect_api_url else None,
-                "api_url_source": self.sources.get("prefect.api_url", "embedded"),
+                **self.prefect.public(),
                 "work_pool": self.prefect_work_pool,
                 "home": str(self.prefect_home),
+                "start_timeout_s": self.prefect_start_timeout,
             },
             "parity": dict(self.parity),
             "watch": dict(self.watch),
+            "deploy": dict(self.deploy),
             "catalog": redact_mapping({"name": self.catalog_name, **self.catalog_properties}),
             "sources": dict(sorted(self.sources.items())),
         }
@@ -189,24 +242,35 @@ def _is_embedded_sqlite(url: str, home: Path) -> bool:
         return False
 
 
-def _coerce(kind: str, value: Any, what: str) -> Any:
+def _coerce(kind: str, value: Any, what: str, name: str = "") -> Any:
     if value is None:
         return None
     if kind == "duration":
         return parse_duration(value, what=what)
-    if kind == "int":
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{what} must be a whole number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
-    if kind == "float":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{what} must be a number, got {value!r}", fix="fix it in cutover.toml or the env var") from None
+    if kind in ("int", "float"):
+        lo, hi = _BOUNDS.get(name, (0, None))
+        return check_number(what, value, minimum=lo, maximum=hi, integer=kind == "int")
     if kind == "bool":
-        return _truthy(value)
-    return str(value)
+        return _truthy(value, what)
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text, got {show(value)}", fix=f"quote it in cutover.toml: {name.split('.')[-1]} = \"...\"")
+    return value
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Every CUTOVER_* variable must be a known one: a misspelt key is an error naming the nearest."""
+    valid = {f"CUTOVER_{section}_{key}".upper() for section, keys in _SCHEMA.items() for key in keys} | OTHER_ENV
+    for name in sorted(env):
+        if name.startswith("CUTOVER_") and name not in valid and not name.startswith(OTHER_ENV_PREFIXES):
+            raise InputError(f"unknown environment variable {name}", fix=did_you_mean(name, valid, valid="known ones are"))
+
+
+def _register_env_secrets(env: Mapping[str, str]) -> None:
+    for name, val in env.items():
+        if (name.startswith(("CUTOVER_", "PREFECT_")) and is_secret_key(name)) or name == "PGPASSWORD":
+            register_secret(val)
+        elif name.startswith("CUTOVER_") and "://" in (val or ""):
+            redact_url(val)  # registers a URL's password
 
 
 def resolve_home(env: Mapping[str, str] | None = None) -> Path:
@@ -216,20 +280,20 @@ def resolve_home(env: Mapping[str, str] | None = None) -> Path:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
+    _register_env_secrets(env)
+    check_env(env)
     home = resolve_home(env)
+    check_home(home, "env CUTOVER_HOME" if env.get("CUTOVER_HOME") else "the default ./.cutover")
     cfg_path = home / CONFIG_FILE
     file_cfg: dict[str, Any] = {}
     if cfg_path.exists():
         try:
-            file_cfg = tomllib.loads(cfg_path.read_text())
+            file_cfg = tomllib.loads(read_text(cfg_path, what="a cutover.toml settings file"))
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{cfg_path} is not valid TOML ({e})", fix="fix the file or move it away") from None
         unknown = set(file_cfg) - set(_SCHEMA) - {"catalog"}
         if unknown:
-            raise InputError(
-                f"{cfg_path}: unknown section(s) {', '.join(sorted(unknown))}",
-                fix=f"use only {', '.join(sorted([*_SCHEMA, 'catalog']))}",
-            )
+            raise unknown_name("section", unknown, [*_SCHEMA, "catalog"], where=str(cfg_path))
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -239,10 +303,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise InputError(f"{cfg_path}: [{section}] must be a table", fix="write it as a [section] with key = value lines")
         unknown_keys = set(sect) - set(keys)
         if unknown_keys:
-            raise InputError(
-                f"{cfg_path}: unknown key(s) {', '.join(sorted(unknown_keys))} in [{section}]",
-                fix=f"valid keys are {', '.join(sorted(keys))}",
-            )
+            raise unknown_name("key", unknown_keys, keys, where=f"{cfg_path} [{section}]")
         for key, (kind, default) in keys.items():
             env_name = f"CUTOVER_{section}_{key}".upper()
             name = f"{section}.{key}"
@@ -252,16 +313,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 raw, src = sect[key], str(cfg_path)
             else:
                 raw, src = default(home), "default"
-            values[name] = _coerce(kind, raw, f"{name} ({src})")
+            values[name] = _coerce(kind, raw, f"{name} ({src})", name)
             sources[name] = src
 
-    # PREFECT_API_URL wins over the file, as Prefect users expect.
-    if env.get("PREFECT_API_URL"):
-        values["prefect.api_url"] = env["PREFECT_API_URL"]
-        sources["prefect.api_url"] = "env PREFECT_API_URL"
-    elif values["prefect.api_url"] in ("", None):
-        values["prefect.api_url"] = None
-        sources["prefect.api_url"] = "embedded"
+    # the Prefect API as Prefect resolves it: PREFECT_API_URL in the environment wins over the
+    # workspace's [prefect] api_url, which wins over the active Prefect profile
+    conn = resolve_prefect(user_prefect_env(env), workspace_url=values["prefect.api_url"] or None,
+                           workspace_source=sources["prefect.api_url"])
+    values["prefect.api_url"] = conn.url
+    sources["prefect.api_url"] = conn.source
 
     catalog_file = file_cfg.get("catalog", {})
     if not isinstance(catalog_file, dict):
@@ -271,6 +331,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog[key] = default(home)
         sources[f"catalog.{key}"] = "default"
     for key, val in catalog_file.items():
+        if isinstance(val, (dict, list)):
+            raise InputError(f"{cfg_path}: [catalog] {key} must be a single value, got {show(val)}",
+                             fix="write it as key = \"value\"")
         catalog[key] = str(val)
         sources[f"catalog.{key}"] = str(cfg_path)
     for env_name, val in env.items():
@@ -279,6 +342,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             catalog[key] = val
             sources[f"catalog.{key}"] = f"env {env_name}"
     catalog_name = catalog.pop("name")
+    register_mapping_secrets(catalog)
+    _check_urls(values, sources, catalog)
 
     engine = values["ingest.engine"]
     if engine not in ("arrow", "spark"):
@@ -301,6 +366,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_api_url=values["prefect.api_url"],
         prefect_work_pool=values["prefect.work_pool"],
         prefect_home=Path(values["prefect.home"]),
+        prefect_start_timeout=values["prefect.start_timeout"],
+        prefect=conn,
         catalog_name=catalog_name,
         spark_remote=values["ingest.spark_remote"],
         spark_catalog=values["ingest.spark_catalog"],
@@ -309,9 +376,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_seconds=values["ingest.batch_seconds"],
         parity={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("parity.")},
         watch={k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("watch.")},
+        deploy={k.split(".", 1)[1]: check_deploy_value(k.split(".", 1)[1], v, f"{k} ({sources[k]})")
+                for k, v in values.items() if k.startswith("deploy.") and k != "deploy.home"}
+        | {"home": values["deploy.home"]},
         catalog_properties=catalog,
         sources=sources,
     )
+
+
+def _check_urls(values: dict[str, Any], sources: dict[str, str], catalog: dict[str, str]) -> None:
+    for name in ("database.autoloader_url", "database.state_url", "scheduler.jobstore_url", "prefect.api_url"):
+        if values.get(name):
+            redact_url(values[name])  # registers the password, wherever the URL came from
+    for name in ("database.autoloader_url", "database.state_url", "scheduler.jobstore_url"):
+        if values.get(name):
+            check_db_url(values[name], f"{name} ({sources[name]})")
+    if values.get("prefect.api_url"):
+        check_http_url(values["prefect.api_url"], f"prefect.api_url ({sources['prefect.api_url']})",
+                       fix="give the Prefect API URL, e.g. http://127.0.0.1:4200/api, or unset it for the embedded server")
+    if catalog.get("type", "sql") == "sql" and catalog.get("uri"):
+        check_db_url(catalog["uri"], f"catalog.uri ({sources.get('catalog.uri', 'default')})")
 
 
 DEFAULT_TOML = """\
@@ -340,6 +424,26 @@ DEFAULT_TOML = """\
 # auto_rollback = false        # true: `cutover rollback` instead of only alerting
 # min_runs = 3                 # never judge on fewer runs
 # min_duration = "5s"          # legacy median below this: durations are noise, not judged
+
+[prefect]
+# The Prefect API: PREFECT_API_URL in the environment wins, then this, then the active Prefect
+# profile (PREFECT_PROFILE / profiles.toml under PREFECT_HOME), else the embedded local server.
+# api_url = "http://prefect.internal:4200/api"
+# work_pool = "cutover"
+# start_timeout = "3m"    # how long starting the embedded server may take
+[deploy]
+# defaults for the ingestions' `deploy:` (docs/prefect.md); a definition's own keys win
+# pool_type = "process"   # or "docker" / "kubernetes" (pools created from prefect-docker / prefect-kubernetes)
+# image = "registry.example.com/data/cutover:1.4"
+# cpu = "1"               # Kubernetes quantities
+# memory = "1Gi"
+# high_memory = "8Gi"     # memory of the ingestions on the high-memory queue
+# namespace = "data-ingest"
+# git_repository = "https://git.example.com/data/cutover.git"   # pull step git_clone ...
+# git_branch = "main"
+# git_credentials = "secret/git-token"                         # ... with this Prefect block
+# directory = "/opt/cutover"   # ... or set_working_directory (default: this checkout)
+# home = "/var/lib/cutover"    # CUTOVER_HOME of the flow runs on the worker (default: this home)
 
 [catalog]
 # Any pyiceberg catalog: type = "rest", uri = "https://...", warehouse = "..."

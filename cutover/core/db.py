@@ -51,7 +51,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError) as e:
         raise InputError(f"database URL {redact_url(url)} is not usable ({redact_text(str(e))})",
-                         fix="use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB") from None
+                         fix="use sqlite:///PATH or postgresql+psycopg://<user>:<password>@<host>:<port>/<db>") from None
     return engine
 
 

@@ -21,6 +21,12 @@ number N`` the SQL catalog raises when main and a branch are committed at once
 (apache/iceberg#15001). Each retry reloads the table and re-applies the same data files (no
 rewrite), after checking whether the batch landed meanwhile (its snapshot id in the
 metadata), so a batch is never lost and never added twice.
+
+Fencing: ``check`` (the ledger's :meth:`check_held` of the batch's claims) runs before every
+attempt -- ours and pyiceberg's own retry (``memo_transaction(before_retry=...)``) -- after
+the table state the attempt commits against is loaded. A run taking over a staged claim
+first moves the branch head with :func:`fence_branch`. Together (see
+cutover.core.records.ledger): a frozen run's batch lands before the fence snapshot or not at all.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from cutover.core.iceberg import memo_transaction, snapshot_info
 
@@ -38,6 +44,8 @@ log = logging.getLogger("cutover.iceberg")
 
 P_BATCH = "cutover.batch"
 P_BATCH_FILES = "cutover.batch-files"
+P_FENCE = "cutover.fence"  # highest fencing token of the batch's claims (0: no claim was ever taken over)
+P_FENCED = "cutover.fenced-batches"  # on a fence snapshot: the taken-over batches it fences off
 
 
 def new_batch_id() -> str:
@@ -166,11 +174,12 @@ def landed(tbl, batch_id: str) -> int | None:
 
 
 def commit_batch(catalog, identifier: str, tbl, data_files: Iterable, *, branch: str, properties: dict[str, str],
-                 batch_id: str, retries: int = 12, max_wait: float = 2.0):
+                 batch_id: str, retries: int = 12, max_wait: float = 2.0, check: Callable[[], None] | None = None):
     """Add ``data_files`` to ``branch`` in one snapshot; returns (table after the commit, snapshot id).
 
     Retries every conflict (see the module doc) with a bounded, jittered exponential backoff,
-    re-applying the same data files on a reloaded table.
+    re-applying the same data files on a reloaded table. ``check``: the fence, called before
+    every attempt on the state that attempt commits against; whatever it raises stops the commit.
     """
     data_files = list(data_files)
     props = dict(properties)
@@ -178,7 +187,9 @@ def commit_batch(catalog, identifier: str, tbl, data_files: Iterable, *, branch:
     props[P_BATCH_FILES] = str(len(data_files))
     for attempt in range(retries + 1):
         try:
-            with memo_transaction(tbl) as tx:
+            if check is not None:
+                check()
+            with memo_transaction(tbl, before_retry=check) as tx:
                 with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as fa:
                     for d in data_files:
                         fa.append_data_file(d)
@@ -195,6 +206,29 @@ def commit_batch(catalog, identifier: str, tbl, data_files: Iterable, *, branch:
             sid = landed(tbl, batch_id)
             if sid is not None:  # an attempt whose outcome was unknown did land
                 return tbl, sid
+    raise AssertionError("unreachable")
+
+
+def fence_branch(catalog, identifier: str, *, branch: str, properties: dict[str, str], fenced: Iterable[str],
+                 retries: int = 12, max_wait: float = 2.0):
+    """Move ``branch``'s head with an empty snapshot (no data file) carrying ``cutover.fenced-batches``:
+    a batch staged by a run whose claims were just taken over can no longer commit against the
+    head it loaded (Iceberg's ref assertion fails, and its retry re-checks the fencing tokens).
+    Returns the table after the fence snapshot, the state in which to look for those batches."""
+    props = dict(properties)
+    props[P_FENCED] = ",".join(sorted(set(fenced)))
+    tbl = catalog.load(identifier)
+    for attempt in range(retries + 1):
+        try:
+            with memo_transaction(tbl) as tx:
+                with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append():
+                    pass
+            return tbl
+        except Exception as e:  # noqa: BLE001 - only conflicts are retried
+            if not is_conflict(e) or attempt == retries:
+                raise
+            time.sleep(min(max_wait, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+            tbl = catalog.load(identifier)
     raise AssertionError("unreachable")
 
 

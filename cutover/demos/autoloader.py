@@ -209,8 +209,10 @@ def prepare_home(home: Path, *, force: bool) -> None:
 def check_embedded(settings) -> None:
     """A demo runs on the embedded defaults only (its own Prefect server and SQLite databases)."""
     if settings.prefect_api_url:
-        raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
-                         fix="unset PREFECT_API_URL (the demo starts its own local Prefect server)")
+        raise InputError(f"the demo runs on the embedded defaults, but a Prefect server is selected: "
+                         f"{settings.prefect.where}",
+                         fix="unset PREFECT_API_URL and use a Prefect profile without one (prefect profile use NAME): "
+                             "the demo starts its own local Prefect server")
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")
@@ -290,11 +292,16 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
     step("7. The Prefect side: a local server and worker, schedules translated and proven equivalent")
     cmd("prefect", "up")
     try:
-        cmd("schedules", "verify", "--all", "--horizon", "60d")
+        # default horizon: a year and the next two DST changes. orders (daily 02:30 Europe/Berlin) differs on
+        # the spring-forward day (02:30 does not exist: APScheduler fires 03:30 CEST, Prefect 01:30 CET)
+        cmd("schedules", "verify", "--all", ok=(1,))
         cmd("inventory")
 
         step("8. Shadow: fork cutover-shadow, deploy the Prefect shadow deployments on the legacy schedules")
-        cmd("shadow", "start", "--all", "--reason", "demo")
+        cmd("shadow", "start", "--all", "--reason", "demo", ok=(1,))  # refused: orders is not proven equivalent
+        echo("the operator accepts the one-hour shift of orders on the spring-forward day (audited):")
+        cmd("shadow", "start", "--all", "--reason", "demo: 02:30 on the DST day is accepted",
+            "--accept-schedule-difference", "orders")
         cmd("status")
 
         step("9. A shadow run: legacy live and Prefect shadow ingest the same new files; parity proves it")
@@ -319,8 +326,8 @@ def run_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None], se
         step("11. The phased cutover: plan, dry-run, execute the canary, status")
         plan_file = home / "plan.json"
         cmd("plan", "--waves", "canary=1,rest", "--gate", "streak>=1,no_open_waiver", "--out", str(plan_file))
-        cmd("execute", str(plan_file), "--dry-run")
-        cmd("execute", str(plan_file), "--yes", "--reason", "demo canary")
+        cmd("execute", str(plan_file), "--dry-run", "--accept-schedule-difference", "orders")
+        cmd("execute", str(plan_file), "--yes", "--reason", "demo canary", "--accept-schedule-difference", "orders")
         cmd("status")
 
         step("12. An incident: pause everything at once, then resume exactly what was running")

@@ -96,8 +96,10 @@ def run_rq_demo(invoke: Callable[[list[str]], int], echo: Callable[[str], None],
     """The RQ story. ``invoke`` runs one cutover command line in-process and returns its exit code."""
 
     if settings.prefect_api_url:
-        raise InputError("the demo runs on the embedded defaults, but PREFECT_API_URL is set",
-                         fix="unset PREFECT_API_URL (the demo starts its own local Prefect server)")
+        raise InputError(f"the demo runs on the embedded defaults, but a Prefect server is selected: "
+                         f"{settings.prefect.where}",
+                         fix="unset PREFECT_API_URL and use a Prefect profile without one (prefect profile use NAME): "
+                             "the demo starts its own local Prefect server")
     if not (settings.is_embedded_autoloader and settings.is_embedded_state):
         raise InputError("the demo runs on the embedded SQLite defaults, but a database URL is configured",
                          fix="unset CUTOVER_DATABASE_* (or use another CUTOVER_HOME without a cutover.toml)")

@@ -91,14 +91,16 @@ def evaluate_gates(ws, plan: Plan, wave: Wave, verifier: Callable | None = None)
     return reasons
 
 
-def verify_schedule(ing, horizon_days: int = 90) -> tuple[bool, str]:
+def verify_schedule(ing, horizon_days: int | None = None) -> tuple[bool, str]:
+    """(proven equivalent, verdict) over ``horizon_days`` (default: a year and the next two DST changes)."""
     if ing.schedule is None:
         return True, "manual"
     try:
-        res = verify(ing.schedule, ing.timezone, start=datetime.now(timezone.utc), horizon=timedelta(days=horizon_days))
+        res = verify(ing.schedule, ing.timezone, start=datetime.now(timezone.utc),
+                     horizon=timedelta(days=horizon_days) if horizon_days else None)
     except InputError as e:
         return False, e.one_line()
-    return res.verdict == "equivalent", res.verdict
+    return res.ok, res.verdict
 
 
 # -- evaluators ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.schedule.translate import translate
 from cutover.core.schedule.triggers import build_trigger, describe, next_fire_times
 from cutover.core.state import states
@@ -32,14 +33,18 @@ def translation(ing) -> tuple[str | None, str | None]:
         return None, e.one_line()
 
 
-def build_inventory(ws, *, verify: bool = True, horizon_days: int = 90) -> list[dict]:
+def build_inventory(ws, *, verify: bool = True, horizon_days: int | None = None) -> list[dict]:
     st = states.get_states(ws.state_engine)
     rows = []
-    for ing in ws.items.list():
+    proofs: dict[str, tuple[bool, str]] = {}  # identical schedules are verified once
+    for ing in track(ws.items.list(), "inventory: verifying schedules" if verify else "inventory"):
         prefect_schedule, translate_error = translation(ing)
         verified = None
         if verify:
-            ok, detail = verify_schedule(ing, horizon_days) if translate_error is None else (False, translate_error)
+            key = repr((ing.schedule, ing.timezone))
+            if key not in proofs:
+                proofs[key] = verify_schedule(ing, horizon_days) if translate_error is None else (False, translate_error)
+            ok, detail = proofs[key]
             verified = "equivalent" if ok else detail
         last = parity_history(ws.state_engine, ing.id, limit=1)
         rows.append({

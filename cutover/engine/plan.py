@@ -29,6 +29,7 @@ from typing import Any
 
 from cutover.core.errors import InputError
 from cutover.core.state.states import CUTOVER, LEGACY, ROLLED_BACK, SHADOW
+from cutover.core.validate import did_you_mean, read_text
 
 PLAN_VERSION = 2  # 2: the saved plan carries a digest of its content
 DEFAULT_GATE = "streak>=3,schedule_verified,no_open_waiver"
@@ -187,7 +188,7 @@ class Plan:
         p = Path(path)
         if not p.exists():
             raise InputError(f"plan file {p} does not exist", fix="make one with `cutover plan --out FILE`")
-        return cls.loads(p.read_text(), str(p))
+        return cls.loads(read_text(p, what="a plan saved by `cutover plan --out FILE`"), str(p))
 
     def summary(self) -> dict[str, int]:
         n = {"shadow": 0, "cutover": 0, "rollback": 0}
@@ -436,7 +437,11 @@ def parse_waves(spec: str) -> list[tuple[str | None, str]]:
         m = _WAVE.match(part)
         if not m:
             raise InputError(f"wave {part!r} is not understood", fix="use e.g. --waves 'canary=2,25%,rest'")
-        out.append((m["name"], m["size"]))
+        size = m["size"]
+        if size != "rest" and (int(size.rstrip("%")) == 0 or (size.endswith("%") and int(size[:-1]) > 100)):
+            raise InputError(f"wave {part!r}: {size} is not a wave size", fix="give 1-100% or a count of at least 1, "
+                             "e.g. --waves 'canary=2,25%,rest'")
+        out.append((m["name"], size))
     if not out:
         raise InputError("no waves given", fix="use e.g. --waves 'canary=2,25%,rest'")
     if any(size == "rest" for _, size in out[:-1]):
@@ -455,6 +460,7 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
     """inventory rows: {"ingestion": Ingestion, "state": str, "streak": int, "fires_per_day": float}."""
     parse_gate(gate)
     specs = parse_waves(waves)
+    check_select(select)
     rows = [r for r in inventory if selected(r, select)]
     movable = sorted([r for r in rows if next_state(r["state"])], key=risk)
     total = len(movable)
@@ -478,6 +484,17 @@ def build_plan(inventory: list[dict], *, waves: str = DEFAULT_WAVES, select: str
                 handoff_timeout)
 
 
+SELECT_KEYS = ("owner", "format", "size_class", "priority", "queue", "state", "table")
+
+
+def check_select(select: str | None) -> None:
+    """Every ``key=`` term of ``--select`` names a known key (checked even when nothing is selected)."""
+    for term in [t.strip() for t in (select or "").split(",") if t.strip()]:
+        key = term.split("=", 1)[0].strip() if "=" in term else None
+        if key is not None and key not in SELECT_KEYS:
+            raise InputError(f"--select key {key!r} is not known", fix=did_you_mean(key, SELECT_KEYS, valid="use id globs or"))
+
+
 def selected(row: dict, select: str | None) -> bool:
     if not select:
         return True
@@ -488,7 +505,8 @@ def selected(row: dict, select: str | None) -> bool:
             val = {"owner": ing.owner, "format": ing.format, "size_class": ing.size_class, "priority": ing.priority,
                    "queue": ing.work_queue, "state": row["state"], "table": ing.table}.get(k.strip())
             if val is None and k.strip() not in ("owner",):
-                raise InputError(f"--select key {k!r} is not known", fix="use id globs or owner=, format=, size_class=, priority=, queue=, state=, table=")
+                raise InputError(f"--select key {k.strip()!r} is not known",
+                                 fix=did_you_mean(k.strip(), SELECT_KEYS, valid="use id globs or"))
             if fnmatch(str(val or ""), v.strip()):
                 return True
         elif fnmatch(ing.id, term):

@@ -227,7 +227,7 @@ def rollback(ws, ids: list[str], *, all_: bool = False, wave: int | None = None,
     if dry_run:
         guard()
     if sides is None:
-        sides = LiveSides(ws)
+        sides = LiveSides(ws, prefect_worker=False)  # pauses Prefect: no flow has to run
     sides = FailFastSides(sides)
     partial = None
     try:

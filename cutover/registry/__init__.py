@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 
+from cutover.core.errors import CutoverError, InputError, OrchestratorError
+
 # == The sides' own verbs on the command line (issue #13) ==================================
 # Each side brings its click group in a `cli` module of its package; the root CLI lists them by
 # the names and help texts below (so `cutover --help` imports none of them) and loads one by
@@ -163,6 +165,33 @@ def parity_history(engine, ingestion_id: str | None = None, limit: int = 50) -> 
     return _load("checks.parity:history")(engine, ingestion_id, limit)
 
 
+# -- runs that crashed before their run record, read from the orchestrators (issue #17) ----------------
+
+# name -> "module:function" (ws, *, since, ingestion_ids) -> list[cutover.protocol.OrphanRun] | None
+ORPHAN_RUN_READERS: dict[str, str] = {
+    "prefect": "flows.adapter:read_orphan_runs",
+    "cron": "legacy.cron.adapter:read_orphan_runs",
+    "apscheduler": "legacy.apscheduler.events:read_orphan_runs",
+}
+
+
+def orphan_runs(ws, *, since, ingestion_ids: list[str], names: list[str] | None = None) -> tuple[list, list[str]]:
+    """Every side's runs that left no run record, for parity's runs check: (orphan runs, notes).
+    A side not set up here is skipped; one that does not answer is a note (parity says it could not
+    look there), never a crash of the parity run."""
+    found, notes = [], []
+    for name, spec in ORPHAN_RUN_READERS.items():
+        if names is not None and name not in names:
+            continue
+        try:
+            got = _load(spec)(ws, since=since, ingestion_ids=list(ingestion_ids))
+        except (CutoverError, OrchestratorError, OSError) as e:
+            one = e.one_line() if hasattr(e, "one_line") else str(e)
+            notes.append(f"{name}: not read ({one.splitlines()[0] if one else type(e).__name__})")
+            continue
+        if got:
+            found += got
+    return found, notes
 # -- generic sides (issue #15): a team's own jobs (callables, commands), one adapter per orchestrator ----
 
 # name -> "module:Class" of a cutover.protocol.OrchestratorWriter over the generic jobs of one source
@@ -180,8 +209,6 @@ def generic_side(name: str, ws, *args, **kwargs):
     try:
         spec = GENERIC_SIDES[name]
     except KeyError:
-        from cutover.core.errors import InputError
-
         raise InputError(f"no generic side {name!r}", fix=f"use one of {', '.join(GENERIC_SIDES)}") from None
     return _load(spec)(ws, *args, **kwargs)
 

@@ -92,12 +92,17 @@ class LegacySide:
 
 
 class LiveSides:
-    def __init__(self, ws, *, prefect_api_url: str | None = None, start_prefect: bool = True):
+    def __init__(self, ws, *, prefect_api_url: str | None = None, start_prefect: bool = True,
+                 prefect_worker: bool = True):
+        """``start_prefect``: start the embedded Prefect server when it is the selected one and not
+        running (read-only commands pass False: they start nothing); ``prefect_worker``: with its
+        worker (only where a flow must run)."""
         self.ws = ws
         self._legacy = None
         self._prefect: dict[str, object] = {}
         self.prefect_api_url = prefect_api_url
         self.start_prefect = start_prefect
+        self.prefect_worker = prefect_worker
 
     def legacy(self):
         if self._legacy is None:
@@ -106,7 +111,8 @@ class LiveSides:
 
     def prefect(self, mode: str):
         if mode not in self._prefect:
-            self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect)
+            self._prefect[mode] = PrefectAdapter(self.ws, self.prefect_api_url, mode=mode, start=self.start_prefect,
+                                              worker=self.prefect_worker)
         return self._prefect[mode]
 
 

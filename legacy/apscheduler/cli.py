@@ -16,6 +16,7 @@ import click
 from cutover.core.errors import InputError, PartialFailure
 from cutover.core.output import Output as App
 from cutover.core.output import pass_output as pass_app
+from cutover.core.output import iso_time
 from cutover.core.redact import redact_url
 from cutover.core.schedule import triggers as sched
 from cutover.core.workspace import Workspace
@@ -59,7 +60,7 @@ def _fmt_time(dt, tz: str) -> str:
         local = dt.astimezone(ZoneInfo(tz))
     except Exception:  # noqa: BLE001 - an odd zone still prints in the job's own zone
         local = dt
-    return local.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return iso_time(local)  # the one time style: 2026-12-04T02:30:00+01:00
 
 
 # -- scheduler ------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def read_source_jobs(url: str, table: str = "apscheduler_jobs") -> list[tuple[st
             engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError) as e:
         raise InputError(f"job store URL {shown} is not usable ({redact_text(str(e))})",
-                         fix="use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB") from None
+                         fix="use sqlite:///PATH or postgresql+psycopg://<user>:<password>@<host>:<port>/<db>") from None
     t = jobs_table(table)
     try:
         with engine.connect() as conn:

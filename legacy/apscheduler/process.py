@@ -16,6 +16,7 @@ from cutover.core.db import make_engine
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.workspace import Workspace
 from cutover.protocol import UNCHANGED
+from legacy.apscheduler import events
 from legacy.apscheduler.jobstore import UTC, timestamp
 from legacy.apscheduler.scheduler import JobSync, use_settings
 
@@ -158,6 +159,12 @@ def run_foreground(settings: "Settings", *, stop_event: threading.Event | None =
         say(f"problem: {p}")
     stats = {"executed": 0, "errors": 0, "missed": 0, "skipped_running": 0}
 
+    def _record(kind, ev, error):  # kept for parity: APScheduler itself keeps no history
+        try:
+            events.record_event(settings, kind, job_id=ev.job_id, scheduled_at=ev.scheduled_run_time, error=error)
+        except OSError as e:
+            log.warning("could not record the %s event of job %s: %s", kind, ev.job_id, e)
+
     def on_event(ev):
         if ev.job_id == "cutover-poll":
             return
@@ -166,10 +173,13 @@ def run_foreground(settings: "Settings", *, stop_event: threading.Event | None =
             say(f"ran {ev.job_id}: run {ev.retval}" if ev.retval else f"ran {ev.job_id}: skipped (paused or gone)")
         elif ev.code == EVENT_JOB_ERROR:
             stats["errors"] += 1
-            say(f"job {ev.job_id} failed: {redact_text(str(ev.exception)).splitlines()[0] if str(ev.exception) else type(ev.exception).__name__}")
+            why = redact_text(str(ev.exception)).splitlines()[0] if str(ev.exception) else type(ev.exception).__name__
+            say(f"job {ev.job_id} failed: {why}")
+            _record(events.ERROR, ev, f"{type(ev.exception).__name__}: {why}")
         elif ev.code == EVENT_JOB_MISSED:
             stats["missed"] += 1
             say(f"job {ev.job_id} missed its run time {ev.scheduled_run_time.isoformat()} (beyond misfire_grace_time)")
+            _record(events.MISSED, ev, None)
         elif ev.code == EVENT_JOB_MAX_INSTANCES:
             stats["skipped_running"] += 1
 

@@ -16,7 +16,7 @@ from cutover.core.errors import IngestionPaused, InputError, NotFound
 from cutover.core.records.reader import LegacyReader
 from cutover.core.records.runs import RunRecord
 from cutover.core.schedule.cronexpr import next_fire_time
-from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
+from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError, OrphanRun
 from legacy.cron.config import EXIT_SKIPPED, CronConfig, infer_from_wrapper, read_run_log, run_record
 from legacy.cron.crontab import (PAUSED, CrontabFile, Line, edit_lines, env_of, local_timezone, parse_crontab,
                                  replace_schedule, to_crontab_expr)
@@ -340,3 +340,31 @@ class CronAdapter:
         """Wrapper runs are processes of their own that cannot be interrupted safely from here
         (as with the other legacy adapters): the handoff waits for them, the ledger fences."""
         return 0
+
+
+def read_orphan_runs(ws, *, since: datetime | None, ingestion_ids: list[str]) -> list[OrphanRun] | None:
+    """Wrapper runs in the run log that started an ingestion and ended CRASHED (a start with no end
+    whose process is gone) or FAILED, with no run record of that id: the wrapper died before the
+    ingestion service wrote one (`cutover.protocol.OrphanRun`). None without a crontab setup."""
+    cfg = CronConfig.load(ws.settings)
+    if cfg is None:
+        return None
+    ad = CronAdapter(ws, cfg)
+    wanted = set(ingestion_ids)
+    since_u = since.astimezone(timezone.utc) if since is not None and since.tzinfo else since
+    out = []
+    for d in ad.read_log():
+        iid = d.get("ingestion_id")
+        if not iid or iid not in wanted or d.get("status") not in ("CRASHED", "FAILED") or not d.get("start"):
+            continue
+        rec = run_record(d)
+        if since_u is not None and rec.started_at < since_u:
+            continue
+        if ws.runs.find(rec.id) is not None:
+            continue  # the service wrote its record: the runs check judges it from there
+        end = "no end" if not d.get("end") else f"ended {d.get('end')}"
+        out.append(OrphanRun(ingestion_id=iid, orchestrator="cron", side_run_id=rec.id, status=rec.status,
+                             at=rec.started_at, mode="live",
+                             detail=f"cron wrapper run {rec.id} (job {d.get('job') or '?'}) started {d.get('start')}, "
+                                    f"{end}, {rec.status}" + (f": {rec.error}" if rec.error else "")))
+    return out

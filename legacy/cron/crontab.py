@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from cutover.core.errors import InputError, NotFound
 from cutover.core.osutil import atomic_write
+from cutover.core.validate import show_bytes
 from cutover.core.schedule.cronexpr import normalize_expr
 from cutover.core.schedule.translate import translate, zone_offsets
 from cutover.core.schedule.triggers import schedule_timezone
@@ -228,6 +229,12 @@ class CrontabFile:
         except FileNotFoundError:
             raise NotFound(f"crontab file {self.path} does not exist",
                            fix="export the installed one with `crontab -l > FILE`, or create it") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"crontab file {self.path} is not UTF-8 text (undecodable byte "
+                             f"{show_bytes(e.object[e.start:e.start + 1], 1)} at offset {e.start})",
+                             fix="give a crontab file (text), e.g. from `crontab -l > FILE`") from None
+        except IsADirectoryError:
+            raise InputError(f"crontab file {self.path} is a directory", fix="give the path of a crontab file") from None
         except OSError as e:
             raise OrchestratorError(f"crontab file {self.path} cannot be read ({e.strerror})") from None
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
+from cutover.core.extras import require, require_installed
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.schedule.triggers import build_trigger, describe, schedule_timezone
 from cutover.protocol import OrchestratorError
@@ -89,8 +90,10 @@ def redis_error(what: str, e: BaseException) -> OrchestratorError:
 
 def connect(url: str, *, timeout: float = 5.0):
     """A Redis client for ``url`` (RQ needs bytes responses: no decode_responses). Raises
-    OrchestratorError (URL password redacted) when the server does not answer."""
-    import redis
+    OrchestratorError (URL password redacted) when the server does not answer; MissingExtra
+    (exit 2: install cutover[rq]) when rq or redis is not installed."""
+    require_installed("rq", what="the RQ legacy side")
+    redis = require("redis", what="the RQ legacy side")
 
     try:
         conn = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 30.0),

@@ -9,15 +9,20 @@ path(s) and the records; the snapshot summary holds the batch id.
 Exactly-once, step by step (a SIGKILL may land between any two):
 
 1. claim the batch's files in one ledger transaction (the fence against other runs);
-2. for a claim taken over from a dead run: if the dead run had staged the file (batch id
-   + data files in its ledger row), look those data files up in the branch's current
-   state (:func:`cutover.core.icebatch.find_data_files`): present -> complete the row
-   from them (``recovered``), absent -> the commit never happened, ingest again;
+2. for a claim taken over from a dead run (the takeover bumped the row's fencing token): if
+   the dead run had staged the file (batch id + data files in its ledger row), first move
+   the branch head with a fence snapshot (:func:`cutover.core.icebatch.fence_branch`), then
+   look those data files up in the branch's state after it
+   (:func:`cutover.core.icebatch.find_data_files`): present -> complete the row from them
+   (``recovered``), absent -> the dead run's commit never happened and never will (a run
+   that was only frozen fails its commit on the moved head, and its retry on the token),
+   ingest again;
 3. read + fit each file (a bad file fails alone) and write its data file (orphans if we
    die now: no table state refers to them; `cutover table maintain` removes them);
 4. stage: write the intent (batch id, data files, records) on every claim, conditional on
    still holding all of them -- the last fence before the commit;
-5. commit the batch as one snapshot (conflicts retried, see icebatch);
+5. commit the batch as one snapshot (conflicts retried, see icebatch), the fencing tokens
+   re-checked before every attempt, pyiceberg's own retries included;
 6. complete every claim in one transaction.
 
 Memory: a file's rows are held only until its data file is written (groups of at most
@@ -35,7 +40,8 @@ from typing import Callable
 
 from cutover.core.autoloader.discovery import DiscoveredFile, filesystem
 from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
-from cutover.core.icebatch import Present, commit_batch, file_snapshots_flat, find_data_files, flat_writer, landed, new_batch_id, start_writing
+from cutover.core.icebatch import (P_FENCE, Present, commit_batch, fence_branch, file_snapshots_flat, find_data_files,
+                                   flat_writer, landed, new_batch_id, start_writing)
 from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH
 from cutover.core.records import ledger as L
 
@@ -199,7 +205,18 @@ class BatchIngest:
         takeovers = [c for c in claims if c.previous_status == L.PROCESSING]
         if not takeovers:
             return claims
-        self.tbl = self.catalog.find(self.ing.table)
+        staged = sorted({c.previous_batch for c in takeovers if c.previous_batch})
+        if staged and self.catalog.find(self.ing.table) is not None:
+            # the fence: after this snapshot a frozen holder of these claims can no longer land its batch
+            self.tbl = fence_branch(self.catalog, self.ing.table, branch=self.branch, fenced=staged,
+                                    properties={P_RUN: self.run_id, P_ORCH: self.orchestrator, P_MODE: self.mode,
+                                                P_INGESTION: self.ing.id,
+                                                P_FENCE: str(max(c.fence for c in takeovers))},
+                                    retries=self.commit_retries)
+            log.info("%s: fenced %s after taking over %d staged claim(s) of batch(es) %s", self.ing.id, self.branch,
+                     sum(1 for c in takeovers if c.previous_batch), ", ".join(b[:8] for b in staged))
+        else:
+            self.tbl = self.catalog.find(self.ing.table)
         entries = [_Staged(c.file.path, c.previous_batch, c.previous_data_files) for c in takeovers]
         done = committed(self.tbl, self.branch, entries, mode=self.mode, ingestion_id=self.ing.id)
         todo = []
@@ -220,6 +237,11 @@ class BatchIngest:
                     result.files_recovered += 1
                 note(c.file.path, "recovered")
         return todo
+
+    def _check_fence(self, b: _Batch) -> None:
+        """Before each commit attempt: every claim of the batch still ours, with its token."""
+        self.ledger.check_held(b.claims)
+        self.crash("fence-checked")  # the window between the check and Iceberg's commit (tests freeze here)
 
     def _fail(self, claim, reason: str, result, note) -> None:
         self.ledger.fail(claim, reason, bytes_read=claim.file.size or 0)
@@ -299,10 +321,12 @@ class BatchIngest:
         self._staged = (b,)
         t2 = time.perf_counter()
         self.crash("after-stage")
-        props = {P_RUN: self.run_id, P_ORCH: self.orchestrator, P_MODE: self.mode, P_INGESTION: self.ing.id}
+        props = {P_RUN: self.run_id, P_ORCH: self.orchestrator, P_MODE: self.mode, P_INGESTION: self.ing.id,
+                 P_FENCE: str(max(c.fence for c in b.claims))}
         self.tbl, snapshot_id = commit_batch(self.catalog, self.ing.table, self.tbl,
                                              [d for dfs in b.data_files for d in dfs], branch=self.branch,
-                                             properties=props, batch_id=b.batch_id, retries=self.commit_retries)
+                                             properties=props, batch_id=b.batch_id, retries=self.commit_retries,
+                                             check=lambda: self._check_fence(b))
         t3 = time.perf_counter()
         self.crash("after-commit")
         self.ledger.complete_many([(c, n, c.file.size or 0) for c, n in zip(b.claims, b.records)],

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from cutover.core.validate import clean_message
+
+REASON_MAX = 200  # characters of a reader's message kept in the ledger
+
 
 class BadFile(Exception):
     """The file cannot be ingested; the message is the reason stored in the ledger."""
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    """The reader's message for the ledger and the terminal: first line, control and binary
+    characters escaped, cut short (a parse error quotes the bad row, which may be raw bytes)."""
+    return clean_message(e, REASON_MAX) or type(e).__name__
 
 
 def read_file(fs, path: str, fmt: str, options: dict[str, Any] | None = None):

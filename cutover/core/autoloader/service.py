@@ -253,6 +253,7 @@ class IngestionService:
             result.files_skipped += sum(1 for o in outcomes.values() if o == "skipped")
         except L.ClaimLost as e:
             error = f"{e}: this run was considered dead (no heartbeat within the claim timeout)"
+            log.warning("%s: run %s stopped: %s", ing.id, run_id, error)
         except Exception as e:  # noqa: BLE001 - recorded on the run, re-raised as InputError by callers
             error = redact_text(f"{type(e).__name__}: {e}".splitlines()[0])
             ledger.release(run_id)
@@ -271,17 +272,20 @@ class IngestionService:
 
 
 def _crash_point(name: str) -> None:
-    """Test hook: ``CUTOVER_TEST_CRASH_AT=after-commit:3`` SIGKILLs this process at the 3rd hit."""
-    spec = os.environ.get("CUTOVER_TEST_CRASH_AT")
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    key = f"_cutover_crash_{name}"
-    count = globals().get(key, 0) + 1
-    globals()[key] = count
-    if count >= int(nth or 1):
-        import signal
+    """Test hooks: ``CUTOVER_TEST_CRASH_AT=after-commit:3`` SIGKILLs this process at the 3rd hit;
+    ``CUTOVER_TEST_STOP_AT=after-stage:1`` SIGSTOPs it there once (a frozen run: the test resumes
+    it with SIGCONT)."""
+    for var, sig in (("CUTOVER_TEST_CRASH_AT", "SIGKILL"), ("CUTOVER_TEST_STOP_AT", "SIGSTOP")):
+        spec = os.environ.get(var)
+        if not spec:
+            continue
+        point, _, nth = spec.partition(":")
+        if point != name:
+            continue
+        key = f"_cutover_{sig}_{name}"
+        count = globals().get(key, 0) + 1
+        globals()[key] = count
+        if count == int(nth or 1) or (sig == "SIGKILL" and count > int(nth or 1)):
+            import signal
 
-        os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, sig))

@@ -16,10 +16,13 @@ from typing import Any, Iterable
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from cutover.core.deployspec import check_deploy
 from cutover.core.errors import InputError, NotFound
-from cutover.core.redact import MASK, redact_mapping, redact_url
+from cutover.core.redact import MASK, redact_mapping, redact_url, register_mapping_secrets, register_secret
+from cutover.core.validate import check_type, did_you_mean, read_text, unknown_name
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.tables import ingestions as t_ingestions
+from cutover.core.records.valuespec import validate_values
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
 SIZE_CLASSES = ("small", "medium", "large")
@@ -30,6 +33,8 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
+    "deploy",  # where/how the Prefect deployment runs: cutover.core.deployspec
+    "values",  # the values check: key, tolerances, ignored and sensitive columns (core/records/valuespec.py)
 }
 
 
@@ -56,6 +61,8 @@ class Ingestion:
     batch_paused: bool = False
     prefect_deployment_id: str | None = None
     prefect_flow_id: str | None = None
+    deploy: dict = field(default_factory=dict)  # cutover.core.deployspec.KEYS (validated)
+    values: dict | None = None  # the `values:` block, validated (cutover/core/records/valuespec.py)
 
     @property
     def work_queue(self) -> str:
@@ -80,6 +87,7 @@ class Ingestion:
         d["source_uri"] = redact_url(self.source_uri)
         d["credentials"] = {k: MASK for k in (self.credentials or {})} or None
         d["options"] = redact_mapping(self.options)
+        d["deploy"] = redact_mapping(self.deploy) if self.deploy else {}
         d["schedule_text"] = sched.describe(self.schedule)
         d["work_queue"] = self.work_queue
         return d
@@ -92,13 +100,27 @@ class Ingestion:
         return d
 
 
+# field -> the type a definition must give it (YAML turns `id: 5` into a number: refused, not coerced)
+_TYPES = (
+    ("id", str, 'id: "orders-5"'), ("name", str, "name: Orders"), ("source_uri", str, "source_uri: /data/landing/orders"),
+    ("source", str, "source: /data/landing/orders"), ("pattern", str, 'pattern: "*.csv"'), ("format", str, "format: csv"),
+    ("table", str, "table: shop.orders"), ("timezone", str, "timezone: Europe/Berlin"),
+    ("size_class", str, "size_class: small"), ("priority", str, "priority: normal"),
+    ("key_columns", (list, str), "key_columns: [order_id]"), ("owner", str, "owner: data-team"),
+    ("options", dict, "options: {delimiter: ';'}"), ("credentials", dict, "credentials: {key: ..., secret: ...}"),
+    ("schedule", (dict, str), 'schedule: {frequency: daily, at: "02:30"}'),
+)
+
+
 def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     """Build an Ingestion from user input, or raise one clear InputError."""
     if not isinstance(raw, dict):
         raise InputError(f"{where}: an ingestion must be a mapping", fix="write it as key: value pairs")
     unknown = set(raw) - FIELDS
     if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", fix=f"valid fields are {', '.join(sorted(FIELDS))}")
+        raise unknown_name("field", [str(u) for u in unknown], FIELDS, where=where)
+    for name, kind, example in _TYPES:
+        check_type(where, name, raw.get(name), kind, example=example)
     iid = str(raw.get("id") or "").strip()
     if not _ID.match(iid):
         raise InputError(f"{where}: id {iid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
@@ -135,9 +157,13 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     creds = raw.get("credentials")
     if not isinstance(options, dict) or (creds is not None and not isinstance(creds, dict)):
         raise InputError(f"{where}: options and credentials must be mappings", fix="write them as key: value pairs")
+    register_mapping_secrets(creds or {})
+    for v in (creds or {}).values():
+        register_secret(v)
     if creds and any(v == MASK for v in creds.values()):
         raise InputError(f"{where}: credentials contain the mask {MASK!r}, not real values",
                          fix="give the real credentials (exported definitions never carry them)")
+    values = validate_values(raw.get("values"), key_columns=keys, where=where)
     src = str(source)
     if "://" not in src:
         src = str(Path(src).expanduser().absolute())
@@ -156,15 +182,34 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
         owner=raw.get("owner"),
         options=dict(options),
         credentials=dict(creds) if creds else None,
+        deploy=check_deploy(raw.get("deploy"), where),
+        values=values,
     )
+
+
+def check_source(ing: Ingestion) -> None:
+    """The source must be reachable in form: a local directory that exists, or a URL of a
+    filesystem fsspec knows (``s3://``, ``gs://`` ...). Checked when a user adds an ingestion."""
+    src = ing.source_uri
+    if "://" not in src or src.startswith("file://"):
+        local = Path(src[len("file://"):] if src.startswith("file://") else src)
+        if not local.exists():
+            raise InputError(f"ingestion {ing.id}: source_uri {local} does not exist",
+                             fix=f"create it first (mkdir -p {local}) or fix the path")
+        return
+    import fsspec
+
+    protocol = src.split("://", 1)[0].lower()
+    known = set(fsspec.available_protocols())
+    if protocol not in known:
+        raise InputError(f"ingestion {ing.id}: source_uri {redact_url(src)}: {protocol}:// is not a filesystem fsspec knows",
+                         fix=did_you_mean(protocol, known, valid="use one of"))
 
 
 def load_yaml_or_json(path: Path, *, what: str) -> Any:
     """The parsed content of a ``.json`` (JSON) or any other (YAML) file; a missing file or bad
     syntax is a one-line InputError (``what``: what the file should be, for the fix)."""
-    if not path.exists():
-        raise InputError(f"{path} does not exist", fix=f"give the path of {what}")
-    text = path.read_text()
+    text = read_text(path, what=what)
     try:
         if path.suffix.lower() == ".json":
             return json.loads(text)
@@ -194,7 +239,17 @@ def load_definitions(path: Path) -> list[Ingestion]:
     return out
 
 
+def _registered(creds: dict | None) -> dict | None:
+    """Stored credentials, every value registered as a secret (masked in any output from now on)."""
+    if not creds:
+        return None
+    for v in creds.values():
+        register_secret(v)
+    return dict(creds)
+
+
 def _row_to_ingestion(row) -> Ingestion:
+    redact_url(row.source_uri)  # registers a password in the source URL
     return Ingestion(
         id=row.id,
         name=row.name,
@@ -209,10 +264,12 @@ def _row_to_ingestion(row) -> Ingestion:
         key_columns=tuple(row.key_columns or ()),
         owner=row.owner,
         options=dict(row.options or {}),
-        credentials=dict(row.credentials) if row.credentials else None,
+        credentials=_registered(row.credentials),
         batch_paused=bool(row.batch_paused),
         prefect_deployment_id=row.prefect_deployment_id,
         prefect_flow_id=row.prefect_flow_id,
+        deploy=dict(row.deploy or {}),
+        values=dict(row.values_spec) if row.values_spec else None,
     )
 
 
@@ -231,6 +288,8 @@ def values_of(ing: Ingestion) -> dict[str, Any]:
         "owner": ing.owner,
         "options": ing.options,
         "credentials": ing.credentials,
+        "deploy": ing.deploy or None,
+        "values_spec": ing.values,
     }
 
 

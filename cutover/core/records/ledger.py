@@ -13,6 +13,18 @@ A claim is held while its run heartbeats; a claim whose ``claimed_at`` is
 older than the claim timeout belongs to a dead run and may be taken over.
 Completion is conditional on still holding the claim, so a run that lost its
 claim cannot mark the file.
+
+Fencing (issue #17): every takeover bumps the row's ``fence`` token, and the
+claim carries the token it got. A batch commit re-checks its claims' tokens
+(:meth:`Ledger.check_held`) in its commit path -- before its first attempt and in
+every retry, pyiceberg's own included -- after loading the table state the attempt
+commits against. The run that takes over a staged claim first moves the branch
+head (a fence snapshot, ``cutover.core.icebatch.fence_branch``) and only then
+looks for the dead run's batch. So a run frozen past its claim timeout either
+committed before the fence snapshot (then the taker finds its batch and settles
+the file from it) or commits against a head the fence snapshot moved: its
+attempt fails on Iceberg's ref assertion, the retry re-checks the token, and it
+stops with :class:`ClaimLost`. Never both appends.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cutover.core.db import write_tx
+from cutover.core.validate import clean_message
 from cutover.core.autoloader.discovery import DiscoveredFile
 from cutover.core.records.tables import processed_files as t_pf
 from cutover.core.records.tables import runs as t_runs
@@ -34,6 +47,10 @@ SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 SKIPPED = "SKIPPED"
 STATUSES = (PROCESSING, SUCCESS, FAILED, SKIPPED)
+# The etag of a FAILED file re-queued by `cutover ledger retry`: it matches no real file's etag,
+# so the next run takes the file over as if its content had changed (the row keeps its error and
+# attempts until then).
+RETRY_ETAG = "cutover:retry"
 NAMESPACES = ("live", "shadow")
 
 
@@ -61,6 +78,7 @@ class Claim:
     # the dead run's intent, when it had staged the file in a batch before dying
     previous_batch: str | None = None
     previous_data_files: tuple[str, ...] = ()
+    fence: int = 0  # the row's fencing token when this claim was got (bumped by every takeover)
 
 
 @dataclass(frozen=True)
@@ -82,11 +100,18 @@ class LedgerEntry:
     processed_at: datetime | None
     batch_id: str | None = None
     data_files: list[str] | None = None
+    fence: int = 0
+
+    @property
+    def retry_queued(self) -> bool:
+        """A FAILED file re-queued by `cutover ledger retry`, not yet retried."""
+        return self.status == FAILED and self.etag == RETRY_ETAG
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
         for k in ("claimed_at", "processed_at"):
             d[k] = d[k].isoformat() if d[k] else None
+        d["retry_queued"] = self.retry_queued
         return d
 
 
@@ -97,6 +122,7 @@ def _entry(row) -> LedgerEntry:
         bytes_read=row.bytes_read, error=row.error, snapshot_id=row.snapshot_id, batch_id=row.batch_id,
         data_files=list(row.data_files) if row.data_files else None, attempts=row.attempts,
         claimed_at=_aware(row.claimed_at), claimed_by=row.claimed_by, processed_at=_aware(row.processed_at),
+        fence=int(getattr(row, "fence", 0) or 0),
     )
 
 
@@ -154,6 +180,19 @@ class Ledger:
                 out.append(f)
         return out
 
+    def requeue_failed(self, paths: Iterable[str]) -> int:
+        """Re-queue FAILED files: the next run retries them even if their content did not change.
+        Only FAILED rows change (a row claimed or completed meanwhile is left alone); returns how
+        many rows were re-queued (already re-queued ones count again: re-running converges)."""
+        paths = list(paths)
+        n = 0
+        with write_tx(self.engine) as conn:
+            for i in range(0, len(paths), 500):
+                res = conn.execute(update(t_pf).where(self._key(), t_pf.c.status == FAILED,
+                                                      t_pf.c.path.in_(paths[i:i + 500])).values(etag=RETRY_ETAG))
+                n += res.rowcount
+        return n
+
     def stale_claims(self) -> list[LedgerEntry]:
         cutoff = utcnow() - timedelta(seconds=self.claim_timeout)
         q = select(t_pf).where(self._key(), t_pf.c.status == PROCESSING, t_pf.c.claimed_at < cutoff)
@@ -187,10 +226,11 @@ class Ledger:
                 return None
             conn.execute(update(t_pf).where(t_pf.c.id == row.id).values(
                 status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size, etag=f.etag,
-                mtime=f.mtime, attempts=row.attempts + 1, error=None))
+                mtime=f.mtime, attempts=row.attempts + 1, error=None, fence=row.fence + 1))
             return Claim(row.id, f, run_id, row.status, row.claimed_by,
                          previous_batch=row.batch_id if row.status == PROCESSING else None,
-                         previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else ())
+                         previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else (),
+                         fence=row.fence + 1)
 
     def claim_many(self, files: Iterable[DiscoveredFile], run_id: str) -> list[Claim]:
         """:meth:`claim` for several files in one transaction (a batch's claims); the ones not got are left out."""
@@ -238,8 +278,9 @@ class Ledger:
                 res = conn.execute(update(t_pf).where(
                     t_pf.c.id == row.id, t_pf.c.status == row.status,
                     t_pf.c.claimed_by.is_(None) if row.claimed_by is None else t_pf.c.claimed_by == row.claimed_by,
+                    t_pf.c.fence == row.fence,
                 ).values(status=PROCESSING, run_id=run_id, claimed_at=now, claimed_by=run_id, size=f.size,
-                         etag=f.etag, mtime=f.mtime, attempts=row.attempts + 1, error=None))
+                         etag=f.etag, mtime=f.mtime, attempts=row.attempts + 1, error=None, fence=row.fence + 1))
                 # The dead run's intent (batch id, data files) stays on the row until this run
                 # stages its own: if this run dies before settling it, the next one still knows
                 # which batch to look for.
@@ -247,7 +288,8 @@ class Ledger:
                     continue
                 out.append(Claim(row.id, f, run_id, row.status, row.claimed_by,
                                  previous_batch=row.batch_id if row.status == PROCESSING else None,
-                                 previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else ()))
+                                 previous_data_files=tuple(row.data_files or ()) if row.status == PROCESSING else (),
+                                 fence=row.fence + 1))
         return out
 
     def heartbeat(self, run_id: str) -> int:
@@ -271,22 +313,32 @@ class Ledger:
                      error=None, metrics_run=run_id_for_metrics or claim.run_id, batch_id=batch_id,
                      data_files=data_files)
 
-    def _lock_held(self, conn, claims: list[Claim]) -> None:
-        """Inside a write transaction: raise :class:`ClaimLost` unless every claim is still held by
-        its run (locking the rows on PostgreSQL; SQLite's write lock is already ours)."""
-        held: set[int] = set()
+    def _lock_held(self, conn, claims: list[Claim], *, lock: bool = True) -> None:
+        """Raise :class:`ClaimLost` unless every claim is still held by its run with the fencing
+        token it got (inside a write transaction with ``lock``: the rows locked on PostgreSQL;
+        SQLite's write lock is already ours)."""
+        held: dict[int, tuple[str | None, int]] = {}
         ids = [c.row_id for c in claims]
         runs = {c.run_id for c in claims}
         for i in range(0, len(ids), 500):
-            q = select(t_pf.c.id).where(t_pf.c.id.in_(ids[i:i + 500]), t_pf.c.claimed_by.in_(runs),
-                                        t_pf.c.status == PROCESSING)
-            if self._pg:
+            q = select(t_pf.c.id, t_pf.c.claimed_by, t_pf.c.fence).where(
+                t_pf.c.id.in_(ids[i:i + 500]), t_pf.c.claimed_by.in_(runs), t_pf.c.status == PROCESSING)
+            if self._pg and lock:
                 q = q.with_for_update()
-            held.update(conn.execute(q).scalars())
-        lost = [c for c in claims if c.row_id not in held]
+            held.update({r.id: (r.claimed_by, int(r.fence or 0)) for r in conn.execute(q)})
+        lost = [c for c in claims if held.get(c.row_id) != (c.run_id, c.fence)]
         if lost:
             raise ClaimLost(f"claim on {lost[0].file.path} was taken over"
                             + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
+
+    def check_held(self, claims: Iterable[Claim]) -> None:
+        """The fence of a commit attempt: raise :class:`ClaimLost` unless every claim is still held
+        with its fencing token. Called after the attempt's table state is loaded (see the module
+        doc for why a plain read suffices there)."""
+        claims = list(claims)
+        if claims:
+            with self.engine.connect() as conn:
+                self._lock_held(conn, claims, lock=False)
 
     def stage(self, batch_id: str, staged: Iterable[tuple[Claim, list[str], int]]) -> None:
         """Write a batch's intent before its Iceberg commit: per claimed file, the batch id,
@@ -323,7 +375,9 @@ class Ledger:
                 bytes_read=t_runs.c.bytes_read + sum(b for _, _, b in done)))
 
     def fail(self, claim: Claim, reason: str, *, bytes_read: int | None = None) -> None:
-        self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None, error=reason,
+        """Mark FAILED with ``reason`` (one line, control bytes escaped, at most 500 characters)."""
+        self._finish(claim, FAILED, records=0, bytes_read=bytes_read or 0, snapshot_id=None,
+                     error=clean_message(reason, 500),
                      metrics_run=claim.run_id)
 
     def _finish(self, claim: Claim, status: str, *, records: int, bytes_read: int, snapshot_id, error,
@@ -337,7 +391,8 @@ class Ledger:
         with write_tx(self.engine) as conn:
             res = conn.execute(
                 update(t_pf)
-                .where(t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING)
+                .where(t_pf.c.id == claim.row_id, t_pf.c.claimed_by == claim.run_id, t_pf.c.status == PROCESSING,
+                       t_pf.c.fence == claim.fence)
                 .values(status=status, run_id=metrics_run, records_ingested=records, bytes_read=bytes_read,
                         snapshot_id=snapshot_id, error=error, processed_at=now, claimed_at=None, claimed_by=None,
                         **extra)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -42,11 +43,13 @@ ingestions = Table(
     Column("owner", String(256), nullable=True),
     Column("options", JSON, nullable=False),  # reader options (csv delimiter, ...)
     Column("credentials", JSON, nullable=True),  # fsspec storage options; never printed
+    Column("values_spec", JSON, nullable=True),  # the `values:` block (core/records/valuespec.py)
     Column("batch_paused", Boolean, nullable=False, server_default="0"),
     Column("prefect_deployment_id", String(64), nullable=True),
     Column("prefect_flow_id", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("deploy", JSON, nullable=True),  # cutover.core.deployspec: pool, image, env, resources, pull
 )
 
 runs = Table(
@@ -97,6 +100,8 @@ processed_files = Table(
     Column("batch_id", String(64), nullable=True),
     Column("data_files", JSON, nullable=True),  # Iceberg data file paths holding this file's rows
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # fencing token: bumped at every takeover; a batch commit re-checks it (migration a0004)
+    Column("fence", BigInteger, nullable=False, server_default="0"),
     Column("claimed_at", DateTime(timezone=True), nullable=True),
     Column("claimed_by", String(64), nullable=True),
     Column("processed_at", DateTime(timezone=True), nullable=True),
@@ -104,6 +109,9 @@ processed_files = Table(
     Index("ix_processed_files_status", "ingestion_id", "namespace", "status"),
     Index("ix_processed_files_claimed_by", "claimed_by"),
     Index("ix_processed_files_parity", "ingestion_id", "path", "namespace", "status", "records_ingested", "processed_at"),
+    # claims in flight only (partial), by age: stale claims without a ledger scan
+    Index("ix_processed_files_processing", "ingestion_id", "namespace", "claimed_at",
+          postgresql_where=text("status = 'PROCESSING'"), sqlite_where=text("status = 'PROCESSING'")),
 )
 
 # APScheduler 3's SQLAlchemyJobStore table, created here so that alembic owns

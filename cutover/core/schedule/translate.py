@@ -102,6 +102,7 @@ class _Issues:
         self.what = what
         self.allow_approx = allow_approx
         self.notes: list[str] = []
+        self.approximated: list[str] = []
         self.exact = True
 
     def cannot(self, field_name: str, problem: str, dropped: str, *, fix: str | None = None) -> None:
@@ -110,11 +111,15 @@ class _Issues:
                              fix=f"{fix or f'remove {field_name} from the legacy schedule'}, "
                                  f"or pass --allow-approx to drop it ({dropped})")
         self.exact = False
+        self.approximated.append(field_name)
         self.notes.append(f"APPROXIMATE: {field_name} dropped ({problem}); {dropped}")
 
 
-def translate(spec: dict | None, timezone: str, *, allow_approx: bool = False) -> Translation:
-    """The Prefect 3 schedule for a normalized legacy schedule (see cutover.core.schedule.triggers)."""
+def translate(spec: dict | None, timezone: str, *, allow_approx: bool = False,
+              as_of: datetime | None = None) -> Translation:
+    """The Prefect 3 schedule for a normalized legacy schedule (see cutover.core.schedule.triggers),
+    as deployed at ``as_of`` (default now): an interval whose start_date is still ahead then is an
+    RRULE starting at it (see ``_from_interval``)."""
     tz = schedule_timezone(spec, timezone)
     check_timezone(tz)
     if spec is None:
@@ -131,10 +136,16 @@ def translate(spec: dict | None, timezone: str, *, allow_approx: bool = False) -
     if isinstance(trigger, CronTrigger):
         return _from_cron(trigger, spec, tz, issues)
     if isinstance(trigger, IntervalTrigger):
-        return _from_interval(trigger, spec, tz, issues)
+        return _from_interval(trigger, spec, tz, issues, _as_of(as_of))
     if isinstance(trigger, DateTrigger):
         return _from_date(trigger, tz, issues)
     raise InputError(f"trigger {type(trigger).__name__} is not supported", fix="use cron, interval or date")
+
+
+def _as_of(as_of: datetime | None) -> datetime:
+    if as_of is None:
+        return datetime.now(UTC)
+    return as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
 
 
 def _from_cron(trigger, spec: dict, tz: str, issues: _Issues) -> Translation:
@@ -209,7 +220,7 @@ def _from_cron(trigger, spec: dict, tz: str, issues: _Issues) -> Translation:
     if cron_tz == tz:
         notes.extend(_dst_notes(tz, f))
     return Translation(kind="cron", cron=cron, day_or=not both, timezone=cron_tz,
-                       exact=issues.exact, notes=notes + issues.notes)
+                       exact=issues.exact, approximated=list(issues.approximated), notes=notes + issues.notes)
 
 
 def _cron_as_rrule(trigger, f: dict[str, _Field], tz: str, issues: _Issues, notes: list[str],
@@ -274,7 +285,7 @@ def _cron_as_rrule(trigger, f: dict[str, _Field], tz: str, issues: _Issues, note
     notes.append(f"{', '.join(why)} cannot be written as a cron line; the RRULE expresses "
                  f"{'them' if len(why) > 1 else 'it'} exactly (day-of-month AND weekday, as APScheduler)")
     notes.extend(_dst_notes(tz, f))
-    return Translation(kind="rrule", rrule=text, timezone=tz, exact=issues.exact, notes=notes + issues.notes)
+    return Translation(kind="rrule", rrule=text, timezone=tz, exact=issues.exact, approximated=list(issues.approximated), notes=notes + issues.notes)
 
 
 def _dst_notes(tz: str, f: dict[str, _Field]) -> list[str]:
@@ -300,7 +311,12 @@ def _dst_notes(tz: str, f: dict[str, _Field]) -> list[str]:
     return notes
 
 
-def _from_interval(trigger, spec: dict, tz: str, issues: _Issues) -> Translation:
+def _from_interval(trigger, spec: dict, tz: str, issues: _Issues, as_of: datetime) -> Translation:
+    """APScheduler counts an interval from its start_date in absolute time. Prefect's
+    IntervalSchedule keeps that anchor (anchor_date = start_date) but, having no start, would also
+    fire *before* it; so while the start is still ahead (at ``as_of``: when the deployment is made
+    or the verification starts) -- or when there is an end_date -- the interval is an RRULE in UTC
+    whose DTSTART is the start (and UNTIL the end): it never fires outside them."""
     secs = trigger.interval.total_seconds()
     notes: list[str] = []
     if trigger.jitter:
@@ -313,22 +329,29 @@ def _from_interval(trigger, spec: dict, tz: str, issues: _Issues) -> Translation
                       "the Prefect interval is anchored at an arbitrary instant: its fire times will be shifted",
                       fix="set start_date to the legacy job's anchor (`cutover legacy import` copies it from the job)")
     anchor = trigger.start_date
-    if trigger.end_date is not None:
-        # IntervalSchedule has no end: an RRULE with DTSTART/UNTIL in UTC is exact (absolute time)
+    future_start = spec.get("start_date") is not None and anchor > as_of
+    if trigger.end_date is not None or future_start:
         for unit, n in (("DAILY", 86400), ("HOURLY", 3600), ("MINUTELY", 60), ("SECONDLY", 1)):
             if secs % n == 0:
                 break
         if not float(secs).is_integer() or anchor.microsecond:
-            issues.cannot("end_date with a sub-second interval or start", "an RRULE counts whole seconds",
-                          "the Prefect schedule has no end")
+            what = "end_date" if trigger.end_date is not None else "a start_date still ahead"
+            issues.cannot(f"{what} with a sub-second interval or start", "an RRULE counts whole seconds",
+                          "the Prefect schedule has no start or end")
         else:
             a = anchor.astimezone(UTC).replace(tzinfo=None)
-            e = trigger.end_date.astimezone(UTC).replace(tzinfo=None, microsecond=0)
-            rrule = f"DTSTART:{rrule_dt(a)}\nRRULE:FREQ={unit};INTERVAL={int(secs // n)};UNTIL={rrule_dt(e)}"
-            notes.append("end_date: Prefect's IntervalSchedule has no end, so the interval is an RRULE in UTC "
-                         "(absolute time, as APScheduler counts it) with DTSTART = start_date and UNTIL = end_date")
+            rrule = f"DTSTART:{rrule_dt(a)}\nRRULE:FREQ={unit};INTERVAL={int(secs // n)}"
+            if trigger.end_date is not None:
+                e = trigger.end_date.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+                rrule += f";UNTIL={rrule_dt(e)}"
+            bounds = " and UNTIL = end_date" if trigger.end_date is not None else ""
+            why = ("end_date: Prefect's IntervalSchedule has no end" if trigger.end_date is not None else
+                   f"start_date {anchor.isoformat()} is still ahead and Prefect's IntervalSchedule would fire "
+                   f"before its anchor")
+            notes.append(f"{why}, so the interval is an RRULE in UTC (absolute time, as APScheduler counts it) "
+                         f"with DTSTART = start_date{bounds}: it never fires before the start")
             return Translation(kind="rrule", rrule=rrule, timezone="UTC", exact=issues.exact,
-                               notes=notes + issues.notes)
+                               approximated=list(issues.approximated), notes=notes + issues.notes)
     ptz = tz
     if secs >= 86400 and len(zone_offsets(tz)) > 1:
         ptz = "UTC"
@@ -336,10 +359,11 @@ def _from_interval(trigger, spec: dict, tz: str, issues: _Issues) -> Translation
         notes.append(f"APScheduler 3 counts intervals in absolute time; Prefect adds calendar days in the schedule's "
                      f"timezone, which in {tz} would shift by an hour at DST changes, so the Prefect interval runs "
                      f"in UTC (same instants)")
-    notes.append(f"anchored at the legacy start_date {trigger.start_date.isoformat()}; Prefect's IntervalSchedule "
-                 f"has no start, so before that date it would already fire (at the same phase)")
+    if spec.get("start_date") is not None:
+        notes.append(f"anchored at the legacy start_date {trigger.start_date.isoformat()} (IntervalSchedule "
+                     f"anchor_date), which is already past: Prefect schedules runs from now on, at the same phase")
     return Translation(kind="interval", interval_seconds=secs, anchor_date=anchor.isoformat(), timezone=ptz,
-                       exact=issues.exact, notes=notes + issues.notes)
+                       exact=issues.exact, approximated=list(issues.approximated), notes=notes + issues.notes)
 
 
 def _from_date(trigger, tz: str, issues: _Issues) -> Translation:
@@ -349,7 +373,7 @@ def _from_date(trigger, tz: str, issues: _Issues) -> Translation:
                       "the Prefect run fires at the whole second")
     r = run.astimezone(UTC).replace(tzinfo=None, microsecond=0)
     return Translation(kind="rrule", rrule=f"DTSTART:{rrule_dt(r)}\nRRULE:FREQ=DAILY;COUNT=1", timezone="UTC",
-                       exact=issues.exact,
+                       exact=issues.exact, approximated=list(issues.approximated),
                        notes=[f"one-off run at {run.isoformat()}: a Prefect schedule with a single occurrence "
                               f"(RRULE COUNT=1, in UTC); once past it never fires again. A one-off can also be "
                               f"triggered with `prefect deployment run FLOW/DEPLOYMENT --start-at ...`"] + issues.notes)

@@ -36,13 +36,22 @@ class Translation:
     rrule: str | None = None
     exact: bool = True
     notes: list[str] = field(default_factory=list)
+    approximated: list[str] = field(default_factory=list)  # what Prefect cannot express, dropped (--allow-approx)
+
+    def _key(self) -> tuple:
+        return (self.kind, self.timezone, self.cron, self.day_or, self.interval_seconds, self.anchor_date, self.rrule)
 
     def to_prefect_schedule(self):
-        """The ``prefect.client.schemas.schedules`` object (None for manual)."""
+        """The ``prefect.client.schemas.schedules`` object (None for manual); a fresh copy each call."""
         if self.kind is None:
             return None
-        from prefect.client.schemas import schedules as ps
+        key = ("client", *self._key())
+        if key not in _BUILT:
+            _BUILT[key] = self._build_client()
+        return _BUILT[key].model_copy(deep=True)
 
+    def _build_client(self):
+        ps = _prefect_schedules()
         try:
             if self.kind == "cron":
                 return ps.CronSchedule(cron=self.cron, timezone=self.timezone, day_or=self.day_or)
@@ -61,18 +70,23 @@ class Translation:
 
     def to_server_schedule(self):
         """The same schedule as the Prefect *server* holds it (``prefect.server.schemas.schedules``):
-        the client object serialized to JSON and parsed back, as the API does."""
-        client = self.to_prefect_schedule()
-        if client is None:
+        the client object serialized to JSON and parsed back, as the API does (built once per
+        distinct schedule: callers only read it)."""
+        if self.kind is None:
             return None
-        from prefect.server.schemas import schedules as ss
+        key = ("server", *self._key())
+        if key not in _BUILT:
+            client = self.to_prefect_schedule()
+            from prefect.server.schemas import schedules as ss
 
-        cls = {"cron": ss.CronSchedule, "interval": ss.IntervalSchedule, "rrule": ss.RRuleSchedule}[self.kind]
-        return cls.model_validate(client.model_dump(mode="json"))
+            cls = {"cron": ss.CronSchedule, "interval": ss.IntervalSchedule, "rrule": ss.RRuleSchedule}[self.kind]
+            _BUILT[key] = cls.model_validate(client.model_dump(mode="json"))
+        return _BUILT[key]
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = list(self.notes)
+        d["approximated"] = list(self.approximated)
         d["text"] = self.describe()
         return d
 
@@ -84,6 +98,28 @@ class Translation:
         if self.kind == "interval":
             return f"every {_human_seconds(self.interval_seconds)} from {self.anchor_date} {self.timezone}"
         return f"rrule {self.rrule.replace(chr(10), ' ')} {self.timezone}"
+
+
+_BUILT: dict[tuple, Any] = {}  # Prefect schedule objects by content: validating one costs ~10-70 ms
+_ZONES_MEMOIZED = False
+
+
+def _prefect_schedules():
+    """``prefect.client.schemas.schedules``, with Prefect's IANA zone list memoized: its timezone
+    validator calls ``zoneinfo.available_timezones()`` -- a walk of the tz database on disk (~70 ms
+    here) -- for every schedule it validates, and that list cannot change within a process."""
+    global _ZONES_MEMOIZED
+    from prefect.client.schemas import schedules as ps
+
+    if not _ZONES_MEMOIZED:
+        _ZONES_MEMOIZED = True
+        try:
+            from prefect._internal.schemas import validators
+        except ImportError:  # pragma: no cover - another Prefect layout: only slower
+            return ps
+        if callable(getattr(validators, "get_timezones", None)):
+            validators.get_timezones = functools.cache(validators.get_timezones)
+    return ps
 
 
 def _human_seconds(secs: float | None) -> str:

@@ -3,7 +3,8 @@ APScheduler 3 trigger each becomes.
 
 1. frequency + time: ``{"frequency": "hourly", "at": ":15"}``,
    ``{"frequency": "daily", "at": "02:30"}``,
-   ``{"frequency": "weekly", "at": "06:00", "day": "mon"}``;
+   ``{"frequency": "weekly", "at": "06:00", "day": "mon"}`` (no ``day``: Monday, and the
+   normalized spec and every output then say ``mon``);
 2. a crontab line: ``{"cron": "0 2 * * 1-5"}`` -- fired exactly as APScheduler 3
    fires it (``CronTrigger.from_crontab``: day_of_week 0 is *Monday* there, and
    day-of-month AND day-of-week must both match), because that is what the
@@ -35,6 +36,7 @@ from cutover.core.schedule.cronexpr import VixieCronTrigger, normalize_expr
 
 FREQUENCIES = ("hourly", "daily", "weekly")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKLY_DEFAULT_DAY = "mon"  # a weekly schedule without a day runs on Monday (always shown: "weekly mon 06:00")
 CRON_FIELDS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 INTERVAL_FIELDS = ("weeks", "days", "hours", "minutes", "seconds")
 _TRIGGER_COMMON = ("start_date", "end_date", "jitter", "timezone")
@@ -61,8 +63,8 @@ def _hhmm(value: Any, *, hourly: bool) -> tuple[int, int]:
 
 
 def parse_schedule_text(text: str | None) -> dict | None:
-    """The CLI shorthand: ``daily 02:00``, ``hourly :15``, ``weekly mon 06:00``,
-    ``cron 0 2 * * *``, ``manual``, or a JSON object (trigger spec)."""
+    """The CLI shorthand: ``daily 02:00``, ``hourly :15``, ``weekly mon 06:00`` (``weekly 06:00`` is
+    Monday), ``cron 0 2 * * *``, ``manual``, or a JSON object (trigger spec)."""
     if text is None:
         return None
     t = text.strip()
@@ -86,6 +88,8 @@ def parse_schedule_text(text: str | None) -> dict | None:
         return normalize_schedule({"frequency": "daily", "at": words[1]})
     if head == "weekly" and len(words) == 3:
         return normalize_schedule({"frequency": "weekly", "day": words[1], "at": words[2]})
+    if head == "weekly" and len(words) == 2:  # no day: Monday (WEEKLY_DEFAULT_DAY), as APScheduler's day_of_week default
+        return normalize_schedule({"frequency": "weekly", "at": words[1]})
     if len(words) == 5:  # a bare crontab line
         return normalize_schedule({"cron": t})
     raise InputError(f"schedule {text!r} is not understood",
@@ -115,7 +119,7 @@ def normalize_schedule(spec: Any) -> dict | None:
         hour, minute = _hhmm(spec.get("at", "00:00"), hourly=freq == "hourly")
         out: dict[str, Any] = {"frequency": freq, "at": f"{hour:02d}:{minute:02d}" if freq != "hourly" else f":{minute:02d}"}
         if freq == "weekly":
-            day = str(spec.get("day", "mon")).lower()[:3]
+            day = str(spec.get("day", WEEKLY_DEFAULT_DAY)).lower()[:3]
             if day not in _DAYS:
                 raise InputError(f"weekly day {spec.get('day')!r} is not a weekday", fix="use mon, tue, ..., sun")
             out["day"] = day

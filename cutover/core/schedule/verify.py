@@ -11,6 +11,15 @@
 - Both sides are compared as UTC instants over ``[start, start + horizon]`` (inclusive),
   across DST changes: whatever each library does there, the comparison shows it.
 
+The default horizon (:func:`default_horizon`) is at least 366 days and reaches past the next
+two DST changes of every zone involved (a day beyond the second), so a schedule that differs
+only on the spring-forward or fall-back day cannot pass on a short window.
+
+Every differing instant is counted; the first :data:`SHOWN` are kept with their context.
+Verdicts: ``equivalent`` (exact translation, same instants), ``approximate`` (same nominal
+instants, but the translation dropped what Prefect cannot express -- jitter, seconds -- so it
+is *not* a proof; ``approximated`` says what), ``different``, ``untranslatable``.
+
 The work is bounded: at most ``max_fires`` fire times per side (the compared window is then
 cut where the first side stopped, and the notes say so).
 """
@@ -32,6 +41,21 @@ from cutover.core.schedule.triggers import build_trigger, check_timezone, schedu
 UTC = dt_timezone.utc
 MAX_FIRES = 200_000
 PAGE = 1000
+MIN_HORIZON = timedelta(days=366)
+SHOWN = 10  # differences kept with their context (all are counted)
+VERDICTS = ("equivalent", "approximate", "different", "untranslatable")
+
+
+def default_horizon(zones, start: datetime) -> timedelta:
+    """At least 366 days, and one day past the second DST change ahead of ``start`` in every zone of ``zones``
+    (zones without DST changes in the next 20 years add nothing)."""
+    start = _utc(start)
+    out = MIN_HORIZON
+    for tz in {z for z in zones if z}:
+        ahead = [t for t, _, _ in dst_transitions(str(tz), start.year, start.year + 21) if t > start][:2]
+        if len(ahead) == 2:
+            out = max(out, ahead[1] - start + timedelta(days=1))
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,7 +98,7 @@ class Difference:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    verdict: str  # 'equivalent' | 'different' | 'untranslatable'
+    verdict: str  # one of VERDICTS
     legacy_count: int
     prefect_count: int
     first_difference: Difference | None
@@ -84,10 +108,17 @@ class VerifyResult:
     end: datetime | None = None
     timezone: str = "UTC"
     reason: str | None = None  # why untranslatable
+    differences: list[Difference] = field(default_factory=list)  # the first SHOWN
+    difference_count: int = 0  # every instant present on one side only
 
     @property
     def ok(self) -> bool:
+        """Proven equivalent (an approximate translation is not a proof)."""
         return self.verdict == "equivalent"
+
+    @property
+    def approximated(self) -> list[str]:
+        return list(self.translation.approximated) if self.translation else []
 
     def summary(self) -> str:
         if self.verdict == "untranslatable":
@@ -95,12 +126,18 @@ class VerifyResult:
         window = f"{_iso(self.start)} .. {_iso(self.end)}"
         if self.verdict == "equivalent":
             return f"equivalent: {self.legacy_count} fire times on each side over {window}"
-        return (f"different: legacy {self.legacy_count} vs prefect {self.prefect_count} fire times over {window}; "
-                f"first difference {self.first_difference.describe()}")
+        if self.verdict == "approximate":
+            return (f"approximate: {self.legacy_count} nominal fire times on each side over {window}, but Prefect "
+                    f"cannot express {', '.join(self.approximated)}")
+        return (f"different: {self.difference_count} differing instant(s), legacy {self.legacy_count} vs prefect "
+                f"{self.prefect_count} fire times over {window}; first difference {self.first_difference.describe()}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "legacy_count": self.legacy_count, "prefect_count": self.prefect_count,
+                "difference_count": self.difference_count,
+                "differences": [d.as_dict() for d in self.differences],
                 "first_difference": self.first_difference.as_dict() if self.first_difference else None,
+                "approximated": self.approximated,
                 "translation": self.translation.as_dict() if self.translation else None,
                 "reason": self.reason, "notes": list(self.notes), "start": _iso(self.start), "end": _iso(self.end),
                 "timezone": self.timezone}
@@ -190,45 +227,55 @@ def _dates(sched, n: int, start: datetime, end: datetime):
 # -- compare -----------------------------------------------------------------------------
 
 
-def first_difference(legacy: list[datetime], prefect: list[datetime], timezone: str = "UTC") -> Difference | None:
+def differences(legacy: list[datetime], prefect: list[datetime], timezone: str = "UTC",
+                *, keep: int = SHOWN) -> tuple[list[Difference], int]:
+    """(the first ``keep`` instants present on one side only, with each side's fire times around them;
+    how many such instants there are)."""
     ls, ps = set(legacy), set(prefect)
     only = sorted(ls ^ ps)
-    if not only:
-        return None
-    at = only[0]
 
-    def around(xs: list[datetime]) -> tuple[datetime | None, datetime | None]:
+    def around(xs: list[datetime], at: datetime) -> tuple[datetime | None, datetime | None]:
         i = bisect_left(xs, at)
         j = bisect_right(xs, at)
         return (xs[i - 1] if i > 0 else None), (xs[j] if j < len(xs) else None)
 
-    lb, la = around(legacy)
-    pb, pa = around(prefect)
-    return Difference(at=at, only_on="legacy" if at in ls else "prefect", legacy_before=lb, legacy_after=la,
-                      prefect_before=pb, prefect_after=pa, timezone=timezone)
+    out = []
+    for at in only[:keep]:
+        lb, la = around(legacy, at)
+        pb, pa = around(prefect, at)
+        out.append(Difference(at=at, only_on="legacy" if at in ls else "prefect", legacy_before=lb, legacy_after=la,
+                              prefect_before=pb, prefect_after=pa, timezone=timezone))
+    return out, len(only)
 
 
-def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timedelta,
+def first_difference(legacy: list[datetime], prefect: list[datetime], timezone: str = "UTC") -> Difference | None:
+    shown, _ = differences(legacy, prefect, timezone, keep=1)
+    return shown[0] if shown else None
+
+
+def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timedelta | None = None,
            allow_approx: bool = False, translation: Translation | None = None,
            max_fires: int = MAX_FIRES) -> VerifyResult:
-    """Translate ``spec`` (unless ``translation`` is given) and compare both sides' fire times
-    over ``[start, start + horizon]``."""
-    if not isinstance(horizon, timedelta):
-        horizon = timedelta(seconds=float(horizon))
-    if horizon <= timedelta(0):
-        raise InputError(f"horizon {horizon} must be positive", fix="give e.g. --horizon 90d")
+    """Translate ``spec`` (unless ``translation`` is given) as deployed at ``start`` and compare both
+    sides' fire times over ``[start, start + horizon]`` (default: :func:`default_horizon`)."""
     start = _utc(start)
-    end = start + horizon
     tz = schedule_timezone(spec, timezone)
     check_timezone(tz)
     build_trigger(spec, timezone)  # an invalid legacy schedule is an input error, not a verdict
-
     if translation is None:
         try:
-            translation = translate(spec, timezone, allow_approx=allow_approx)
+            translation = translate(spec, timezone, allow_approx=allow_approx, as_of=start)
         except InputError as e:
+            end = start + (horizon if horizon is not None else default_horizon([tz], start))
             return VerifyResult(verdict="untranslatable", legacy_count=0, prefect_count=0, first_difference=None,
                                 translation=None, start=start, end=end, timezone=tz, reason=e.one_line())
+    if horizon is None:
+        horizon = default_horizon([tz, translation.timezone], start)
+    if not isinstance(horizon, timedelta):
+        horizon = timedelta(seconds=float(horizon))
+    if horizon <= timedelta(0):
+        raise InputError(f"horizon {horizon} must be positive", fix="give e.g. --horizon 400d (or leave the default)")
+    end = start + horizon
     notes: list[str] = []
     try:
         translation.to_prefect_schedule()
@@ -254,17 +301,23 @@ def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timede
         notes.append(f"capped at {max_fires} fire times per side: compared up to {_iso(cut)} only")
         end = cut
 
-    diff = first_difference(legacy, prefect, tz)
-    verdict = "equivalent" if diff is None and len(legacy) == len(prefect) else "different"
-    if not translation.exact:
-        notes.append("the translation is approximate (--allow-approx): see its notes")
+    shown, count = differences(legacy, prefect, tz)
+    diff = shown[0] if shown else None
+    if count:
+        verdict = "different"
+    elif not translation.exact:
+        verdict = "approximate"
+        notes.append(f"APPROXIMATE, not a proof: the nominal fire times match, but Prefect cannot express "
+                     f"{', '.join(translation.approximated)} (dropped with --allow-approx)")
+    else:
+        verdict = "equivalent"
     if not legacy and not prefect and spec is not None:
         notes.append("neither side fires in the horizon: nothing was compared; widen --horizon")
     if diff is not None:
         notes.extend(_explain(diff, tz, spec, timezone, translation))
     return VerifyResult(verdict=verdict, legacy_count=len(legacy), prefect_count=len(prefect),
                         first_difference=diff, translation=translation, notes=notes, start=start, end=end,
-                        timezone=tz)
+                        timezone=tz, differences=shown, difference_count=count)
 
 
 def _explain(diff: Difference, tz: str, spec: dict | None, default_tz: str, translation: Translation) -> list[str]:
@@ -294,8 +347,8 @@ def _explain(diff: Difference, tz: str, spec: dict | None, default_tz: str, tran
                        f"skips the run -- a running legacy scheduler really skips it")
         sd = getattr(trigger, "start_date", None)
         if spec.get("start_date") and sd is not None and diff.at < sd:
-            out.append(f"the legacy job starts at {sd.isoformat()} (start_date); the Prefect schedule has no "
-                       f"start and already fires before it")
+            out.append(f"the legacy job starts at {sd.isoformat()} (start_date); this Prefect schedule already "
+                       f"fires before it")
     else:
         try:
             again, _ = prefect_fire_times(translation, diff.at - timedelta(seconds=1), diff.at, max_fires=5)

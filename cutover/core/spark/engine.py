@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core.errors import InputError
+from cutover.core.extras import require, require_installed
 from cutover.core.redact import redact_text
 from cutover.core.spark import LOCAL_CATALOG, is_local_catalog, is_local_remote, redact_remote
 from cutover.core.spark import metadata as M
@@ -92,7 +93,7 @@ def get_session(remote: str, *, warehouse_dir: str | None = None):
             return s
         warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
         t0 = time.monotonic()
-        from pyspark.sql import SparkSession
+        SparkSession = require("pyspark.sql", what="the Spark engine").SparkSession
 
         builder = SparkSession.builder.remote(remote)
         if is_local_remote(remote):
@@ -238,6 +239,7 @@ class SparkProcessor:
 
     @classmethod
     def from_settings(cls, settings) -> "SparkProcessor":
+        require_installed("pyspark", what='the Spark engine ([ingest] engine = "spark")')
         wh = None
         if is_local_remote(settings.spark_remote):
             wh = (settings.home / "spark-warehouse").resolve().as_uri()

@@ -10,7 +10,7 @@ from cutover.core.errors import InputError, NotFound
 from cutover.core.state.audit import who
 from cutover.core.state.models import waivers as t_waivers
 
-CHECKS = ("runs", "ledger", "counts", "quality")  # the parity checks (checks/), the names a waiver may name
+CHECKS = ("runs", "ledger", "counts", "values", "quality")  # the parity checks (checks/), the names a waiver may name
 
 
 def utcnow() -> datetime:

@@ -5,7 +5,7 @@ inventory. Kind-specific fields are one JSON ``spec`` column. ``job_run_output``
 run record has no column for (exit code, signal, the output tail, redacted).
 
 Revision ID: a0005
-Revises: a0003
+Revises: a0004
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a0005"
-down_revision = "a0003"
+down_revision = "a0004"
 branch_labels = None
 depends_on = None
 
