@@ -101,3 +101,13 @@ def test_a_plan_never_moves_an_undeclared_job_into_shadow(workspace_env, capsys,
     code, _, err = invoke_cli(capsys, "plan", "--waves", "rest", "--out", str(tmp_path / "p.json"))
     assert code == 2 and "j-plain" in err and "observe|env|sdk" in err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_the_shadow_variables_are_known_cutover_variables():
+    """A run of a team's job carries them; every cutover process in it (cutover.sdk's workspace, cron exec)
+    must accept them while it refuses misspelt CUTOVER_* names."""
+    from cutover.core import config, jobenv
+
+    env = {**jobenv.env_for("shadow", job_id="j", output_prefix="/tmp/x", run_id="r", orchestrator="prefect"),
+           jobenv.RECORDER: "apscheduler"}
+    config.check_env(env)
