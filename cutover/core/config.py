@@ -138,6 +138,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
 OTHER_ENV = {
     "CUTOVER_HOME", "CUTOVER_DEBUG", "CUTOVER_OPERATOR", "CUTOVER_PAUSE_LOCK_WAIT_S", "CUTOVER_RQ_REDIS_URL",
     "CUTOVER_CRON_CRONTAB", "CUTOVER_CRON_RUN_ID", "CUTOVER_CRON_TRIGGER", "CUTOVER_RACE_ROUNDS",
+    "CUTOVER_RICH",  # 1: tables drawn with rich even into a pipe, 0: plain even on a terminal (docs/json.md)
 }
 OTHER_ENV_PREFIXES = ("CUTOVER_CATALOG_", "CUTOVER_TEST_", "CUTOVER_FAKE_")
 
