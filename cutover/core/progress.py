@@ -20,6 +20,7 @@ Callers: ``flows/local.py`` (server start), ``commands.migration.wait_flow_run``
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
@@ -107,6 +108,9 @@ class Progress:
                     return
                 self._rich, self._task = _live(self.stream, _counted_columns, self.label, self.total or None, self.t0,
                                                completed=done)
+                # a caller that never reaches close() (an exception mid-loop) must not leave the
+                # terminal with a hidden cursor and a display still redrawing
+                atexit.register(self.close)
                 self.shown = True
             self._rich.update(self._task, completed=done)
         elif done == self.total or done % self.step == 0 or not self.shown:
@@ -116,6 +120,7 @@ class Progress:
 
     def close(self) -> None:
         if self._rich is not None:
+            atexit.unregister(self.close)
             self._rich.stop()
             self._rich = None
             self.stream.write(f"  {self.label}: {self.done}/{self.total} in "
