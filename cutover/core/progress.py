@@ -63,7 +63,6 @@ def _live(stream, columns_of, label: str, total: int | None, since: float, *, ex
 
 def _counted_columns():
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
     from rich.table import Column
 
     return (TextColumn("  {task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
