@@ -22,6 +22,7 @@ from checks.spark_checks import has_shadow, processor_for
 from checks.value_window import check_values
 
 from cutover.core.iceberg import MAIN, SHADOW_BRANCH, Catalog
+from cutover.core.progress import track
 from cutover.core.records.ledger import Ledger
 from cutover.core.redact import redact_text
 from cutover.core.state import states
@@ -155,7 +156,7 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
     waivers = WaiverStore(ws.state_engine)
     spark = _spark(ws)  # [ingest] engine = "spark": counts and quality through Spark Connect
     current = states.get_states(ws.state_engine)
-    for ing in ingestions:
+    for ing in track(ingestions, "parity"):
         state = current.get(ing.id, states.LEGACY)
         if state in (states.CUTOVER, states.DONE):
             # Prefect is live now: there is no shadow to compare any more (and its live runs

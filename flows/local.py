@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 from cutover.core.errors import InputError
 from cutover.core.osutil import pid_alive
+from cutover.core.progress import waiting
 # the connection lives in flows.http; re-exported for the CLI
 from flows.http import (PrefectUnavailable, RetryCounter, check_health, client, probe, require_worker,  # noqa: F401
                         settings_for, worker_start_command)
@@ -190,20 +191,24 @@ def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = No
     t0 = time.monotonic()
     detail = ""
     next_note = t0 + every
-    while time.monotonic() - t0 < timeout:
-        ok, detail = check_health(url, timeout=1.0)
-        if ok:
-            return time.monotonic() - t0
-        if echo is not None and time.monotonic() >= next_note:
-            echo(f"waiting for the Prefect server at {url}: {time.monotonic() - t0:.0f}s of {timeout:.0f}s "
-                 f"({detail})")
-            next_note += every
-        if proc is not None and proc.poll() is not None:
-            tail = _tail(log) if log else ""
-            raise PrefectUnavailable(f"the Prefect server exited with code {proc.returncode} before it was healthy"
-                                     + (f"; last log lines:\n{tail}" if tail else ""),
-                                     fix=f"see {log}" if log else None)
-        time.sleep(0.2)
+    # on a terminal a spinner with the elapsed time and the last answer; into a pipe the echo lines only
+    with waiting(f"starting the Prefect server at {url}", plain=False) as w:
+        while time.monotonic() - t0 < timeout:
+            ok, detail = check_health(url, timeout=1.0)
+            if ok:
+                return time.monotonic() - t0
+            w.note(f"{detail}; timeout {timeout:.0f}s")
+            if echo is not None and time.monotonic() >= next_note:
+                if not w.live:
+                    echo(f"waiting for the Prefect server at {url}: {time.monotonic() - t0:.0f}s of {timeout:.0f}s "
+                         f"({detail})")
+                next_note += every
+            if proc is not None and proc.poll() is not None:
+                tail = _tail(log) if log else ""
+                raise PrefectUnavailable(f"the Prefect server exited with code {proc.returncode} before it was healthy"
+                                         + (f"; last log lines:\n{tail}" if tail else ""),
+                                         fix=f"see {log}" if log else None)
+            time.sleep(0.2)
     raise PrefectUnavailable(f"the Prefect server at {url} was not healthy after {timeout:.0f}s ({detail})",
                              fix=(f"see {log}; on a loaded machine give it longer: --timeout or "
                                   f"CUTOVER_PREFECT_START_TIMEOUT ([prefect] start_timeout)") if log

@@ -60,7 +60,7 @@ def _reset_cutover_caches() -> None:
 def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.core.db caches reset. Yields the home Path."""
     for name in list(os.environ):
-        if name.startswith("CUTOVER_") or name in ("PREFECT_API_URL", "PREFECT_PROFILE"):
+        if name.startswith("CUTOVER_") or name in ("PREFECT_API_URL", "PREFECT_PROFILE", "FORCE_COLOR"):
             monkeypatch.delenv(name, raising=False)
     # the developer's Prefect profile (~/.prefect/profiles.toml) must not select a server for a test
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-prefect-profiles.toml"))

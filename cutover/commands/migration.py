@@ -18,6 +18,7 @@ from cutover.core.jobenv import SHADOW_CHOICES, SHADOW_FIX
 from cutover.core.records.items import is_job
 from cutover.core.schedule.gate import ScheduleCheck, check_accepted_ids, check_deploy, check_schedules, record_acceptances
 from cutover.core.output import human_duration
+from cutover.core.progress import waiting
 from cutover.core.state import audit, lock, states
 from cutover.core.validate import check_limit
 from cutover.core.workspace import Workspace
@@ -318,20 +319,24 @@ def wait_flow_run(adapter, flow_run_id: str, timeout: float, poll: float = 1.0, 
     t0 = time.monotonic()
     deadline = t0 + timeout
     next_note = t0 + PROGRESS_EVERY
-    while True:
-        with adapter.client() as c:
-            fr = c.read_flow_run(UUID(flow_run_id))
-        st = fr.state
-        if st is not None and st.is_final():
-            return st.type.value
-        now = time.monotonic()
-        if now > deadline:
-            return f"TIMEOUT ({st.name if st else 'no state'} after {human_duration(timeout)})"
-        if info is not None and now >= next_note:
-            info(f"{label}flow run {flow_run_id} {st.name if st else 'no state'}, {human_duration(now - t0)} "
-                 f"(timeout {human_duration(timeout)})")
-            next_note += PROGRESS_EVERY
-        time.sleep(poll)
+    # on a terminal a spinner with the elapsed time and the state; into a pipe the info lines only
+    with waiting(f"{label}flow run {flow_run_id}", plain=False) as w:
+        while True:
+            with adapter.client() as c:
+                fr = c.read_flow_run(UUID(flow_run_id))
+            st = fr.state
+            if st is not None and st.is_final():
+                return st.type.value
+            now = time.monotonic()
+            if now > deadline:
+                return f"TIMEOUT ({st.name if st else 'no state'} after {human_duration(timeout)})"
+            w.note(f"{st.name if st else 'no state'}; timeout {human_duration(timeout)}")
+            if info is not None and now >= next_note:
+                if not w.live:
+                    info(f"{label}flow run {flow_run_id} {st.name if st else 'no state'}, {human_duration(now - t0)} "
+                         f"(timeout {human_duration(timeout)})")
+                next_note += PROGRESS_EVERY
+            time.sleep(poll)
 
 
 @dataclass

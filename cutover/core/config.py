@@ -137,10 +137,11 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
 # CUTOVER_* variables that are not settings keys: read where they are used (and test hooks)
 OTHER_ENV = {
     "CUTOVER_HOME", "CUTOVER_DEBUG", "CUTOVER_SET_PREFECT_HOME", "CUTOVER_OPERATOR", "CUTOVER_PAUSE_LOCK_WAIT_S", "CUTOVER_RQ_REDIS_URL",
-    "CUTOVER_CRON_CRONTAB", "CUTOVER_CRON_RUN_ID", "CUTOVER_CRON_TRIGGER", "CUTOVER_RACE_ROUNDS",
+    "CUTOVER_CRON_CRONTAB", "CUTOVER_CRON_RUN_ID", "CUTOVER_CRON_TRIGGER", "CUTOVER_RACE_ROUNDS", "CUTOVER_FROZEN_ROUNDS",
     # what a run of a team's job is told (cutover.core.jobenv: the shadow contract, read by cutover.sdk)
     "CUTOVER_MODE", "CUTOVER_ICEBERG_BRANCH", "CUTOVER_LEDGER_NAMESPACE", "CUTOVER_OUTPUT_PREFIX", "CUTOVER_JOB_ID",
     "CUTOVER_RUN_ID", "CUTOVER_ORCHESTRATOR", "CUTOVER_RUN_RECORDER",
+    "CUTOVER_RICH",  # 1: tables drawn with rich even into a pipe, 0: plain even on a terminal (docs/json.md)
 }
 OTHER_ENV_PREFIXES = ("CUTOVER_CATALOG_", "CUTOVER_TEST_", "CUTOVER_FAKE_")
 

@@ -233,6 +233,53 @@ def terminal_width() -> int | None:
     return None
 
 
+def rich_tables() -> bool:
+    """Whether tables are drawn with rich: on an interactive terminal (stdout is a TTY), or when
+    forced (``FORCE_COLOR``, ``CUTOVER_RICH=1``); ``CUTOVER_RICH=0`` forces the plain format. Output
+    into a pipe or file keeps the plain, stable format that scripts parse (docs/json.md)."""
+    forced = os.environ.get("CUTOVER_RICH", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if os.environ.get("FORCE_COLOR", ""):
+        return True
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+RICH_GAP = 2  # characters between two columns of a rich table (collapsed padding)
+
+
+def rich_table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str], width: int) -> tuple[list[str], bool]:
+    """The table drawn by rich (``box.SIMPLE_HEAD``, header in bold cyan, cells on one line, cut with …)
+    so that every line fits ``width``; times in the one time style; no colour under NO_COLOR.
+    Returns (lines, whether a value was cut)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [[redact_text(_cell(v)) for v in r] for r in rows]
+    natural = [len(h) for h in headers]
+    for r in cells:
+        natural = [max(w, len(c)) for w, c in zip(natural, r)]
+    # widths chosen as for the plain table (the widest columns give way first, every column stays):
+    # left to itself rich would drop the columns that do not fit
+    widths = fit_widths(natural, headers, width, gap=RICH_GAP)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold cyan", show_edge=False, pad_edge=False,
+                  collapse_padding=True, expand=False)
+    for h, w in zip(headers, widths):
+        table.add_column(str(h), overflow="ellipsis", no_wrap=True, width=max(w, 1))
+    for r in cells:
+        table.add_row(*r)
+    console = Console(width=width, force_terminal=True, no_color=bool(os.environ.get("NO_COLOR")),
+                      highlight=False, emoji=False, markup=False)
+    with console.capture() as cap:
+        console.print(table, crop=True)
+    lines = [ln.rstrip() for ln in cap.get().splitlines()]
+    return lines, widths != natural
+
+
 class Output:
     """Output of one command line: stdout for results, stderr for progress, secrets redacted."""
 
@@ -273,7 +320,11 @@ class Output:
                                 "rows": [dict(zip(headers, (iso_time(v) for v in r))) for r in rows]})
             return
         width = terminal_width()
-        lines, cut = _table(rows, headers, width)
+        if rich_tables():
+            width = width or 80
+            lines, cut = rich_table_lines(rows, headers, width)
+        else:
+            lines, cut = _table(rows, headers, width)
         for line in lines:
             self.echo(line)
         if cut and not self.cut_columns:

@@ -9,6 +9,7 @@ from sqlalchemy import inspect, select
 
 from cutover.core.db import sqlite_path
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.records.ingestions import FIELDS, validate, with_schedule
 from cutover.core.redact import redact_text, redact_url
 from cutover.core.schedule import triggers as schedules
@@ -110,7 +111,7 @@ def plan_import(rows: list[tuple[str, float | None, bytes]], existing: dict[str,
     ours_paused = ours_paused or {}
     out: list[ImportItem] = []
     seen: dict[str, str] = {}
-    for job_id, next_run_time, blob in rows:
+    for job_id, next_run_time, blob in track(rows, "importing APScheduler jobs"):
         def problem(msg: str) -> ImportItem:
             return ImportItem(job_id, "problem", None, f"job {job_id}: {msg}")
 

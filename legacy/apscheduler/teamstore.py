@@ -39,6 +39,7 @@ from datetime import timedelta
 from typing import Any, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.records.jobs import CALLABLE, Job, Unencodable, encode_value, validate_job
 from cutover.core.schedule import triggers as schedules
 from legacy.apscheduler.jobstore import FUNC_REF, Opaque, same_firing, utcnow
@@ -292,7 +293,7 @@ def plan_team_jobs(rows: list[tuple[str, float | None, bytes]], ws, *, source: s
                 if j.legacy.get("orchestrator") == ORCHESTRATOR}
     taken = set(ingestion_ids) | {j.id for j in jobs}
     items, rest = [], []
-    for store_id, nrt, blob in rows:
+    for store_id, nrt, blob in track(rows, "importing APScheduler team jobs"):
         try:
             state = load_job_state(blob)
         except Exception:  # noqa: BLE001 - the ingestion path reports unreadable states

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.records.ingestions import validate, values_of
 from cutover.core.schedule.triggers import check_timezone, describe
 from legacy.cron.adapter import CronAdapter
@@ -100,7 +101,7 @@ def plan_import(ws, crontab: str | Path, *, mapping: dict[str, str] | None = Non
     used_maps: dict[str, int] = {}
     seen: dict[str, int] = {}
     warnings: list[str] = []
-    for ln in lines:
+    for ln in track(lines, "importing crontab lines"):
         if ln.kind not in ("job", "paused"):
             continue
         iid, by_map = ln.ingestion_id, False

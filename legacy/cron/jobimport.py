@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.records.jobs import COMMAND, Job, validate_job
 from cutover.core.schedule.translate import translate
 from cutover.core.schedule.triggers import check_timezone, describe
@@ -87,7 +88,7 @@ def plan_jobs(ws, crontab: str | Path, *, default_tz: str, skip: Iterable[int] =
                if j.legacy.get("orchestrator") == ORCHESTRATOR}
     prefix = exec_prefix(python or sys.executable, str(ws.settings.home))
     plan = JobPlan(str(cf.path))
-    for ln in read_lines(text):
+    for ln in track(read_lines(text), "importing crontab jobs"):
         if ln.n in skip:
             continue
         if ln.kind in ("blank", "comment"):

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cutover.core.errors import InputError
+from cutover.core.progress import track
 from cutover.core.records.jobruns import FAILED, SUCCESS, JobRunStore, redact_output
 from cutover.core.records.jobs import CALLABLE, Job, Unencodable, encode_value, validate_job
 from cutover.core.redact import redact_url
@@ -376,7 +377,8 @@ def plan_rq_jobs(conn, ws, *, redis_url: str, prefix: str = "rq", code_location:
                 (lg.get("source"), lg.get("key"), lg.get("name"), lg.get("func_name"))
             known[key] = j
     return [convert(e, taken=taken, redis_url=redis_url, prefix=prefix, code_location=code_location, shadow=shadow,
-                    existing=known.get(_identity(e))) for e in read_entries(conn, prefix=prefix)]
+                    existing=known.get(_identity(e)))
+            for e in track(read_entries(conn, prefix=prefix), "importing RQ jobs")]
 
 
 def apply_rq_jobs(ws, items: list[RQItem]) -> None:
