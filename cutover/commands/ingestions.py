@@ -132,6 +132,22 @@ def ingestion_export(ws: Workspace, fmt: str = "yaml") -> str:
     return yaml.safe_dump(doc, sort_keys=False).rstrip()
 
 
+def definition_schema(what: str = "definitions", fmt: str = "json") -> Any:
+    """The JSON Schema of a definition file (``what="definitions"``) or of a saved plan (``"plan"``),
+    from the typed models; ``fmt="markdown"``: the field tables of docs/definitions.md."""
+    # pydantic loads here: only this command and the ones reading a file need it
+    from cutover.core.schema.definitions import DefinitionFile, fields_markdown
+    from cutover.core.schema.planfile import PlanFile
+
+    if what not in ("definitions", "plan"):
+        raise InputError(f"no schema of {what!r}", fix="use definitions or plan")
+    if fmt == "markdown":
+        if what == "plan":
+            raise InputError("--markdown shows the definition fields only", fix="drop --plan, or --markdown")
+        return fields_markdown()
+    return (DefinitionFile if what == "definitions" else PlanFile).model_json_schema()
+
+
 @dataclass
 class Removed(Result):
     ids: list[str]
