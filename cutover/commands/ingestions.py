@@ -66,11 +66,12 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
     else:
         if not ingestion_id:
             raise InputError("no ingestion id given", fix="cutover ingestion add ID --source DIR --format csv --table ns.t")
-        items = [validate({
+        given = {
             "id": ingestion_id, "name": name, "source_uri": source, "pattern": pattern, "format": fmt, "table": table,
             "schedule": parse_schedule_text(schedule) if schedule else None, "timezone": tz,
             "size_class": size_class, "priority": priority, "key_columns": key_columns, "owner": owner,
-        })]
+        }
+        items = [validate({k: v for k, v in given.items() if v is not None})]  # an option not given: missing
     for ing in items:
         check_source(ing)
     if dry_run:

@@ -94,6 +94,8 @@ def test_the_first_problem_wins_and_nothing_is_coerced(tmp_path):
         validate(_ing(tmp_path, source_uri=7))
     with pytest.raises(InputError, match=r"ingestion: format is missing: give it, e\.g\. format: csv"):
         validate({"id": "x", "source_uri": str(tmp_path), "table": "a.b"})
+    with pytest.raises(InputError, match=r"ingestion: table is empty \(null\): give it, e\.g\. table: "):
+        validate({"id": "x", "source_uri": str(tmp_path), "format": "csv", "table": None})
 
 
 # -- plan files ---------------------------------------------------------------------------------

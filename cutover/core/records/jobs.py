@@ -365,7 +365,8 @@ def kind_of(raw: Any) -> str:
     return INGESTION
 
 
-def split_definitions(items: list, *, where: str, paths: list[tuple] | None = None) -> tuple[list[tuple[int, dict]], list[Job]]:
+def split_definitions(items: list, *, where: str,
+                      paths: list[tuple] | None = None) -> tuple[list[tuple[int, dict]], list[Job]]:
     """Definition-file items split by kind: ([(position, ingestion item)], [Job]). ``paths``: each
     item's path in its file (``("jobs", 0)``), for the messages."""
     ingestions, jobs = [], []
@@ -497,7 +498,6 @@ def load_inventory_file(path) -> tuple[list, list[Job]]:
     from pathlib import Path
 
     from cutover.core.records.ingestions import load_yaml_or_json, validate
-
     from cutover.core.schema import validated  # pydantic: loaded where a definition file is read
     from cutover.core.schema.definitions import DefinitionFile, DefinitionItem
 

@@ -170,8 +170,9 @@ def input_error(exc: ValidationError, model: Any, *, where: str = "", at: Iterab
         return InputError(f"{head}{dotted([*at, *parts, 'kind'])} {show(k)} is not a kind of definition",
                           fix="use kind: ingestion (the default), callable or command")
     example = example_of(name, field) if field is not None else None
-    if kind == "missing":
-        return InputError(f"{head}{path} is missing", fix=f"give it, e.g. {example}" if example else f"give {name}")
+    if kind == "missing" or (kind in _WANT and value is None and parts):
+        what = "missing" if kind == "missing" else "empty (null)"
+        return InputError(f"{head}{path} is {what}", fix=f"give it, e.g. {example}" if example else f"give {name}")
     if kind in _WANT and (not parts or _is_mapping_model(tp)):
         return InputError(f"{head}{path + ' ' if path else ''}{shown} is {type(value).__name__}, "
                           f"not {root if not parts else 'a mapping'}", fix="write it as key: value pairs")
