@@ -10,6 +10,7 @@ prints the JSON Schema of :class:`DefinitionFile`; docs/definitions.md holds the
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag
@@ -176,8 +177,6 @@ def fields_markdown() -> str:
 
 
 def _json(v: Any) -> str:
-    import json
-
     return json.dumps(v)
 
 
