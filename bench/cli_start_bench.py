@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-HEAVY = ("prefect", "great_expectations", "pyspark", "pyiceberg", "pandas", "rq", "redis")
+HEAVY = ("prefect", "great_expectations", "pyspark", "pyiceberg", "pandas", "rq", "redis", "pydantic")
 COMMANDS = {"--help": ["--help"], "config show": ["config", "show"], "pause --help": ["pause", "--help"]}
 
 

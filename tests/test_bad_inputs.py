@@ -123,6 +123,13 @@ def _files(inputs: Path) -> dict[str, Path]:
     w("plan_syntax.json", '{"version": ')
     w("plan_edited.json", json.dumps({"version": 1, "id": "x", "waves": []}))
     w("crontab_binary", b"\xff\xfe* * * * * /bin/true\n")
+    defs("nested_type.yaml", deploy={"cpu": {"cores": 2}})
+    defs("nested_unknown.yaml", values={"key": ["id"], "tolerances": {"amount": {"abss": 0.01}}})
+    from cutover.engine.plan import digest_of
+
+    forged = {"version": 2, "id": "x", "created_at": "2026-01-01T00:00:00+00:00", "created_by": "", "gate": "streak>=0",
+              "handoff_timeout": "600", "fingerprints": {}, "waves": []}  # a digest that matches: only the type is wrong
+    w("plan_wrong_type.json", json.dumps({**forged, "digest": digest_of(forged)}))
     return f
 
 
@@ -149,6 +156,10 @@ CASES = [
     ("defs-options-text", ["ingestion", "add", "--from-file", "@options.yaml"], {}, "options"),
     ("defs-credentials-mask", ["ingestion", "add", "--from-file", "@creds_mask.yaml"], {}, "the mask"),
     ("defs-duplicate", ["ingestion", "add", "--from-file", "@dup.yaml"], {}, "appears twice"),
+    ("defs-nested-type", ["ingestion", "add", "--from-file", "@nested_type.yaml"], {},
+     "ingestions[0].deploy.cpu {'cores': 2} is dict"),
+    ("defs-nested-unknown", ["ingestion", "add", "--from-file", "@nested_unknown.yaml"], {},
+     "unknown field 'ingestions[0].values.tolerances.amount.abss': did you mean 'abs'?"),
     ("defs-missing-file", ["ingestion", "add", "--from-file", "@@no-such.yaml"], {}, "does not exist"),
     ("defs-directory", ["ingestion", "add", "--from-file", "@@"], {}, "is a directory"),
     # -- ingestion options -------------------------------------------------------------------------
@@ -203,6 +214,8 @@ CASES = [
     ("execute-plan-binary", ["execute", "@plan_binary.json", "--dry-run"], {}, "binary file"),
     ("execute-plan-syntax", ["execute", "@plan_syntax.json", "--dry-run"], {}, "not a cutover plan"),
     ("execute-plan-edited", ["execute", "@plan_edited.json", "--dry-run"], {}, "plan"),
+    ("execute-plan-wrong-type", ["execute", "@plan_wrong_type.json", "--dry-run"], {},
+     "handoff_timeout '600' is str, not a number"),
     ("execute-plan-missing", ["execute", "@@nope.json", "--dry-run"], {}, "does not exist"),
     ("ledger-status", ["ledger", "orders", "--status", "BAD"], {}, "'BAD' is not one of"),
     ("ledger-unknown", ["ledger", "nope"], {}, "no ingestion 'nope'"),

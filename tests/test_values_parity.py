@@ -298,7 +298,7 @@ def test_no_key_is_refused_naming_both_choices(workspace_env, tmp_path):
         validate({"id": "x", "source_uri": str(tmp_path), "format": "csv", "table": "a.b",
                   "values": {"tolerances": {"amount": {"abs": 0.01}}}})
     assert "key: [column, ...]" in e.value.fix and "key: row" in e.value.fix
-    with pytest.raises(InputError, match="unknown tolerance field"):
+    with pytest.raises(InputError, match=r"unknown field 'values\.tolerances\.amount\.absolute': valid fields are abs, "):
         validate({"id": "x", "source_uri": str(tmp_path), "format": "csv", "table": "a.b",
                   "values": {"key": ["id"], "tolerances": {"amount": {"absolute": 0.01}}}})
     # no values block and no key_columns: the check is an error naming both choices, not a guess

@@ -1,4 +1,4 @@
-"""ingestion add | list | show | export | remove (the work: cutover.commands.ingestions)."""
+"""ingestion add | list | show | export | schema | remove (the work: cutover.commands.ingestions)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,20 @@ def show(app: App, ingestion_id: str, as_json: bool) -> None:
 def export(app: App, fmt: str) -> None:
     """Print every definition in the --from-file form (credentials masked)."""
     app.echo(C.ingestion_export(Workspace(app.settings), fmt))
+
+
+@ingestion.command("schema")
+@click.option("--json", "as_json", is_flag=True, help="The JSON Schema (the default output).")
+@click.option("--markdown", is_flag=True, help="The field tables of docs/definitions.md instead.")
+@click.option("--plan", "plan", is_flag=True, help="The schema of a saved plan file instead.")
+@pass_app
+def schema(app: App, as_json: bool, markdown: bool, plan: bool) -> None:
+    """The JSON Schema of a definition file (--from-file), from the typed models."""
+    out = C.definition_schema("plan" if plan else "definitions", "markdown" if markdown and not as_json else "json")
+    if isinstance(out, str):
+        app.echo(out)
+    else:
+        app.json(out)
 
 
 @ingestion.command("remove")

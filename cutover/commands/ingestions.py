@@ -66,11 +66,12 @@ def ingestion_add(ws: Workspace, ingestion_id: str | None = None, *, from_file: 
     else:
         if not ingestion_id:
             raise InputError("no ingestion id given", fix="cutover ingestion add ID --source DIR --format csv --table ns.t")
-        items = [validate({
+        given = {
             "id": ingestion_id, "name": name, "source_uri": source, "pattern": pattern, "format": fmt, "table": table,
             "schedule": parse_schedule_text(schedule) if schedule else None, "timezone": tz,
             "size_class": size_class, "priority": priority, "key_columns": key_columns, "owner": owner,
-        })]
+        }
+        items = [validate({k: v for k, v in given.items() if v is not None})]  # an option not given: missing
     for ing in items:
         check_source(ing)
     if dry_run:
@@ -130,6 +131,22 @@ def ingestion_export(ws: Workspace, fmt: str = "yaml") -> str:
     if fmt == "json":
         return to_json(doc)
     return yaml.safe_dump(doc, sort_keys=False).rstrip()
+
+
+def definition_schema(what: str = "definitions", fmt: str = "json") -> Any:
+    """The JSON Schema of a definition file (``what="definitions"``) or of a saved plan (``"plan"``),
+    from the typed models; ``fmt="markdown"``: the field tables of docs/definitions.md."""
+    # pydantic loads here: only this command and the ones reading a file need it
+    from cutover.core.schema.definitions import DefinitionFile, fields_markdown
+    from cutover.core.schema.planfile import PlanFile
+
+    if what not in ("definitions", "plan"):
+        raise InputError(f"no schema of {what!r}", fix="use definitions or plan")
+    if fmt == "markdown":
+        if what == "plan":
+            raise InputError("--markdown shows the definition fields only", fix="drop --plan, or --markdown")
+        return fields_markdown()
+    return (DefinitionFile if what == "definitions" else PlanFile).model_json_schema()
 
 
 @dataclass

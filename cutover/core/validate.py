@@ -2,7 +2,8 @@
 
 Every refusal is one :class:`~cutover.core.errors.InputError` line (exit 2, nothing written)
 that names the field, shows the value (secrets masked, control bytes escaped, cut short) and
-says how to fix it. Unknown names (definition fields, settings keys, ``CUTOVER_*`` variables,
+says how to fix it. Definition and plan files are typed by the models of :mod:`cutover.core.schema`
+(pydantic), whose errors come out in this shape (:func:`show`, :func:`did_you_mean`). Unknown names (definition fields, settings keys, ``CUTOVER_*`` variables,
 ``--select`` keys) suggest the nearest valid one. Files are read as UTF-8 text or refused as
 binary/undecodable; bytes of data files are shown escaped and cut short (:func:`show_bytes`).
 """
@@ -103,16 +104,6 @@ def read_text(path: Path | str, *, what: str) -> str:
 
 
 # -- values ----------------------------------------------------------------------------------
-
-def check_type(where: str, field: str, value: Any, kind: type | tuple[type, ...], *, example: str) -> None:
-    """Refuse a value of the wrong type (``id: 5`` where text is expected)."""
-    if value is None or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)):
-        return
-    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
-             dict: "a mapping"}
-    want = " or ".join(names.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
-    raise InputError(f"{where}: {field} {show(value)} is {type(value).__name__}, not {want}", fix=f"write e.g. {example}")
-
 
 def check_number(field: str, value: Any, *, minimum: float | None = 0.0, maximum: float | None = None,
                  integer: bool = False, source: str = "", fix: str = "") -> float | int:

@@ -174,10 +174,12 @@ class Plan:
         if d.get("version") != PLAN_VERSION:
             raise InputError(f"plan version {d.get('version')} is not supported", fix="make a new plan with `cutover plan`")
         verify_digest(d, where)
-        try:
-            plan = cls.from_dict(d)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise InputError(f"{where} is not a cutover plan ({e})", fix="make one with `cutover plan --out FILE`") from None
+        # its shape (types, fields, actions, states), typed: pydantic loads here, where a plan file is read
+        from cutover.core.schema import validated
+        from cutover.core.schema.planfile import PlanFile
+
+        validated(PlanFile, d, where=where, root="a JSON object")
+        plan = cls.from_dict(d)
         if plan.digest() != d["digest"]["plan"]:  # a content from_dict does not read back the same
             raise InputError(f"plan was edited: {where} has fields cutover does not read back the same",
                              fix=_EDITED_FIX)

@@ -46,7 +46,7 @@ def test_quantities():
     ({"env": {"DB": "postgresql://u:pw@h/db"}}, "credential"),
     ({"git_repository": "https://user:pw@git.example.com/r.git"}, "credentials in the URL"),
     ({"git_credentials": "just-a-name"}, "block reference"),
-    ({"imagee": "x"}, "unknown deploy key"),
+    ({"imagee": "x"}, "unknown field 'deploy.imagee'"),
     ("kubernetes", "mapping"),
 ])
 def test_bad_deploy_is_one_clear_error(ws, tmp_path, deploy, words):

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from cutover.core.deployspec import check_deploy
 from cutover.core.errors import InputError, NotFound
 from cutover.core.redact import MASK, redact_mapping, redact_url, register_mapping_secrets, register_secret
-from cutover.core.validate import check_type, did_you_mean, read_text, unknown_name
+from cutover.core.validate import did_you_mean, read_text
 from cutover.core.schedule import triggers as sched
 from cutover.core.records.tables import ingestions as t_ingestions
 from cutover.core.records.valuespec import validate_values
@@ -30,6 +30,7 @@ PRIORITIES = ("normal", "high")
 WORK_QUEUES = ("default", "high-memory", "priority")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,127}$")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+# the fields of a definition (IngestionDef of cutover.core.schema.definitions; a test keeps them equal)
 FIELDS = {
     "id", "name", "source_uri", "source", "pattern", "format", "table", "schedule", "timezone",
     "size_class", "priority", "key_columns", "owner", "options", "credentials",
@@ -100,27 +101,21 @@ class Ingestion:
         return d
 
 
-# field -> the type a definition must give it (YAML turns `id: 5` into a number: refused, not coerced)
-_TYPES = (
-    ("id", str, 'id: "orders-5"'), ("name", str, "name: Orders"), ("source_uri", str, "source_uri: /data/landing/orders"),
-    ("source", str, "source: /data/landing/orders"), ("pattern", str, 'pattern: "*.csv"'), ("format", str, "format: csv"),
-    ("table", str, "table: shop.orders"), ("timezone", str, "timezone: Europe/Berlin"),
-    ("size_class", str, "size_class: small"), ("priority", str, "priority: normal"),
-    ("key_columns", (list, str), "key_columns: [order_id]"), ("owner", str, "owner: data-team"),
-    ("options", dict, "options: {delimiter: ';'}"), ("credentials", dict, "credentials: {key: ..., secret: ...}"),
-    ("schedule", (dict, str), 'schedule: {frequency: daily, at: "02:30"}'),
-)
+def validate(raw: dict[str, Any], *, where: str = "ingestion", at: tuple = ()) -> Ingestion:
+    """Build an Ingestion from user input, or raise one clear InputError. The shape (types, unknown
+    fields) is checked by the typed model (cutover.core.schema.definitions.IngestionDef); the
+    meaning here, on its validated data. ``at``: the item's path in its file (``("ingestions", 2)``)."""
+    # pydantic loads here, where a definition is read (the CLI starts without it)
+    from cutover.core.schema import dotted, validated
+    from cutover.core.schema.definitions import IngestionDef
+
+    model = validated(IngestionDef, raw, where=where, at=at)
+    return build(model.model_dump(exclude_unset=True), where=f"{where}: {dotted(at)}" if at else where)
 
 
-def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
-    """Build an Ingestion from user input, or raise one clear InputError."""
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: an ingestion must be a mapping", fix="write it as key: value pairs")
-    unknown = set(raw) - FIELDS
-    if unknown:
-        raise unknown_name("field", [str(u) for u in unknown], FIELDS, where=where)
-    for name, kind, example in _TYPES:
-        check_type(where, name, raw.get(name), kind, example=example)
+def build(raw: dict[str, Any], *, where: str) -> Ingestion:
+    """The Ingestion of a definition the model validated (``IngestionDef.model_dump(exclude_unset=True)``):
+    the semantic checks (id and table patterns, format, timezone, schedule, deploy, values)."""
     iid = str(raw.get("id") or "").strip()
     if not _ID.match(iid):
         raise InputError(f"{where}: id {iid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
@@ -151,12 +146,8 @@ def validate(raw: dict[str, Any], *, where: str = "ingestion") -> Ingestion:
     keys = raw.get("key_columns") or []
     if isinstance(keys, str):
         keys = [k.strip() for k in keys.split(",") if k.strip()]
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        raise InputError(f"{where}: key_columns must be a list of column names", fix="e.g. key_columns: [order_id]")
     options = raw.get("options") or {}
     creds = raw.get("credentials")
-    if not isinstance(options, dict) or (creds is not None and not isinstance(creds, dict)):
-        raise InputError(f"{where}: options and credentials must be mappings", fix="write them as key: value pairs")
     register_mapping_secrets(creds or {})
     for v in (creds or {}).values():
         register_secret(v)
@@ -224,13 +215,14 @@ def load_yaml_or_json(path: Path, *, what: str) -> Any:
 def load_definitions(path: Path) -> list[Ingestion]:
     """Ingestions from a YAML or JSON file: a list, or a mapping with key ``ingestions``."""
     data = load_yaml_or_json(path, what="a YAML or JSON file of ingestions")
+    prefix: tuple | None = ()  # the items' path in the file: ingestions[i], [i], or none (one item)
     if isinstance(data, dict) and "ingestions" in data:
-        data = data["ingestions"]
+        data, prefix = data["ingestions"], ("ingestions",)
     if isinstance(data, dict):
-        data = [data]
+        data, prefix = [data], None
     if not isinstance(data, list) or not data:
         raise InputError(f"{path} holds no ingestions", fix="write a list of ingestions, or a mapping with key 'ingestions'")
-    out = [validate(item, where=f"{path.name} item {i + 1}") for i, item in enumerate(data)]
+    out = [validate(item, where=path.name, at=() if prefix is None else (*prefix, i)) for i, item in enumerate(data)]
     seen: set[str] = set()
     for ing in out:
         if ing.id in seen:

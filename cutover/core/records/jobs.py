@@ -264,29 +264,24 @@ class Job:
         return out
 
 
-def _number(raw: dict, key: str, where: str, *, integer: bool = False, default=None):
-    v = raw.get(key)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (integer and v != int(v)):
-        want = "a whole number >= 0" if integer else "a number of seconds >= 0"
-        raise InputError(f"{where}: {key} {v!r} is not {want}", fix=f"e.g. {key}: {3 if integer else 600}")
-    return int(v) if integer else float(v)
-
-
-def validate_job(raw: dict[str, Any], *, where: str = "job") -> Job:
+def validate_job(raw: dict[str, Any], *, where: str = "job", at: tuple = ()) -> Job:
     """Build a Job from user input (a definition-file item with ``kind: callable|command``), or
-    raise one clear InputError."""
+    raise one clear InputError. The shape (kind, types, bounds, unknown fields) is checked by the
+    typed models (cutover.core.schema.definitions: CallableJobDef, CommandJobDef); the meaning here,
+    on their validated data. ``at``: the item's path in its file (``("jobs", 0)``)."""
+    # pydantic loads here, where a definition is read (the CLI starts without it)
+    from cutover.core.schema import dotted, validated
+    from cutover.core.schema.definitions import KINDS as MODELS
+
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a job must be a mapping", fix="write it as key: value pairs")
-    kind = str(raw.get("kind") or "")
+    kind = raw.get("kind")
     if kind not in GENERIC_KINDS:
-        raise InputError(f"{where}: kind {raw.get('kind')!r} is not a job kind", fix="use kind: callable or kind: command")
-    unknown = set(raw) - FIELDS[kind]
-    if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for a {kind} job",
-                         fix=f"valid fields are {', '.join(sorted(FIELDS[kind]))}")
-    jid = str(raw.get("id") or "").strip()
+        raise InputError(f"{where}: kind {kind!r} is not a job kind", fix="use kind: callable or kind: command")
+    model = validated(MODELS[kind], raw, where=where, at=at)
+    raw = model.model_dump(exclude_unset=True)
+    where = f"{where}: {dotted(at)}" if at else where
+    jid = raw["id"].strip()
     if not _ID.match(jid):
         raise InputError(f"{where}: id {jid!r} is not valid", fix="use lower-case letters, digits, '-' and '_' (max 128)")
     where = f"job {jid}"
@@ -300,15 +295,12 @@ def validate_job(raw: dict[str, Any], *, where: str = "job") -> Job:
     if shadow is not None and shadow not in SHADOW_MODES:
         raise InputError(f"{where}: shadow {shadow!r} is not one of {', '.join(SHADOW_MODES)}",
                          fix="observe (Prefect does not run it in shadow), env (it reads CUTOVER_MODE ...) or sdk")
-    legacy = raw.get("legacy") or {}
-    if not isinstance(legacy, dict):
-        raise InputError(f"{where}: legacy must be a mapping", fix="write it as key: value pairs")
     common = dict(
-        id=jid, kind=kind, name=str(raw.get("name") or jid), schedule=spec, timezone=tz,
-        timeout_s=_number(raw, "timeout_s", where), retries=_number(raw, "retries", where, integer=True, default=0),
-        retry_delay_s=_number(raw, "retry_delay_s", where, default=0.0), shadow=shadow,
-        owner=str(raw["owner"]) if raw.get("owner") is not None else None, paused=bool(raw.get("paused") or False),
-        legacy=dict(legacy), table=_table(raw.get("table"), where),
+        id=jid, kind=kind, name=raw.get("name") or jid, schedule=spec, timezone=tz,
+        timeout_s=raw.get("timeout_s"), retries=raw.get("retries") or 0,
+        retry_delay_s=float(raw.get("retry_delay_s") or 0.0), shadow=shadow,
+        owner=raw.get("owner"), paused=bool(raw.get("paused") or False), legacy=dict(raw.get("legacy") or {}),
+        table=_table(raw.get("table"), where),
     )
     if common["timeout_s"] == 0:
         raise InputError(f"{where}: timeout_s 0 would stop every run at once", fix="leave it out for no limit")
@@ -333,9 +325,6 @@ def _callable(raw: dict, where: str, common: dict) -> Job:
                          fix="name the module and the function, e.g. target: acme.etl.orders:load")
     args = raw.get("args") or []
     kwargs = raw.get("kwargs") or {}
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-        raise InputError(f"{where}: args must be a list and kwargs a mapping of names to values",
-                         fix="e.g. args: [eu]  kwargs: {full: true}")
     try:  # args/kwargs come in the stored form (tags for tuples, dates ...): decoded, then encoded again
         args_e = encode_value(decode_value(list(args)), path="args")
         kwargs_e = encode_value(decode_value(dict(kwargs)), path="kwargs")
@@ -363,30 +352,26 @@ def _command(raw: dict, where: str, common: dict) -> Job:
         raise InputError(f"{where}: a command job needs exactly one of argv and shell",
                          fix="argv: [prog, arg, ...] (no shell) or shell: 'a command line'")
     if argv is not None:
-        if isinstance(argv, str) or not isinstance(argv, (list, tuple)) or not argv \
-                or not all(isinstance(a, str) for a in argv) or not argv[0]:
+        if not argv or not argv[0]:
             raise InputError(f"{where}: argv must be a non-empty list of strings",
                              fix="e.g. argv: [/opt/etl/bin/sync.sh, --full] (or use shell: for a command line)")
         argv = tuple(argv)
-    elif not isinstance(shell, str) or not shell.strip():
+    elif not shell.strip():
         raise InputError(f"{where}: shell must be a non-empty command line", fix="e.g. shell: '/opt/etl/bin/sync.sh --full'")
     env = raw.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) for k in env):
+    if not all(_ENV_NAME.match(k) for k in env):
         raise InputError(f"{where}: env must map variable names to values", fix="e.g. env: {ETL_ENV: prod}")
     if any(v == MASK for v in env.values()):
         raise InputError(f"{where}: env contains the mask {MASK!r}, not real values",
                          fix="give the real values (exported definitions never carry them)")
     codes = raw.get("ok_exit_codes")
     codes = [0] if codes is None else codes
-    if isinstance(codes, int) and not isinstance(codes, bool):
+    if isinstance(codes, int):
         codes = [codes]
-    if not isinstance(codes, (list, tuple)) or not codes or not all(
-            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
+    if not codes:
         raise InputError(f"{where}: ok_exit_codes must be a list of exit codes 0-255", fix="e.g. ok_exit_codes: [0, 3]")
     cwd = raw.get("cwd")
     stdin = raw.get("stdin")
-    if stdin is not None and not isinstance(stdin, str):
-        raise InputError(f"{where}: stdin must be text", fix="e.g. stdin: 'line 1\\n'")
     return Job(**common, argv=argv, shell=shell, cwd=str(cwd) if cwd else None, stdin=stdin,
                env={k: "" if v is None else str(v) for k, v in env.items()},
                ok_exit_codes=tuple(sorted(set(codes))))
@@ -403,15 +388,17 @@ def kind_of(raw: Any) -> str:
     return INGESTION
 
 
-def split_definitions(items: list, *, where: str) -> tuple[list[tuple[int, dict]], list[Job]]:
-    """Definition-file items split by kind: ([(position, ingestion item without 'kind')], [Job])."""
+def split_definitions(items: list, *, where: str,
+                      paths: list[tuple] | None = None) -> tuple[list[tuple[int, dict]], list[Job]]:
+    """Definition-file items split by kind: ([(position, ingestion item)], [Job]). ``paths``: each
+    item's path in its file (``("jobs", 0)``), for the messages."""
     ingestions, jobs = [], []
     for i, item in enumerate(items):
         k = kind_of(item)
         if k == INGESTION:
-            ingestions.append((i, {a: b for a, b in item.items() if a != "kind"} if isinstance(item, dict) else item))
+            ingestions.append((i, item))
         else:
-            jobs.append(validate_job(item, where=f"{where} item {i + 1}"))
+            jobs.append(validate_job(item, where=where, at=paths[i] if paths else (i,)))
     return ingestions, jobs
 
 
@@ -534,18 +521,26 @@ def load_inventory_file(path) -> tuple[list, list[Job]]:
     from pathlib import Path
 
     from cutover.core.records.ingestions import load_yaml_or_json, validate
+    from cutover.core.schema import validated  # pydantic: loaded where a definition file is read
+    from cutover.core.schema.definitions import DefinitionFile, DefinitionItem
 
     path = Path(path)
     data = load_yaml_or_json(path, what="a YAML or JSON file of ingestions and jobs")
     if isinstance(data, dict) and ("ingestions" in data or "jobs" in data):
+        validated(DefinitionFile, data, where=path.name)  # the whole file's shape first: one error, its path
+        paths = [("ingestions", i) for i in range(len(data.get("ingestions") or []))] + \
+                [("jobs", i) for i in range(len(data.get("jobs") or []))]
         items = list(data.get("ingestions") or []) + list(data.get("jobs") or [])
+    elif isinstance(data, list) and data:
+        validated(list[DefinitionItem], data, where=path.name)
+        items, paths = data, [(i,) for i in range(len(data))]
     else:
-        items = [data] if isinstance(data, dict) else data
+        items, paths = ([data], [()]) if isinstance(data, dict) else (None, [])
     if not isinstance(items, list) or not items:
         raise InputError(f"{path} holds no ingestions or jobs",
                          fix="write a list, or a mapping with key 'ingestions' (items with kind: callable|command are jobs)")
-    raw_ings, jobs = split_definitions(items, where=path.name)
-    ings = [validate(item, where=f"{path.name} item {i + 1}") for i, item in raw_ings]
+    raw_ings, jobs = split_definitions(items, where=path.name, paths=paths)
+    ings = [validate(item, where=path.name, at=paths[i]) for i, item in raw_ings]
     seen: set[str] = set()
     for x in [*ings, *jobs]:
         if x.id in seen:
