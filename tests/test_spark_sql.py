@@ -3,6 +3,7 @@ settings, and the service hook driven by fakes (the Iceberg target's statements 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from cutover.core.errors import InputError
 from cutover.core.spark import redact_remote
 from cutover.core.spark import sql as S
-from cutover.core.spark.engine import SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
+from cutover.core.spark.engine import Prepared, SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
 from cutover.core.spark.metadata import find_file_snapshot, table_from_rows
 from cutover.core.autoloader.formats import BadFile
 
@@ -441,52 +442,114 @@ def test_iceberg_recovery_lookup_through_metadata_tables(fake_proc):
 # -- the service hook, with a fake processor (no Spark) ----------------------------------------------
 
 class FakeProcessor:
-    def __init__(self, committed=None, bad=None):
-        self.committed = committed or {}
-        self.bad = bad or {}
-        self.appended = []
+    """The Spark engine's three steps without Spark: ``committed`` answers from a dict, ``write_batch``
+    records each batch (one entry per write) and names one data file per source file."""
 
-    def find_file_snapshot(self, identifier, *, branch, path, mode, ingestion_id):
-        return self.committed.get(path)
+    iceberg = True
+
+    def __init__(self, committed=None, bad=None, bad_in_write=()):
+        self.known = committed or {}
+        self.bad = bad or {}
+        self.bad_in_write = set(bad_in_write)
+        self.asked = []
+        self.batches = []
+
+    def committed(self, table, branch, entries, *, mode, ingestion_id):
+        entries = list(entries)
+        self.asked.append([(e.path, e.batch_id, tuple(e.data_files)) for e in entries])
+        return {e.path: self.known[e.path] for e in entries if e.path in self.known}
 
     def prepare(self, ing, f, *, mode, branch):
         if f.path in self.bad:
             raise BadFile(self.bad[f.path])
-        return ("prepared", f.path)
+        return Prepared(f.path, 5)
 
-    def append(self, ing, prepared, *, branch, properties):
-        self.appended.append((prepared[1], branch, dict(properties)))
-        return 5, None
+    def write_batch(self, ing, prepared, *, branch, properties):
+        paths = [p.df for p in prepared]
+        if self.bad_in_write & set(paths):
+            raise RuntimeError("[MALFORMED_CSV_RECORD] Malformed CSV record")
+        self.batches.append((paths, branch, dict(properties)))
+        return [(p.records, [f"/wh/data/{i:05d}-{i}-q-00001.parquet"]) for i, p in enumerate(prepared)], 77
 
 
-def test_service_delegates_to_the_processor_and_keeps_the_ledger_logic(workspace_env, tmp_path):
+def _src(tmp_path, names):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in names:
+        (src / name).write_text("id\n1\n")
+    return src, [str((src / n).resolve()) for n in names]
+
+
+def test_service_writes_one_batch_and_keeps_the_ledger_logic(workspace_env, tmp_path):
     from cutover.core.workspace import Workspace
-    from cutover.core.iceberg import SnapshotInfo
     from cutover.core.autoloader.service import IngestionService
     from tests.helpers import add_ingestion, ledger_rows
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("a.csv", "b.csv", "c.csv"):
-        (src / name).write_text("id\n1\n")
-    a, b, c = (str((src / n).resolve()) for n in ("a.csv", "b.csv", "c.csv"))
+    src, (a, b, c, d) = _src(tmp_path, ("a.csv", "b.csv", "c.csv", "d.csv"))
     ws = Workspace()
     ing = add_ingestion(ws, "orders", src)
-    recovered = SnapshotInfo(99, None, 0, "append", 4, 4, {"cutover.run-id": "dead", "cutover.file": a})
-    proc = FakeProcessor(committed={a: recovered}, bad={c: "cannot parse as csv: boom"})
+    proc = FakeProcessor(bad={c: "cannot parse as csv: boom"})
     svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=proc)
     res = svc.run(ing)
-    assert (res.files_recovered, res.files_processed, res.files_failed) == (1, 1, 1)
-    assert [p for p, _, _ in proc.appended] == [b]
-    assert proc.appended[0][1] == "main" and proc.appended[0][2]["cutover.file"] == b
+    assert (res.files_recovered, res.files_processed, res.files_failed) == (0, 3, 1)
+    (paths, branch, props), = proc.batches  # the three good files: ONE write
+    assert paths == [a, b, d] and branch == "main"
+    assert props["cutover.batch-files"] == "3" and props["cutover.mode"] == "live" and props["cutover.batch"]
+    assert "cutover.file" not in props
     rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
-    assert rows[a].status == "SUCCESS" and rows[a].snapshot_id == 99 and rows[a].records_ingested == 4
-    assert rows[b].status == "SUCCESS" and rows[b].records_ingested == 5 and rows[b].snapshot_id is None
-    assert rows[c].status == "FAILED" and rows[c].error == "cannot parse as csv: boom"
-    # nothing left to do
+    for i, p in enumerate((a, b, d)):
+        r = rows[p]
+        assert (r.status, r.records_ingested, r.snapshot_id, r.batch_id) == ("SUCCESS", 5, 77, props["cutover.batch"])
+        assert r.data_files == [f"/wh/data/{i:05d}-{i}-q-00001.parquet"]
+    assert rows[c].status == "FAILED" and rows[c].error == "cannot parse as csv: boom" and rows[c].batch_id is None
+    assert proc.asked == []  # no takeover: no recovery lookup
     again = svc.run(ing)
     assert (again.files_processed, again.files_failed, again.files_recovered) == (0, 0, 0)
-    assert len(proc.appended) == 1
+    assert len(proc.batches) == 1
+
+
+def test_a_file_that_breaks_the_batch_write_fails_alone(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b, c) = _src(tmp_path, ("a.csv", "b.csv", "c.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    proc = FakeProcessor(bad_in_write={b})
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=proc)
+    res = svc.run(ing)
+    assert (res.files_processed, res.files_failed) == (2, 1)
+    assert [p for p, _, _ in proc.batches] == [[a], [c]]  # the batch retried file by file
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert rows[b].status == "FAILED" and "MALFORMED_CSV_RECORD" in rows[b].error and rows[b].batch_id is None
+    assert {rows[a].status, rows[c].status} == {"SUCCESS"} and rows[a].batch_id != rows[c].batch_id
+
+
+def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=0.2, processor=FakeProcessor())
+    files = {f.path: f for f in svc.discover(ing)}
+    ledger = svc.ledger(ing.id, "live")
+    dead = ledger.claim_many([files[a], files[b]], "dead-run")
+    ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    time.sleep(0.3)  # the dead run's claims go stale
+    proc = FakeProcessor(committed={a: (4, 99, "batch-1", ["/wh/data/00000-0-q-00001.parquet"])})
+    svc.processor = proc
+    res = svc.run(ing)
+    assert (res.files_recovered, res.files_processed) == (1, 1)
+    assert sorted(proc.asked[-1]) == [(a, "batch-1", ("spark-partition:0",)), (b, "batch-1", ("spark-partition:1",))]
+    assert [p for p, _, _ in proc.batches] == [[b]]  # a not written again
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert (rows[a].status, rows[a].snapshot_id, rows[a].batch_id, rows[a].data_files) == (
+        "SUCCESS", 99, "batch-1", ["/wh/data/00000-0-q-00001.parquet"])
+    assert rows[b].status == "SUCCESS" and rows[b].batch_id != "batch-1"
 
 
 def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, tmp_path):
@@ -495,12 +558,12 @@ def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, t
     from tests.helpers import add_ingestion, ledger_rows
 
     class Down(FakeProcessor):
-        def append(self, ing, prepared, *, branch, properties):
+        iceberg = False
+
+        def write_batch(self, ing, prepared, *, branch, properties):
             raise ConnectionError("UNAVAILABLE: Spark Connect server went away")
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.csv").write_text("id\n1\n")
+    src, _ = _src(tmp_path, ("a.csv",))
     ws = Workspace()
     ing = add_ingestion(ws, "orders", src)
     svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=Down())

@@ -53,12 +53,15 @@ from cutover.core.spark import LOCAL_CATALOG, is_local_catalog, is_local_remote,
 from cutover.core.spark import metadata as M
 from cutover.core.spark import sql as S
 from cutover.core.autoloader.formats import BadFile
+from cutover.core.icebatch import P_BATCH
 from cutover.core.iceberg import MAIN, P_FILE, P_RUN, SnapshotInfo
 
 log = logging.getLogger("cutover.core.spark")
 
 _sessions: dict[str, Any] = {}
 _session_lock = threading.Lock()
+_hash_checked: set[str] = set()  # remotes whose hash partitioning matched metadata.partition_of
+_KEY = "__cutover_source_file"  # the batch DataFrame's partitioning column (dropped before the write)
 
 # Spark error classes that mean "this file cannot be ingested" (-> FAILED with the reason).
 # Anything else (server unreachable, executor lost, ...) is not the file's fault: it
@@ -399,6 +402,108 @@ class SparkProcessor:
         S.create_table(self.catalog, table, schema, provider="iceberg" if self.iceberg else "parquet",
                        location=location).run(self.spark).collect()
         log.info("created table %s.%s", self.catalog, table)
+
+    # -- batches: one write (one Iceberg commit) per batch of files -------------------------------
+    def check_partitioning(self) -> None:
+        """Once per session: Spark's ``pmod(hash(k), n)`` equals :func:`metadata.partition_of`, which
+        :meth:`write_batch` relies on to put each source file in its own partition."""
+        if self.remote in _hash_checked:
+            return
+        n = 7
+        rows = S.select_partition_of_keys(range(64), n).run(self.spark).collect()
+        bad = [int(r["k"]) for r in rows if M.partition_of(int(r["k"]), n) != int(r["p"])]
+        if len(rows) != 64 or bad:
+            raise RuntimeError("this Spark cluster's hash partitioning is not Murmur3 (seed 42); batch writes "
+                               "cannot keep one data file per source file")
+        _hash_checked.add(self.remote)
+
+    def write_batch(self, ing, prepared: list[Prepared], *, branch: str,
+                    properties: dict[str, str]) -> tuple[list[tuple[int, list[str]]], int | None]:
+        """Write the prepared files as ONE write (one Iceberg commit carrying ``properties``, which
+        hold the batch id), file i alone in Spark partition i, so each data file holds one source
+        file's rows. Returns, per prepared file, (records, its data file paths), and the snapshot
+        id (None in local catalog mode)."""
+        from pyspark.sql import functions as F
+
+        n = len(prepared)
+        self.check_partitioning()
+        keys = M.partition_keys(n)
+        parts = [p.df.withColumn(_KEY, F.lit(k).cast("int")) for p, k in zip(prepared, keys)]
+        while len(parts) > 1:  # a balanced union: the plan stays log2(n) deep
+            parts = [parts[i].union(parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+        df = parts[0].repartition(n, F.col(_KEY)).drop(_KEY)
+        if self.iceberg:
+            batch_id = properties[P_BATCH]
+            df.writeTo(S.writer_target(self.catalog, ing.table, branch)).options(
+                **S.batch_write_options(properties)).append()
+            rows = S.select_batch_snapshots(self.catalog, ing.table, [batch_id]).run(self.spark).collect()
+            if not rows:
+                raise RuntimeError(f"wrote batch {batch_id} to {ing.table}@{branch} but no snapshot carries it")
+            snapshot_id = int(rows[0]["snapshot_id"])
+            files = M.files_by_partition(
+                S.select_added_files(self.catalog, ing.table, snapshot_id).run(self.spark).collect())
+        else:
+            name = S.table_name(self.catalog, ing.table)
+            before = set(self.spark.table(name).inputFiles())
+            df.write.insertInto(name)
+            files = M.files_by_partition({"file_path": f} for f in self.spark.table(name).inputFiles()
+                                         if f not in before)
+            snapshot_id = None
+        out = []
+        for i, p in enumerate(prepared):
+            written = files.get(i, [])
+            counts = [c for _, c in written if c is not None]
+            records = sum(counts) if written and len(counts) == len(written) else p.records
+            if not written or records != p.records:
+                log.warning("batch write to %s: partition %d holds %d data file(s), %d records, for a file of %d "
+                            "records", ing.table, i, len(written), records, p.records)
+            out.append((records, [f for f, _ in written]))
+        return out, snapshot_id
+
+    def committed(self, table: str, branch: str, entries, *, mode: str, ingestion_id: str) -> dict:
+        """Recovery: which of these ledger entries / taken-over claims (``path``, ``batch_id``,
+        ``data_files``) are already in ``branch``, judged from the table's CURRENT state (see
+        :func:`metadata.batch_outcome`): path -> (records, snapshot id or None, batch id, data
+        files), or BadFile when the batch committed but its data files left the branch. Entries
+        from before batch writes (no batch id) are looked up as per-file snapshots. Local catalog
+        mode: always empty (no commit can be proven)."""
+        if not self.iceberg:
+            return {}
+        entries = list(entries)
+        staged = [M.StagedEntry(e.path, e.batch_id, tuple(e.data_files)) for e in entries
+                  if e.batch_id and e.data_files]
+        old = [e.path for e in entries if not e.batch_id]
+        out: dict = {}
+        if not staged and not old:
+            return out
+        try:
+            refs = {str(r["name"]) for r in S.select_refs(self.catalog, table).run(self.spark).collect()}
+        except Exception as e:  # noqa: BLE001
+            if self._missing(e):
+                return out
+            raise
+        if branch not in refs:
+            return out
+        if staged:
+            current = {str(r["file_path"]): int(r["record_count"])
+                       for r in S.select_current_files(self.catalog, table, branch).run(self.spark).collect()}
+            snaps = {str(r["batch_id"]): int(r["snapshot_id"]) for r in S.select_batch_snapshots(
+                self.catalog, table, {e.batch_id for e in staged}).run(self.spark).collect()}
+            need = {e.batch_id for e in staged if M.staged_partition(e.data_files) is not None}
+            batch_files = {b: M.files_by_partition(S.select_added_files(self.catalog, table, sid).run(self.spark)
+                                                   .collect()) for b, sid in snaps.items() if b in need}
+            by_path = {e.path: e for e in staged}
+            for path, v in M.batch_outcome(staged, current_files=current, batch_files=batch_files).items():
+                if isinstance(v, M.Evidence):
+                    out[path] = BadFile(str(v))
+                else:
+                    bid = by_path[path].batch_id
+                    out[path] = (v[0], snaps.get(bid), bid, v[1])
+        for path in old:
+            snap = self.find_file_snapshot(table, branch=branch, path=path, mode=mode, ingestion_id=ingestion_id)
+            if snap is not None:
+                out[path] = (snap.added_records, snap.snapshot_id, None, None)
+        return out
 
     def append(self, ing, prepared: Prepared, *, branch: str, properties: dict[str, str]) -> tuple[int, int | None]:
         """Append the prepared file as one commit; returns (records, snapshot id or None)."""
