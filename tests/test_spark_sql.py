@@ -409,23 +409,108 @@ def fake_proc(monkeypatch):
     return make
 
 
-def test_iceberg_append_issues_writeto_with_snapshot_properties(fake_proc):
-    from cutover.core.spark.engine import Prepared
+class _BatchDF(_DF):
+    """Enough of a DataFrame for write_batch: records the plan it is asked to build."""
+
+    def __init__(self, log, name):
+        super().__init__(log)
+        self.name = name
+
+    def withColumn(self, col, value):
+        self.log.append(("withColumn", self.name, col, str(value)))
+        return self
+
+    def union(self, other):
+        self.log.append(("union", self.name, other.name))
+        return _BatchDF(self.log, f"({self.name}+{other.name})")
+
+    def repartition(self, n, col):
+        self.log.append(("repartition", self.name, n, str(col)))
+        return self
+
+    def drop(self, col):
+        self.log.append(("drop", col))
+        return self
+
+
+class BatchFakeSpark(FakeSpark):
+    """Also answers the batch statements, with rows shaped like Iceberg's metadata tables."""
+
+    def __init__(self, batch_id, sid, added):
+        super().__init__([], [])
+        self.batch_id, self.sid, self.added = batch_id, sid, added
+
+    def sql(self, text, args=None):
+        self.log.append(("sql", text, args))
+        if "pmod(hash(" in text:
+            import re as _re
+
+            n = int(_re.search(r"\), (\d+)\) AS p", text).group(1))
+            ks = [int(k) for k in _re.findall(r"\((\d+)\)", text.split("VALUES", 1)[1])]
+            return _Rows([{"k": k, "p": M.partition_of(k, n)} for k in ks])
+        if "`snapshots`" in text and args and self.batch_id in args.values():
+            return _Rows([{"snapshot_id": self.sid, "batch_id": self.batch_id}])
+        if "`entries`" in text:
+            assert f"VERSION AS OF {self.sid} WHERE snapshot_id = {self.sid} AND status = 1" in text
+            return _Rows(self.added)
+        raise AssertionError(f"unexpected SQL {text}")
+
+
+def test_iceberg_batch_is_one_writeto_with_the_batch_properties(fake_proc, monkeypatch):
     from cutover.core.records.ingestions import validate
 
-    snaps = [_snap(7, None, 5000, 3, 3, **_p("/s/a.csv", "shadow", "run-1"))]
-    proc = fake_proc(snaps, [{"name": "main", "type": "branch", "snapshot_id": 7}])
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")  # pyspark Columns built without a session
+    monkeypatch.setattr("cutover.core.spark.engine._hash_checked", set())
     ing = validate({"id": "orders", "source_uri": "/s", "format": "csv", "table": "raw.orders"})
-    spark = proc._fake
+    proc = fake_proc([], [])
+    added = [{"file_path": "s3://w/data/00002-7-q-00001.parquet", "record_count": 2},
+             {"file_path": "s3://w/data/00000-5-q-00001.parquet", "record_count": 3},
+             {"file_path": "s3://w/data/00001-6-q-00001.parquet", "record_count": 4}]
+    spark = proc._fake = BatchFakeSpark("b-1", 42, added)
     props = {"cutover.run-id": "run-1", "cutover.orchestrator": "prefect", "cutover.mode": "shadow",
-             "cutover.file": "/s/a.csv", "cutover.ingestion": "orders"}
-    records, sid = proc.append(ing, Prepared(_DF(spark.log), 3), branch="cutover-shadow", properties=props)
-    assert (records, sid) == (3, 7)
-    kind, target, opts = spark.log[0]
-    assert (kind, target) == ("writeTo", "`lake`.`raw`.`orders`.`branch_cutover-shadow`")
-    assert opts["snapshot-property.cutover.file"] == "/s/a.csv"
-    assert opts["snapshot-property.cutover.run-id"] == "run-1"
-    assert spark.log[1][2] == {"file": "/s/a.csv", "run_id": "run-1"}
+             "cutover.ingestion": "orders", "cutover.batch": "b-1", "cutover.batch-files": "3"}
+    prepared = [Prepared(_BatchDF(spark.log, f"f{i}"), n) for i, n in enumerate((3, 4, 2))]
+    written, sid = proc.write_batch(ing, prepared, branch="cutover-shadow", properties=props)
+    assert sid == 42
+    assert written == [(3, ["s3://w/data/00000-5-q-00001.parquet"]), (4, ["s3://w/data/00001-6-q-00001.parquet"]),
+                       (2, ["s3://w/data/00002-7-q-00001.parquet"])]
+    keys = M.partition_keys(3)
+    assert [e[3] for e in spark.log if e[0] == "withColumn"] == [f"Column<'CAST({k} AS INT)'>" for k in keys]
+    assert ("repartition", "((f0+f1)+f2)", 3, "Column<'__cutover_source_file'>") in spark.log
+    (write,) = [e for e in spark.log if e[0] == "writeTo"]  # ONE write
+    assert write[1] == "`lake`.`raw`.`orders`.`branch_cutover-shadow`"
+    assert write[2]["snapshot-property.cutover.batch"] == "b-1" and write[2]["distribution-mode"] == "none"
+    assert write[2]["snapshot-property.cutover.run-id"] == "run-1"
+    issued = [e[1] for e in spark.log if e[0] == "sql"]
+    assert issued[-2:] == [S.select_batch_snapshots("lake", "raw.orders", ["b-1"]).text,
+                           S.select_added_files("lake", "raw.orders", 42).text]
+
+
+def test_iceberg_recovery_of_batches_from_the_current_files(fake_proc):
+    class Spark(FakeSpark):
+        def sql(self, text, args=None):
+            self.log.append(("sql", text, args))
+            if text.endswith("`refs`"):
+                return _Rows([{"name": "main", "type": "branch", "snapshot_id": 9}])
+            if "`files`" in text:
+                return _Rows([{"file_path": "/d/00000-1-q-00001.parquet", "record_count": 4},
+                              {"file_path": "/d/00001-1-q-00001.parquet", "record_count": 5}])
+            if "`snapshots`" in text:
+                return _Rows([])  # every batch snapshot expired
+            raise AssertionError(f"unexpected SQL {text}")
+
+    proc = fake_proc([], [])
+    proc._fake = Spark([], [])
+    entries = [M.StagedEntry("a.csv", "b1", ("/d/00000-1-q-00001.parquet",)),
+               M.StagedEntry("b.csv", "b1", ("/d/00009-1-q-00001.parquet",)),
+               M.StagedEntry("c.csv", "b2", (M.marker(0),))]
+    out = proc.committed("raw.orders", "main", entries, mode="live", ingestion_id="orders")
+    assert out["a.csv"] == (4, None, "b1", ["/d/00000-1-q-00001.parquet"])
+    assert isinstance(out["b.csv"], BadFile) and "no longer in the branch" in str(out["b.csv"])
+    assert "c.csv" not in out  # staged, no snapshot carries b2: never committed
+    issued = [t for _, t, _ in proc._fake.log]
+    assert not any("ancestor" in t or "`history`" in t for t in issued)
+    assert S.select_current_files("lake", "raw.orders").text in issued
 
 
 def test_iceberg_recovery_lookup_through_metadata_tables(fake_proc):
@@ -581,3 +666,93 @@ def test_arrow_is_the_default_and_spark_is_wired_by_settings(workspace_env, monk
     proc = Workspace().service.processor
     assert isinstance(proc, SparkProcessor) and proc.remote == "local[2]" and proc.iceberg
     assert proc.warehouse_dir == (Path(workspace_env) / "spark-warehouse").resolve().as_uri()
+
+
+# -- batch writes: the statements and the pure recovery decision ----------------------------------
+
+from cutover.core.spark import metadata as M  # noqa: E402
+
+
+def test_batch_statements_are_flat_lookups_with_parameters():
+    st = S.select_batch_snapshots("cat", "raw.orders", ["b-2", "b-1", "b-2"])
+    assert st.text == ("SELECT snapshot_id, summary['cutover.batch'] AS batch_id FROM `cat`.`raw`.`orders`.`snapshots` "
+                       "WHERE summary['cutover.batch'] IN (:b0, :b1)")
+    assert st.args == {"b0": "b-1", "b1": "b-2"}
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_batch_snapshots("cat", "raw.orders", [])
+    st = S.select_added_files("cat", "raw.orders", 123)
+    assert st.text == ("SELECT data_file.file_path AS file_path, data_file.record_count AS record_count "
+                       "FROM `cat`.`raw`.`orders`.`entries` VERSION AS OF 123 "
+                       "WHERE snapshot_id = 123 AND status = 1 AND data_file.content = 0")
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_added_files("cat", "raw.orders", "123; DROP TABLE x")
+    assert S.select_current_files("cat", "raw.orders").text == (
+        "SELECT file_path, record_count FROM `cat`.`raw`.`orders`.`files` WHERE content = 0")
+    assert S.select_current_files("cat", "raw.orders", "cutover-shadow").text == (
+        "SELECT file_path, record_count FROM `cat`.`raw`.`orders`.`files` VERSION AS OF 'cutover-shadow' WHERE content = 0")
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_current_files("cat", "raw.orders", "x' OR '1")
+    opts = S.batch_write_options({"cutover.batch": "b-1", "cutover.mode": "live"})
+    assert opts == {"snapshot-property.cutover.batch": "b-1", "snapshot-property.cutover.mode": "live",
+                    "distribution-mode": "none", "fanout-enabled": "true"}
+    st = S.select_partition_of_keys([0, 1, 2], 7)
+    assert st.text == "SELECT k, pmod(hash(CAST(k AS INT)), 7) AS p FROM VALUES (0), (1), (2) AS t(k)"
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_partition_of_keys([], 7)
+
+
+def test_partition_keys_put_each_file_alone_in_its_partition():
+    # Spark: SELECT hash(0), hash(1) -> 933211791, -559580957 (the engine checks partition_of against the
+    # server's own pmod(hash(k), n) once per session: exercised in tests/test_spark_integration.py)
+    assert M.murmur3_int(1) == -559580957 and M.murmur3_int(0) == 933211791
+    for n in (1, 2, 3, 7, 64, 200, 1000):
+        keys = M.partition_keys(n)
+        assert len(set(keys)) == n and [M.partition_of(k, n) for k in keys] == list(range(n))
+    with pytest.raises(ValueError):
+        M.partition_keys(0)
+
+
+def test_data_file_names_give_their_partition():
+    assert M.file_partition("s3://wh/db/t/data/00007-123-4a5b-00001.parquet") == 7
+    assert M.file_partition("file:/wh/raw.db/t/part-00012-4a5b6c-c000.snappy.parquet") == 12
+    assert M.file_partition("file:/wh/t/data/x-00001.parquet") is None
+    got = M.files_by_partition([{"file_path": "/d/00001-9-q-00002.parquet", "record_count": 3},
+                                {"file_path": "/d/00001-9-q-00001.parquet", "record_count": 4},
+                                {"file_path": "/d/00000-8-q-00001.parquet", "record_count": 5}])
+    assert got == {0: [("/d/00000-8-q-00001.parquet", 5)],
+                   1: [("/d/00001-9-q-00001.parquet", 4), ("/d/00001-9-q-00002.parquet", 3)]}
+    assert M.files_by_partition([{"file_path": "/d/part-00003-j-c000.parquet"}]) == {3: [("/d/part-00003-j-c000.parquet", None)]}
+    with pytest.raises(ValueError, match="does not name its Spark partition"):
+        M.files_by_partition([{"file_path": "/d/data.parquet", "record_count": 1}])
+
+
+def _entry(path, batch, *files):
+    return M.StagedEntry(path, batch, tuple(files))
+
+
+def test_recovery_reads_the_current_files_not_the_snapshots():
+    # rows shaped like Iceberg's files table (current state) and entries of a batch snapshot
+    current = {"/d/00000-1-q-00001.parquet": 4, "/d/00001-2-q-00001.parquet": 6, "/d/00000-5-r-00001.parquet": 2}
+    # recorded paths (ledger updated after the commit): decided from the current files alone, so it
+    # holds after the batch's snapshot was expired (batch_files empty)
+    out = M.batch_outcome([_entry("a.csv", "b1", "/d/00000-1-q-00001.parquet"),
+                           _entry("b.csv", "b1", "/d/00001-2-q-00001.parquet")], current_files=current, batch_files={})
+    assert out == {"a.csv": (4, ["/d/00000-1-q-00001.parquet"]), "b.csv": (6, ["/d/00001-2-q-00001.parquet"])}
+    # recorded paths no longer current (compacted away): committed, never ingested again
+    out = M.batch_outcome([_entry("c.csv", "b0", "/d/gone.parquet")], current_files=current, batch_files={})
+    assert isinstance(out["c.csv"], M.Evidence) and "no longer in the branch" in str(out["c.csv"])
+
+
+def test_recovery_of_a_batch_staged_but_not_recorded():
+    current = {"/d/00000-5-r-00001.parquet": 2, "/d/00001-5-r-00001.parquet": 3}
+    added = M.files_by_partition([{"file_path": p, "record_count": n} for p, n in current.items()])
+    entries = [_entry("a.csv", "b2", M.marker(0)), _entry("b.csv", "b2", M.marker(1)),
+               _entry("c.csv", "b3", M.marker(0))]
+    out = M.batch_outcome(entries, current_files=current, batch_files={"b2": added, "b3": None})
+    assert out == {"a.csv": (2, ["/d/00000-5-r-00001.parquet"]), "b.csv": (3, ["/d/00001-5-r-00001.parquet"])}
+    # b3 has no snapshot: never committed -> absent -> ingested again
+    # the batch landed but its data files left the branch (rewritten): never ingested again
+    out = M.batch_outcome([_entry("a.csv", "b2", M.marker(0))], current_files={}, batch_files={"b2": added})
+    assert isinstance(out["a.csv"], M.Evidence)
+    out = M.batch_outcome([_entry("z.csv", "b2", M.marker(5))], current_files=current, batch_files={"b2": added})
+    assert isinstance(out["z.csv"], M.Evidence) and "partition 5" in str(out["z.csv"])

@@ -1,29 +1,31 @@
-"""The Spark engine: read a file and append it to its table through Spark Connect.
+"""The Spark engine: read files and write them to their table through Spark Connect, a batch at a time.
 
-When ``[ingest] engine = "spark"`` the ingestion service delegates to a
-:class:`SparkProcessor` exactly the two steps the arrow engine does with
-pyarrow/pyiceberg — read + fit the file (:meth:`SparkProcessor.prepare`) and
-append it as one commit (:meth:`SparkProcessor.append`) — plus the "already
-committed?" lookup (:meth:`SparkProcessor.find_file_snapshot`). Claims, the
-ledger, run records and heartbeats stay in the service, unchanged.
+When ``[ingest] engine = "spark"`` the ingestion service runs the same batches as the
+arrow engine (``cutover.core.autoloader.spark_batching``) and delegates three steps to a
+:class:`SparkProcessor`: read + count + fit one file (:meth:`SparkProcessor.prepare`: a bad
+file fails alone, before anything is written), write a batch of prepared files as ONE
+Spark write (:meth:`SparkProcessor.write_batch`: one Iceberg commit, one data file per
+source file) and the "already committed?" recovery lookup (:meth:`SparkProcessor.committed`,
+from the table's current data files). Claims, the ledger, run records and heartbeats
+stay in the service.
 
 Two targets, chosen by ``[ingest] spark_catalog``:
 
 * an **Iceberg catalog configured on the Spark cluster** (any name but
-  ``spark_catalog``; default ``cutover``), the real deployment. An append is
-  ``df.writeTo("cat.ns.tbl[.`branch_cutover-shadow`]").options(snapshot-property.cutover.*=...).append()``:
-  one Iceberg snapshot per file whose summary carries the cutover properties, so
-  records and the snapshot id are read back from ``cat.ns.tbl.snapshots`` and the
-  recovery check walks the branch's ancestry from the ``snapshots`` / ``refs``
-  metadata tables — the same rule as the pyiceberg path.
+  ``spark_catalog``; default ``cutover``), the real deployment. A batch is
+  ``df.writeTo("cat.ns.tbl[.`branch_cutover-shadow`]").options(snapshot-property.cutover.*=...,
+  distribution-mode=none).append()``: one snapshot whose summary carries the batch id
+  (``cutover.batch``); each file's data files are read back from the new snapshot's
+  ``entries`` metadata table, and recovery matches the ledger's recorded data files
+  against the branch's current ``files`` metadata table (what snapshot expiry keeps).
 * ``spark_catalog`` — **local catalog mode**: plain Parquet tables in Spark's
   built-in session catalog (used by the tests, where no Iceberg runtime jar is
-  available). No snapshots: an append returns snapshot id ``None``, records are
-  the rows counted in the file, there are no branches (shadow runs fail the file
-  with a reason), and the recovery check cannot find an earlier commit — a run
-  killed between the append and the ledger update leaves the file's rows in the
-  table and the next claimer appends them again. Use it for trials, never to
-  migrate production ingestions.
+  available). The same one write per batch, but no snapshots: snapshot ids are
+  ``None``, the data files are the table's new files, records are the rows counted in
+  each file, there are no branches (shadow runs fail the file with a reason), and the
+  recovery check cannot prove an earlier commit — a run killed between the write and the
+  ledger update leaves the batch's rows in the table and the next claimer writes them
+  again. Use it for trials, never to migrate production ingestions.
 
 The Spark session is created lazily, once per process, by :func:`get_session`
 (``SparkSession.builder.remote(spark_remote).getOrCreate()``); this module
@@ -54,7 +56,7 @@ from cutover.core.spark import metadata as M
 from cutover.core.spark import sql as S
 from cutover.core.autoloader.formats import BadFile
 from cutover.core.icebatch import P_BATCH
-from cutover.core.iceberg import MAIN, P_FILE, P_RUN, SnapshotInfo
+from cutover.core.iceberg import MAIN, SnapshotInfo
 
 log = logging.getLogger("cutover.core.spark")
 
@@ -504,17 +506,3 @@ class SparkProcessor:
             if snap is not None:
                 out[path] = (snap.added_records, snap.snapshot_id, None, None)
         return out
-
-    def append(self, ing, prepared: Prepared, *, branch: str, properties: dict[str, str]) -> tuple[int, int | None]:
-        """Append the prepared file as one commit; returns (records, snapshot id or None)."""
-        if self.iceberg:
-            target = S.writer_target(self.catalog, ing.table, branch)
-            prepared.df.writeTo(target).options(**S.write_options(properties)).append()
-            rows = S.select_file_snapshots(self.catalog, ing.table, file=properties[P_FILE],
-                                           run_id=properties[P_RUN]).run(self.spark).collect()
-            if not rows:
-                raise RuntimeError(f"appended {properties[P_FILE]} to {target} but found no snapshot carrying it")
-            snap = M.snapshot_from_row(rows[0])
-            return int(snap.summary.get("added-records", prepared.records)), snap.snapshot_id
-        prepared.df.write.insertInto(S.table_name(self.catalog, ing.table))
-        return prepared.records, None
