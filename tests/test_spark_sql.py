@@ -637,6 +637,30 @@ def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, 
     assert rows[b].status == "SUCCESS" and rows[b].batch_id != "batch-1"
 
 
+def test_a_dead_runs_claim_on_a_gone_file_is_settled_from_the_table(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=0.2, processor=FakeProcessor())
+    files = {f.path: f for f in svc.discover(ing)}
+    ledger = svc.ledger(ing.id, "live")
+    dead = ledger.claim_many([files[a], files[b]], "dead-run")
+    ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    time.sleep(0.3)
+    for p in (a, b):
+        Path(p).unlink()
+    # a's batch committed (left for recovery if it comes back), b's did not (gone for good)
+    svc.processor = FakeProcessor(committed={a: (4, 99, "batch-1", ["/wh/00000-0-q-00001.parquet"])})
+    res = svc.run(ing)
+    assert res.discovered == 0
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert rows[a].status == "PROCESSING" and rows[b].status == "FAILED"
+
+
 def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, tmp_path):
     from cutover.core.workspace import Workspace
     from cutover.core.autoloader.service import IngestionService
