@@ -549,6 +549,15 @@ class FakeProcessor:
             raise BadFile(self.bad[f.path])
         return Prepared(f.path, 5)
 
+    def prepare_many(self, ing, files, *, mode, branch):
+        out = []
+        for f in files:
+            try:
+                out.append(self.prepare(ing, f, mode=mode, branch=branch))
+            except BadFile as e:
+                out.append(e)
+        return out
+
     def write_batch(self, ing, prepared, *, branch, properties):
         paths = [p.df for p in prepared]
         if self.bad_in_write & set(paths):

@@ -8,8 +8,9 @@ the write, which is also the commit, so they are recorded right AFTER it. Per ba
 1. claim the batch's files (one ledger transaction; the fence against other runs);
 2. recover claims taken over from a dead run (:meth:`SparkProcessor.committed`: the batch's
    data files in the branch's current ``files`` metadata table, never the snapshot ancestry);
-3. read, count and fit each file on its own (``prepare``: one pass over the file; a bad file
-   fails alone here, before the write);
+3. read and fit each file on its own, counting rows and nulls of up to
+   :data:`PREPARE_GROUP_FILES` files in one Spark job (``prepare_many``: every field is
+   parsed; if that job fails, file by file) -- a bad file fails alone here, before the write;
 4. stage: batch id + each file's partition marker (``spark-partition:<i>``) + records on
    every claim, conditional on still holding them all;
 5. write the batch as ONE DataFrame, file i alone in Spark partition i (so one data file
@@ -37,6 +38,8 @@ from cutover.core.spark.engine import is_file_error, reason
 from cutover.core.spark.metadata import StagedEntry, marker
 
 log = logging.getLogger("cutover.ingest")
+
+PREPARE_GROUP_FILES = 64  # files counted in one Spark job (prepare_many) before the limits are checked again
 
 
 def _no_crash(name: str) -> None:
@@ -144,16 +147,21 @@ class SparkBatchIngest:
             if len(claims) >= self.limits.files or size >= self.limits.bytes \
                     or (claims and time.monotonic() - t0 >= self.limits.seconds):
                 break
-            claim = todo[i]
-            i += 1
-            try:
-                p = self.processor.prepare(self.ing, claim.file, mode=self.mode, branch=self.branch)
-            except BadFile as e:
-                self._fail(claim, str(e), result, note)
-                continue
-            claims.append(claim)
-            prepared.append(p)
-            size += claim.file.size or 0
+            group, group_size = [], size
+            while i < len(todo) and len(group) < PREPARE_GROUP_FILES and len(claims) + len(group) < self.limits.files \
+                    and group_size < self.limits.bytes:
+                group.append(todo[i])
+                group_size += todo[i].file.size or 0
+                i += 1
+            results = self.processor.prepare_many(self.ing, [c.file for c in group], mode=self.mode,
+                                                  branch=self.branch)
+            for claim, r in zip(group, results):
+                if isinstance(r, BadFile):
+                    self._fail(claim, str(r), result, note)
+                    continue
+                claims.append(claim)
+                prepared.append(r)
+                size += claim.file.size or 0
         t1 = time.monotonic()
         if claims:
             try:

@@ -337,43 +337,100 @@ class SparkProcessor:
 
         Raises BadFile (reason for the ledger) for a file that cannot be ingested.
         """
+        df, fields = self._inspect(ing, f)
+        return self._finish(ing, df, fields, *self._stats(ing, df, fields), mode=mode, branch=branch, ctx={})
+
+    def prepare_many(self, ing, files, *, mode: str, branch: str) -> list:
+        """:meth:`prepare` for several files, the row/null counts of all of them in ONE Spark job (a union
+        of the per-file aggregates); if that job fails for a file's content, each file is counted
+        alone so only the bad one fails. Returns, per file, a Prepared or the BadFile to record."""
         from pyspark.sql import functions as F
 
+        out: list = [None] * len(files)
+        inspected = []
+        for i, f in enumerate(files):
+            try:
+                df, fields = self._inspect(ing, f)
+            except BadFile as e:
+                out[i] = e
+                continue
+            inspected.append((i, df, fields))
+        stats: dict[int, tuple[int, dict[str, int]]] = {}
+        if len(inspected) > 1:
+            parts = [df.agg(F.lit(i).alias("__i"), F.count(F.lit(1)).alias("__rows"),
+                            F.array(*[F.count_if(F.col(S.quote_column(c.name)).isNull()) for c in fields])
+                            .alias("__nulls")) for i, df, fields in inspected]
+            while len(parts) > 1:
+                parts = [parts[j].union(parts[j + 1]) if j + 1 < len(parts) else parts[j]
+                         for j in range(0, len(parts), 2)]
+            names = {i: [c.name for c in fields] for i, _, fields in inspected}
+            try:
+                for r in parts[0].collect():
+                    i = int(r["__i"])
+                    stats[i] = (int(r["__rows"]), {n: int(v) for n, v in zip(names[i], r["__nulls"])})
+            except Exception as e:  # noqa: BLE001 - a bad file: count file by file to isolate it
+                if not is_file_error(e):
+                    raise
+                stats = {}
+        ctx: dict = {}
+        for i, df, fields in inspected:
+            try:
+                got = stats[i] if i in stats else self._stats(ing, df, fields)
+                out[i] = self._finish(ing, df, fields, *got, mode=mode, branch=branch, ctx=ctx)
+            except BadFile as e:
+                out[i] = e
+        return out
+
+    def _inspect(self, ing, f):
+        """The file as a DataFrame and its fields (schema inference runs here), or BadFile."""
         if f.size == 0:
             raise BadFile("empty file: 0 bytes")
         try:
             df = self.read(ing, f.path)
             fields = df.schema.fields
-            if not fields:
-                raise BadFile("empty file: no columns")
-            # one pass over the file: row count and nulls per column; touching every column
-            # makes the CSV/JSON parser parse every field, so malformed rows fail here (FAILFAST)
-            aggs = [F.count(F.lit(1)).alias("__rows")]
-            aggs += [F.count_if(F.col(S.quote_column(c.name)).isNull()).alias(f"__n{i}") for i, c in enumerate(fields)]
-            stats = df.agg(*aggs).collect()[0]
-        except BadFile:
-            raise
         except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
             if is_file_error(e):
                 raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
             raise
-        records = int(stats["__rows"])
+        if not fields:
+            raise BadFile("empty file: no columns")
+        return df, fields
+
+    def _stats(self, ing, df, fields) -> tuple[int, dict[str, int]]:
+        """One pass over the file: row count and nulls per column; touching every column makes the
+        CSV/JSON parser parse every field, so malformed rows fail here (FAILFAST)."""
+        from pyspark.sql import functions as F
+
+        try:
+            aggs = [F.count(F.lit(1)).alias("__rows")]
+            aggs += [F.count_if(F.col(S.quote_column(c.name)).isNull()).alias(f"__n{i}") for i, c in enumerate(fields)]
+            stats = df.agg(*aggs).collect()[0]
+        except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
+            if is_file_error(e):
+                raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
+            raise
+        return int(stats["__rows"]), {c.name: int(stats[f"__n{i}"]) for i, c in enumerate(fields)}
+
+    def _finish(self, ing, df, fields, records: int, null_counts: dict[str, int], *, mode: str, branch: str,
+                ctx: dict) -> Prepared:
+        """Fit a counted file to the table; ``ctx`` caches the table schema and branch check per batch."""
         if records == 0:
             raise BadFile("empty file: no rows")
-        null_counts = {c.name: int(stats[f"__n{i}"]) for i, c in enumerate(fields)}
-        table_schema = self.table_schema(ing.table)
+        table_schema = ctx.get("schema") or self.table_schema(ing.table)
         if table_schema is None:
             if mode != "live":
                 raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
             self._create_table(ing.table, df.schema.jsonValue())
             table_schema = self.table_schema(ing.table)
-        if branch != MAIN:
+        ctx["schema"] = table_schema
+        if branch != MAIN and not ctx.get("branch"):
             if not self.iceberg:
                 raise BadFile(f"branch {branch} of {ing.table} cannot exist: the local Spark catalog "
                               f"({LOCAL_CATALOG}) has no branches; shadow runs need an Iceberg catalog")
-            tbl = self.iceberg_table(ing.table)
-            if tbl is None or branch not in tbl.metadata.refs:
+            refs = {str(r["name"]) for r in S.select_refs(self.catalog, ing.table).run(self.spark).collect()}
+            if branch not in refs:
                 raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
+            ctx["branch"] = True
         plan = fit_plan(df.schema.jsonValue(), table_schema, table_name=ing.table, null_counts=null_counts)
         return Prepared(self._apply(df, plan), records)
 
