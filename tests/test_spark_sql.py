@@ -749,6 +749,8 @@ def test_data_file_names_give_their_partition():
     assert M.file_partition("s3://wh/db/t/data/00007-123-4a5b-00001.parquet") == 7
     assert M.file_partition("file:/wh/raw.db/t/part-00012-4a5b6c-c000.snappy.parquet") == 12
     assert M.file_partition("file:/wh/t/data/x-00001.parquet") is None
+    assert M.write_id("file:/wh/raw.db/t/part-00012-4a5b6c-d7-c000.snappy.parquet") == "4a5b6c-d7"
+    assert M.write_id("s3://wh/db/t/data/00007-123-4a5b-00001.parquet") is None
     got = M.files_by_partition([{"file_path": "/d/00001-9-q-00002.parquet", "record_count": 3},
                                 {"file_path": "/d/00001-9-q-00001.parquet", "record_count": 4},
                                 {"file_path": "/d/00000-8-q-00001.parquet", "record_count": 5}])

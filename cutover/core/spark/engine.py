@@ -505,8 +505,14 @@ class SparkProcessor:
             name = S.table_name(self.catalog, ing.table)
             before = set(self.spark.table(name).inputFiles())
             df.write.insertInto(name)
-            files = M.files_by_partition({"file_path": f} for f in self.spark.table(name).inputFiles()
-                                         if f not in before)
+            new = [f for f in self.spark.table(name).inputFiles() if f not in before]
+            if len({M.write_id(f) for f in new}) > 1:
+                # another write to the same table finished meanwhile: its files cannot be told from
+                # ours by name, so none are recorded (the rows are right; the ledger has no paths)
+                log.warning("batch write to %s: files of %d writes appeared; data files not recorded",
+                            ing.table, len({M.write_id(f) for f in new}))
+                new = []
+            files = M.files_by_partition({"file_path": f} for f in new)
             snapshot_id = None
         out = []
         for i, p in enumerate(prepared):

@@ -172,6 +172,15 @@ def file_partition(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+_SPARK_WRITE_ID = re.compile(r"^part-\d{5,}-(.+?)-c\d{3,}")
+
+
+def write_id(path: str) -> str | None:
+    """The job id of a file written by Spark's own writer (``part-00003-<job id>-c000.snappy.parquet``)."""
+    m = _SPARK_WRITE_ID.match(str(path).rstrip("/").rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
 def files_by_partition(rows: Iterable[Any]) -> dict[int, list[tuple[str, int | None]]]:
     """Data files (rows with ``file_path`` and optionally ``record_count``) grouped by partition id.
     Raises ValueError for a name without one: the one-file-per-source mapping cannot be trusted."""
