@@ -317,13 +317,16 @@ class SparkProcessor:
         S.create_branch(self.catalog, table, branch, snapshot_id).run(self.spark).collect()
 
     # -- the two steps the service delegates ------------------------------------------------------
-    def read(self, ing, path: str):
-        """A DataFrame over one file (lazy; parse errors surface on the first action)."""
+    def read(self, ing, path: str, schema=None):
+        """A DataFrame over one file (lazy; parse errors surface on the first action). ``schema``: the
+        file's own schema, inferred once, so that later plans over it do not infer it again."""
         reader = self.spark.read.option("mode", "FAILFAST")
+        if schema is not None:
+            reader = reader.schema(schema)
         uri = spark_path(path)
         opts = ing.options or {}
         if ing.format == "csv":
-            return (reader.option("header", True).option("inferSchema", True)
+            return (reader.option("header", True).option("inferSchema", schema is None)
                     .option("sep", opts.get("delimiter", ",")).option("encoding", opts.get("encoding", "utf-8"))
                     .csv(uri))
         if ing.format in ("jsonl", "json"):
@@ -386,8 +389,11 @@ class SparkProcessor:
         if f.size == 0:
             raise BadFile("empty file: 0 bytes")
         try:
-            df = self.read(ing, f.path)
-            fields = df.schema.fields
+            schema = self.read(ing, f.path).schema  # inference (CSV, JSON): one pass over the file
+            # the same file with that schema spelled out: the count, the fit and the batch write
+            # (Spark Connect sends unresolved plans) would otherwise each infer it again
+            df = self.read(ing, f.path, schema) if ing.format != "parquet" else self.read(ing, f.path)
+            fields = schema.fields
         except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
             if is_file_error(e):
                 raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
@@ -416,11 +422,12 @@ class SparkProcessor:
         """Fit a counted file to the table; ``ctx`` caches the table schema and branch check per batch."""
         if records == 0:
             raise BadFile("empty file: no rows")
+        file_schema = {"type": "struct", "fields": [f.jsonValue() for f in fields]}
         table_schema = ctx.get("schema") or self.table_schema(ing.table)
         if table_schema is None:
             if mode != "live":
                 raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
-            self._create_table(ing.table, df.schema.jsonValue())
+            self._create_table(ing.table, file_schema)
             table_schema = self.table_schema(ing.table)
         ctx["schema"] = table_schema
         if branch != MAIN and not ctx.get("branch"):
@@ -431,7 +438,7 @@ class SparkProcessor:
             if branch not in refs:
                 raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
             ctx["branch"] = True
-        plan = fit_plan(df.schema.jsonValue(), table_schema, table_name=ing.table, null_counts=null_counts)
+        plan = fit_plan(file_schema, table_schema, table_name=ing.table, null_counts=null_counts)
         return Prepared(self._apply(df, plan), records)
 
     def _apply(self, df, plan):
