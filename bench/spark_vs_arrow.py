@@ -1,7 +1,7 @@
 """File processing: the arrow engine vs the Spark engine, on generated CSV, on this machine.
 
 Both engines run the real ingestion path (``Workspace().service.run``: discover,
-claim, read, fit, append one commit per file, complete the ledger):
+claim, read, fit, commit a batch of files at a time, complete the ledger):
 
 - arrow: pyarrow reads each file, pyiceberg appends it to an Iceberg table
   (SQL catalog on SQLite, local warehouse) — the embedded default;

@@ -164,6 +164,47 @@ def test_ingestion_through_spark_connect_end_to_end(spark, spark_ws, tmp_path):
     print(f"first runs of 3 ingestions (9 files): {first:.1f} s; whole test {time.monotonic() - t0:.1f} s")
 
 
+def test_a_batch_of_files_is_one_write_with_one_data_file_per_source_file(spark, spark_ws, tmp_path):
+    """12 CSV files + 2 bad ones, one run: the 12 land in ONE Spark write (one job id in every data
+    file name), one data file each holding exactly that file's rows, recorded in the ledger with the
+    batch id; the bad files fail alone, before the write."""
+    import re
+
+    ws = spark_ws
+    src = tmp_path / "many"
+    good = write_csv_files(src, 12)
+    bad = src / "part-00005-bad.csv"
+    bad.write_text("id,name,amount,day\n9,x,not-a-number,2026-11-01\n")
+    ragged = src / "part-00008-ragged.csv"
+    ragged.write_text("id,name,amount,day\n1,a,1.5,2026-11-01\n2,b,2.5,2026-11-02,extra\n")
+    ing = add_ingestion(ws, "sp-batch", src, key_columns=["id"])
+    res = ws.service.run(ing)
+    _assert_ingested(ws, ing, good, {str(bad.resolve()): "column 'amount' is string in the file, double in the table",
+                                     str(ragged.resolve()): "MALFORMED_CSV_RECORD"}, res)
+
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, ing.id)}
+    batches = {rows[p].batch_id for p in good}
+    assert len(batches) == 1 and None not in batches  # one batch
+    assert rows[str(bad.resolve())].batch_id is None and rows[str(ragged.resolve())].batch_id is None
+    data_files = [f for p in good for f in rows[p].data_files]
+    assert len(data_files) == len(set(data_files)) == len(good)  # one data file per source file
+    table_files = spark.table("spark_catalog.raw.sp_batch").inputFiles()
+    assert sorted(table_files) == sorted(data_files)
+    jobs = {re.match(r"part-\d{5}-(.+?)-c\d+", f.rsplit("/", 1)[-1]).group(1) for f in table_files}
+    assert len(jobs) == 1, jobs  # one Spark write
+    for path, n in good.items():  # each data file holds exactly its source file's rows
+        (f,) = rows[path].data_files
+        assert spark.read.parquet(f).count() == n == rows[path].records_ingested
+    assert _count(spark, ing.table) == sum(good.values())
+
+    # the next run writes only the new files, as one more write
+    more = write_csv_files(src, 3, start=20)
+    again = ws.service.run(ing)
+    assert (again.files_processed, again.files_failed, again.records_ingested) == (3, 0, sum(more.values()))
+    assert len(spark.table("spark_catalog.raw.sp_batch").inputFiles()) == len(good) + 3
+    assert len({r.batch_id for r in ledger_rows(ws.autoloader_engine, ing.id) if r.path in more}) == 1
+
+
 def test_shadow_runs_need_an_iceberg_catalog(spark, spark_ws, tmp_path):
     ws = spark_ws
     files = write_csv_files(tmp_path / "src", 1)

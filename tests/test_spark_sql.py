@@ -3,6 +3,7 @@ settings, and the service hook driven by fakes (the Iceberg target's statements 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from cutover.core.errors import InputError
 from cutover.core.spark import redact_remote
 from cutover.core.spark import sql as S
-from cutover.core.spark.engine import SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
+from cutover.core.spark.engine import Prepared, SparkProcessor, fit_plan, is_file_error, reason, spark_path, widens
 from cutover.core.spark.metadata import find_file_snapshot, table_from_rows
 from cutover.core.autoloader.formats import BadFile
 
@@ -408,23 +409,108 @@ def fake_proc(monkeypatch):
     return make
 
 
-def test_iceberg_append_issues_writeto_with_snapshot_properties(fake_proc):
-    from cutover.core.spark.engine import Prepared
+class _BatchDF(_DF):
+    """Enough of a DataFrame for write_batch: records the plan it is asked to build."""
+
+    def __init__(self, log, name):
+        super().__init__(log)
+        self.name = name
+
+    def withColumn(self, col, value):
+        self.log.append(("withColumn", self.name, col, str(value)))
+        return self
+
+    def union(self, other):
+        self.log.append(("union", self.name, other.name))
+        return _BatchDF(self.log, f"({self.name}+{other.name})")
+
+    def repartition(self, n, col):
+        self.log.append(("repartition", self.name, n, str(col)))
+        return self
+
+    def drop(self, col):
+        self.log.append(("drop", col))
+        return self
+
+
+class BatchFakeSpark(FakeSpark):
+    """Also answers the batch statements, with rows shaped like Iceberg's metadata tables."""
+
+    def __init__(self, batch_id, sid, added):
+        super().__init__([], [])
+        self.batch_id, self.sid, self.added = batch_id, sid, added
+
+    def sql(self, text, args=None):
+        self.log.append(("sql", text, args))
+        if "pmod(hash(" in text:
+            import re as _re
+
+            n = int(_re.search(r"\), (\d+)\) AS p", text).group(1))
+            ks = [int(k) for k in _re.findall(r"\((\d+)\)", text.split("VALUES", 1)[1])]
+            return _Rows([{"k": k, "p": M.partition_of(k, n)} for k in ks])
+        if "`snapshots`" in text and args and self.batch_id in args.values():
+            return _Rows([{"snapshot_id": self.sid, "batch_id": self.batch_id}])
+        if "`entries`" in text:
+            assert f"VERSION AS OF {self.sid} WHERE snapshot_id = {self.sid} AND status = 1" in text
+            return _Rows(self.added)
+        raise AssertionError(f"unexpected SQL {text}")
+
+
+def test_iceberg_batch_is_one_writeto_with_the_batch_properties(fake_proc, monkeypatch):
     from cutover.core.records.ingestions import validate
 
-    snaps = [_snap(7, None, 5000, 3, 3, **_p("/s/a.csv", "shadow", "run-1"))]
-    proc = fake_proc(snaps, [{"name": "main", "type": "branch", "snapshot_id": 7}])
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")  # pyspark Columns built without a session
+    monkeypatch.setattr("cutover.core.spark.engine._hash_checked", set())
     ing = validate({"id": "orders", "source_uri": "/s", "format": "csv", "table": "raw.orders"})
-    spark = proc._fake
+    proc = fake_proc([], [])
+    added = [{"file_path": "s3://w/data/00002-7-q-00001.parquet", "record_count": 2},
+             {"file_path": "s3://w/data/00000-5-q-00001.parquet", "record_count": 3},
+             {"file_path": "s3://w/data/00001-6-q-00001.parquet", "record_count": 4}]
+    spark = proc._fake = BatchFakeSpark("b-1", 42, added)
     props = {"cutover.run-id": "run-1", "cutover.orchestrator": "prefect", "cutover.mode": "shadow",
-             "cutover.file": "/s/a.csv", "cutover.ingestion": "orders"}
-    records, sid = proc.append(ing, Prepared(_DF(spark.log), 3), branch="cutover-shadow", properties=props)
-    assert (records, sid) == (3, 7)
-    kind, target, opts = spark.log[0]
-    assert (kind, target) == ("writeTo", "`lake`.`raw`.`orders`.`branch_cutover-shadow`")
-    assert opts["snapshot-property.cutover.file"] == "/s/a.csv"
-    assert opts["snapshot-property.cutover.run-id"] == "run-1"
-    assert spark.log[1][2] == {"file": "/s/a.csv", "run_id": "run-1"}
+             "cutover.ingestion": "orders", "cutover.batch": "b-1", "cutover.batch-files": "3"}
+    prepared = [Prepared(_BatchDF(spark.log, f"f{i}"), n) for i, n in enumerate((3, 4, 2))]
+    written, sid = proc.write_batch(ing, prepared, branch="cutover-shadow", properties=props)
+    assert sid == 42
+    assert written == [(3, ["s3://w/data/00000-5-q-00001.parquet"]), (4, ["s3://w/data/00001-6-q-00001.parquet"]),
+                       (2, ["s3://w/data/00002-7-q-00001.parquet"])]
+    keys = M.partition_keys(3)
+    assert [e[3] for e in spark.log if e[0] == "withColumn"] == [f"Column<'CAST({k} AS INT)'>" for k in keys]
+    assert ("repartition", "((f0+f1)+f2)", 3, "Column<'__cutover_source_file'>") in spark.log
+    (write,) = [e for e in spark.log if e[0] == "writeTo"]  # ONE write
+    assert write[1] == "`lake`.`raw`.`orders`.`branch_cutover-shadow`"
+    assert write[2]["snapshot-property.cutover.batch"] == "b-1" and write[2]["distribution-mode"] == "none"
+    assert write[2]["snapshot-property.cutover.run-id"] == "run-1"
+    issued = [e[1] for e in spark.log if e[0] == "sql"]
+    assert issued[-2:] == [S.select_batch_snapshots("lake", "raw.orders", ["b-1"]).text,
+                           S.select_added_files("lake", "raw.orders", 42).text]
+
+
+def test_iceberg_recovery_of_batches_from_the_current_files(fake_proc):
+    class Spark(FakeSpark):
+        def sql(self, text, args=None):
+            self.log.append(("sql", text, args))
+            if text.endswith("`refs`"):
+                return _Rows([{"name": "main", "type": "branch", "snapshot_id": 9}])
+            if "`files`" in text:
+                return _Rows([{"file_path": "/d/00000-1-q-00001.parquet", "record_count": 4},
+                              {"file_path": "/d/00001-1-q-00001.parquet", "record_count": 5}])
+            if "`snapshots`" in text:
+                return _Rows([])  # every batch snapshot expired
+            raise AssertionError(f"unexpected SQL {text}")
+
+    proc = fake_proc([], [])
+    proc._fake = Spark([], [])
+    entries = [M.StagedEntry("a.csv", "b1", ("/d/00000-1-q-00001.parquet",)),
+               M.StagedEntry("b.csv", "b1", ("/d/00009-1-q-00001.parquet",)),
+               M.StagedEntry("c.csv", "b2", (M.marker(0),))]
+    out = proc.committed("raw.orders", "main", entries, mode="live", ingestion_id="orders")
+    assert out["a.csv"] == (4, None, "b1", ["/d/00000-1-q-00001.parquet"])
+    assert isinstance(out["b.csv"], BadFile) and "no longer in the branch" in str(out["b.csv"])
+    assert "c.csv" not in out  # staged, no snapshot carries b2: never committed
+    issued = [t for _, t, _ in proc._fake.log]
+    assert not any("ancestor" in t or "`history`" in t for t in issued)
+    assert S.select_current_files("lake", "raw.orders").text in issued
 
 
 def test_iceberg_recovery_lookup_through_metadata_tables(fake_proc):
@@ -441,52 +527,147 @@ def test_iceberg_recovery_lookup_through_metadata_tables(fake_proc):
 # -- the service hook, with a fake processor (no Spark) ----------------------------------------------
 
 class FakeProcessor:
-    def __init__(self, committed=None, bad=None):
-        self.committed = committed or {}
-        self.bad = bad or {}
-        self.appended = []
+    """The Spark engine's three steps without Spark: ``committed`` answers from a dict, ``write_batch``
+    records each batch (one entry per write) and names one data file per source file."""
 
-    def find_file_snapshot(self, identifier, *, branch, path, mode, ingestion_id):
-        return self.committed.get(path)
+    iceberg = True
+
+    def __init__(self, committed=None, bad=None, bad_in_write=()):
+        self.known = committed or {}
+        self.bad = bad or {}
+        self.bad_in_write = set(bad_in_write)
+        self.asked = []
+        self.batches = []
+
+    def committed(self, table, branch, entries, *, mode, ingestion_id):
+        entries = list(entries)
+        self.asked.append([(e.path, e.batch_id, tuple(e.data_files)) for e in entries])
+        return {e.path: self.known[e.path] for e in entries if e.path in self.known}
 
     def prepare(self, ing, f, *, mode, branch):
         if f.path in self.bad:
             raise BadFile(self.bad[f.path])
-        return ("prepared", f.path)
+        return Prepared(f.path, 5)
 
-    def append(self, ing, prepared, *, branch, properties):
-        self.appended.append((prepared[1], branch, dict(properties)))
-        return 5, None
+    def prepare_many(self, ing, files, *, mode, branch):
+        out = []
+        for f in files:
+            try:
+                out.append(self.prepare(ing, f, mode=mode, branch=branch))
+            except BadFile as e:
+                out.append(e)
+        return out
+
+    def write_batch(self, ing, prepared, *, branch, properties):
+        paths = [p.df for p in prepared]
+        if self.bad_in_write & set(paths):
+            raise RuntimeError("[MALFORMED_CSV_RECORD] Malformed CSV record")
+        self.batches.append((paths, branch, dict(properties)))
+        return [(p.records, [f"/wh/data/{i:05d}-{i}-q-00001.parquet"]) for i, p in enumerate(prepared)], 77
 
 
-def test_service_delegates_to_the_processor_and_keeps_the_ledger_logic(workspace_env, tmp_path):
+def _src(tmp_path, names):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in names:
+        (src / name).write_text("id\n1\n")
+    return src, [str((src / n).resolve()) for n in names]
+
+
+def test_service_writes_one_batch_and_keeps_the_ledger_logic(workspace_env, tmp_path):
     from cutover.core.workspace import Workspace
-    from cutover.core.iceberg import SnapshotInfo
     from cutover.core.autoloader.service import IngestionService
     from tests.helpers import add_ingestion, ledger_rows
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("a.csv", "b.csv", "c.csv"):
-        (src / name).write_text("id\n1\n")
-    a, b, c = (str((src / n).resolve()) for n in ("a.csv", "b.csv", "c.csv"))
+    src, (a, b, c, d) = _src(tmp_path, ("a.csv", "b.csv", "c.csv", "d.csv"))
     ws = Workspace()
     ing = add_ingestion(ws, "orders", src)
-    recovered = SnapshotInfo(99, None, 0, "append", 4, 4, {"cutover.run-id": "dead", "cutover.file": a})
-    proc = FakeProcessor(committed={a: recovered}, bad={c: "cannot parse as csv: boom"})
+    proc = FakeProcessor(bad={c: "cannot parse as csv: boom"})
     svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=proc)
     res = svc.run(ing)
-    assert (res.files_recovered, res.files_processed, res.files_failed) == (1, 1, 1)
-    assert [p for p, _, _ in proc.appended] == [b]
-    assert proc.appended[0][1] == "main" and proc.appended[0][2]["cutover.file"] == b
+    assert (res.files_recovered, res.files_processed, res.files_failed) == (0, 3, 1)
+    (paths, branch, props), = proc.batches  # the three good files: ONE write
+    assert paths == [a, b, d] and branch == "main"
+    assert props["cutover.batch-files"] == "3" and props["cutover.mode"] == "live" and props["cutover.batch"]
+    assert "cutover.file" not in props
     rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
-    assert rows[a].status == "SUCCESS" and rows[a].snapshot_id == 99 and rows[a].records_ingested == 4
-    assert rows[b].status == "SUCCESS" and rows[b].records_ingested == 5 and rows[b].snapshot_id is None
-    assert rows[c].status == "FAILED" and rows[c].error == "cannot parse as csv: boom"
-    # nothing left to do
+    for i, p in enumerate((a, b, d)):
+        r = rows[p]
+        assert (r.status, r.records_ingested, r.snapshot_id, r.batch_id) == ("SUCCESS", 5, 77, props["cutover.batch"])
+        assert r.data_files == [f"/wh/data/{i:05d}-{i}-q-00001.parquet"]
+    assert rows[c].status == "FAILED" and rows[c].error == "cannot parse as csv: boom" and rows[c].batch_id is None
+    assert proc.asked == []  # no takeover: no recovery lookup
     again = svc.run(ing)
     assert (again.files_processed, again.files_failed, again.files_recovered) == (0, 0, 0)
-    assert len(proc.appended) == 1
+    assert len(proc.batches) == 1
+
+
+def test_a_file_that_breaks_the_batch_write_fails_alone(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b, c) = _src(tmp_path, ("a.csv", "b.csv", "c.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    proc = FakeProcessor(bad_in_write={b})
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=proc)
+    res = svc.run(ing)
+    assert (res.files_processed, res.files_failed) == (2, 1)
+    assert [p for p, _, _ in proc.batches] == [[a], [c]]  # the batch retried file by file
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert rows[b].status == "FAILED" and "MALFORMED_CSV_RECORD" in rows[b].error and rows[b].batch_id is None
+    assert {rows[a].status, rows[c].status} == {"SUCCESS"} and rows[a].batch_id != rows[c].batch_id
+
+
+def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=0.2, processor=FakeProcessor())
+    files = {f.path: f for f in svc.discover(ing)}
+    ledger = svc.ledger(ing.id, "live")
+    dead = ledger.claim_many([files[a], files[b]], "dead-run")
+    ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    time.sleep(0.3)  # the dead run's claims go stale
+    proc = FakeProcessor(committed={a: (4, 99, "batch-1", ["/wh/data/00000-0-q-00001.parquet"])})
+    svc.processor = proc
+    res = svc.run(ing)
+    assert (res.files_recovered, res.files_processed) == (1, 1)
+    assert sorted(proc.asked[-1]) == [(a, "batch-1", ("spark-partition:0",)), (b, "batch-1", ("spark-partition:1",))]
+    assert [p for p, _, _ in proc.batches] == [[b]]  # a not written again
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert (rows[a].status, rows[a].snapshot_id, rows[a].batch_id, rows[a].data_files) == (
+        "SUCCESS", 99, "batch-1", ["/wh/data/00000-0-q-00001.parquet"])
+    assert rows[b].status == "SUCCESS" and rows[b].batch_id != "batch-1"
+
+
+def test_a_dead_runs_claim_on_a_gone_file_is_settled_from_the_table(workspace_env, tmp_path):
+    from cutover.core.workspace import Workspace
+    from cutover.core.autoloader.service import IngestionService
+    from tests.helpers import add_ingestion, ledger_rows
+
+    src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
+    ws = Workspace()
+    ing = add_ingestion(ws, "orders", src)
+    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=0.2, processor=FakeProcessor())
+    files = {f.path: f for f in svc.discover(ing)}
+    ledger = svc.ledger(ing.id, "live")
+    dead = ledger.claim_many([files[a], files[b]], "dead-run")
+    ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    time.sleep(0.3)
+    for p in (a, b):
+        Path(p).unlink()
+    # a's batch committed (left for recovery if it comes back), b's did not (gone for good)
+    svc.processor = FakeProcessor(committed={a: (4, 99, "batch-1", ["/wh/00000-0-q-00001.parquet"])})
+    res = svc.run(ing)
+    assert res.discovered == 0
+    rows = {r.path: r for r in ledger_rows(ws.autoloader_engine, "orders")}
+    assert rows[a].status == "PROCESSING" and rows[b].status == "FAILED"
 
 
 def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, tmp_path):
@@ -495,12 +676,12 @@ def test_service_gives_the_claim_back_when_the_processor_breaks(workspace_env, t
     from tests.helpers import add_ingestion, ledger_rows
 
     class Down(FakeProcessor):
-        def append(self, ing, prepared, *, branch, properties):
+        iceberg = False
+
+        def write_batch(self, ing, prepared, *, branch, properties):
             raise ConnectionError("UNAVAILABLE: Spark Connect server went away")
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.csv").write_text("id\n1\n")
+    src, _ = _src(tmp_path, ("a.csv",))
     ws = Workspace()
     ing = add_ingestion(ws, "orders", src)
     svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=60, processor=Down())
@@ -518,3 +699,95 @@ def test_arrow_is_the_default_and_spark_is_wired_by_settings(workspace_env, monk
     proc = Workspace().service.processor
     assert isinstance(proc, SparkProcessor) and proc.remote == "local[2]" and proc.iceberg
     assert proc.warehouse_dir == (Path(workspace_env) / "spark-warehouse").resolve().as_uri()
+
+
+# -- batch writes: the statements and the pure recovery decision ----------------------------------
+
+from cutover.core.spark import metadata as M  # noqa: E402
+
+
+def test_batch_statements_are_flat_lookups_with_parameters():
+    st = S.select_batch_snapshots("cat", "raw.orders", ["b-2", "b-1", "b-2"])
+    assert st.text == ("SELECT snapshot_id, summary['cutover.batch'] AS batch_id FROM `cat`.`raw`.`orders`.`snapshots` "
+                       "WHERE summary['cutover.batch'] IN (:b0, :b1)")
+    assert st.args == {"b0": "b-1", "b1": "b-2"}
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_batch_snapshots("cat", "raw.orders", [])
+    st = S.select_added_files("cat", "raw.orders", 123)
+    assert st.text == ("SELECT data_file.file_path AS file_path, data_file.record_count AS record_count "
+                       "FROM `cat`.`raw`.`orders`.`entries` VERSION AS OF 123 "
+                       "WHERE snapshot_id = 123 AND status = 1 AND data_file.content = 0")
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_added_files("cat", "raw.orders", "123; DROP TABLE x")
+    assert S.select_current_files("cat", "raw.orders").text == (
+        "SELECT file_path, record_count FROM `cat`.`raw`.`orders`.`files` WHERE content = 0")
+    assert S.select_current_files("cat", "raw.orders", "cutover-shadow").text == (
+        "SELECT file_path, record_count FROM `cat`.`raw`.`orders`.`files` VERSION AS OF 'cutover-shadow' WHERE content = 0")
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_current_files("cat", "raw.orders", "x' OR '1")
+    opts = S.batch_write_options({"cutover.batch": "b-1", "cutover.mode": "live"})
+    assert opts == {"snapshot-property.cutover.batch": "b-1", "snapshot-property.cutover.mode": "live",
+                    "distribution-mode": "none", "fanout-enabled": "true"}
+    st = S.select_partition_of_keys([0, 1, 2], 7)
+    assert st.text == "SELECT k, pmod(hash(CAST(k AS INT)), 7) AS p FROM VALUES (0), (1), (2) AS t(k)"
+    with pytest.raises(S.UnsafeIdentifier):
+        S.select_partition_of_keys([], 7)
+
+
+def test_partition_keys_put_each_file_alone_in_its_partition():
+    # Spark: SELECT hash(0), hash(1) -> 933211791, -559580957 (the engine checks partition_of against the
+    # server's own pmod(hash(k), n) once per session: exercised in tests/test_spark_integration.py)
+    assert M.murmur3_int(1) == -559580957 and M.murmur3_int(0) == 933211791
+    for n in (1, 2, 3, 7, 64, 200, 1000):
+        keys = M.partition_keys(n)
+        assert len(set(keys)) == n and [M.partition_of(k, n) for k in keys] == list(range(n))
+    with pytest.raises(ValueError):
+        M.partition_keys(0)
+
+
+def test_data_file_names_give_their_partition():
+    assert M.file_partition("s3://wh/db/t/data/00007-123-4a5b-00001.parquet") == 7
+    assert M.file_partition("file:/wh/raw.db/t/part-00012-4a5b6c-c000.snappy.parquet") == 12
+    assert M.file_partition("file:/wh/t/data/x-00001.parquet") is None
+    assert M.write_id("file:/wh/raw.db/t/part-00012-4a5b6c-d7-c000.snappy.parquet") == "4a5b6c-d7"
+    assert M.write_id("s3://wh/db/t/data/00007-123-4a5b-00001.parquet") is None
+    got = M.files_by_partition([{"file_path": "/d/00001-9-q-00002.parquet", "record_count": 3},
+                                {"file_path": "/d/00001-9-q-00001.parquet", "record_count": 4},
+                                {"file_path": "/d/00000-8-q-00001.parquet", "record_count": 5}])
+    assert got == {0: [("/d/00000-8-q-00001.parquet", 5)],
+                   1: [("/d/00001-9-q-00001.parquet", 4), ("/d/00001-9-q-00002.parquet", 3)]}
+    assert M.files_by_partition([{"file_path": "/d/part-00003-j-c000.parquet"}]) == {3: [("/d/part-00003-j-c000.parquet", None)]}
+    with pytest.raises(ValueError, match="does not name its Spark partition"):
+        M.files_by_partition([{"file_path": "/d/data.parquet", "record_count": 1}])
+
+
+def _entry(path, batch, *files):
+    return M.StagedEntry(path, batch, tuple(files))
+
+
+def test_recovery_reads_the_current_files_not_the_snapshots():
+    # rows shaped like Iceberg's files table (current state) and entries of a batch snapshot
+    current = {"/d/00000-1-q-00001.parquet": 4, "/d/00001-2-q-00001.parquet": 6, "/d/00000-5-r-00001.parquet": 2}
+    # recorded paths (ledger updated after the commit): decided from the current files alone, so it
+    # holds after the batch's snapshot was expired (batch_files empty)
+    out = M.batch_outcome([_entry("a.csv", "b1", "/d/00000-1-q-00001.parquet"),
+                           _entry("b.csv", "b1", "/d/00001-2-q-00001.parquet")], current_files=current, batch_files={})
+    assert out == {"a.csv": (4, ["/d/00000-1-q-00001.parquet"]), "b.csv": (6, ["/d/00001-2-q-00001.parquet"])}
+    # recorded paths no longer current (compacted away): committed, never ingested again
+    out = M.batch_outcome([_entry("c.csv", "b0", "/d/gone.parquet")], current_files=current, batch_files={})
+    assert isinstance(out["c.csv"], M.Evidence) and "no longer in the branch" in str(out["c.csv"])
+
+
+def test_recovery_of_a_batch_staged_but_not_recorded():
+    current = {"/d/00000-5-r-00001.parquet": 2, "/d/00001-5-r-00001.parquet": 3}
+    added = M.files_by_partition([{"file_path": p, "record_count": n} for p, n in current.items()])
+    entries = [_entry("a.csv", "b2", M.marker(0)), _entry("b.csv", "b2", M.marker(1)),
+               _entry("c.csv", "b3", M.marker(0))]
+    out = M.batch_outcome(entries, current_files=current, batch_files={"b2": added, "b3": None})
+    assert out == {"a.csv": (2, ["/d/00000-5-r-00001.parquet"]), "b.csv": (3, ["/d/00001-5-r-00001.parquet"])}
+    # b3 has no snapshot: never committed -> absent -> ingested again
+    # the batch landed but its data files left the branch (rewritten): never ingested again
+    out = M.batch_outcome([_entry("a.csv", "b2", M.marker(0))], current_files={}, batch_files={"b2": added})
+    assert isinstance(out["a.csv"], M.Evidence)
+    out = M.batch_outcome([_entry("z.csv", "b2", M.marker(5))], current_files=current, batch_files={"b2": added})
+    assert isinstance(out["z.csv"], M.Evidence) and "partition 5" in str(out["z.csv"])

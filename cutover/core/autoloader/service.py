@@ -14,9 +14,10 @@ Exactly-once across the ledger and Iceberg (arrow engine: see
   in the branch's current state: if the dead run had committed, the ledger is
   completed from them instead of appending the rows again.
 
-``[ingest] engine = "spark"``: read + append (and the snapshot lookup) are
-delegated to ``cutover.core.spark.engine.SparkProcessor``; everything else here is
-the same (see that module for the local-catalog mode's limits).
+``[ingest] engine = "spark"``: the same batches, run by
+``cutover.core.autoloader.spark_batching`` (one Spark write = one Iceberg commit per
+batch; read, write and the recovery lookup by ``cutover.core.spark.engine.SparkProcessor``;
+see those modules for the differences and the local-catalog mode's limits).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from typing import Callable
 from cutover.core.autoloader.batching import BatchIngest, BatchLimits, committed
 from cutover.core.autoloader.batching import branch_for  # noqa: F401 (re-exported: callers ask the service)
 from cutover.core.autoloader.discovery import DiscoveredFile, discover, filesystem
-from cutover.core.autoloader.formats import BadFile, fit_to_table, read_file
+from cutover.core.autoloader.formats import fit_to_table, read_file  # noqa: F401 (re-exported)
 from cutover.core.db import ensure_schema, get_engine
-from cutover.core.iceberg import MAIN, P_FILE, P_INGESTION, P_MODE, P_ORCH, P_RUN, SHADOW_BRANCH, Catalog
+from cutover.core.iceberg import Catalog
 from cutover.core.records import ledger as L, runs as R
 from cutover.core.records.ingestions import Ingestion
 from cutover.core.redact import redact_text
+from cutover.core.autoloader.spark_batching import SparkBatchIngest
 from cutover.core.spark.engine import SparkProcessor
 
 log = logging.getLogger("cutover.ingest")
@@ -100,8 +102,8 @@ class IngestionService:
         self.catalog = catalog
         self.claim_timeout = claim_timeout
         self.runs = R.RunStore(engine)
-        # None: read with pyarrow, append with pyiceberg. Otherwise an object with
-        # find_file_snapshot / prepare / append (cutover.core.spark.engine.SparkProcessor).
+        # None: read with pyarrow, append with pyiceberg. Otherwise the Spark engine
+        # (cutover.core.spark.engine.SparkProcessor: committed / prepare / write_batch).
         self.processor = processor
 
     @classmethod
@@ -130,16 +132,14 @@ class IngestionService:
         ledger = self.ledger(ing.id, mode)
         present = {f.path for f in files}
         gone = [e for e in ledger.stale_claims() if e.path not in present]
-        if gone and self.processor is None:
-            done = committed(self.catalog.find(ing.table), branch_for(mode), gone, mode=mode, ingestion_id=ing.id)
+        if gone:
+            if self.processor is None:
+                done = committed(self.catalog.find(ing.table), branch_for(mode), gone, mode=mode, ingestion_id=ing.id)
+            else:
+                done = self.processor.committed(ing.table, branch_for(mode), gone, mode=mode, ingestion_id=ing.id)
             for entry in gone:
                 if entry.path not in done:  # a committed one is settled by the next claimer... if it comes back
                     ledger.mark_vanished(entry)
-        for entry in gone if self.processor is not None else ():
-            snap = self.processor.find_file_snapshot(ing.table, branch=branch_for(mode), path=entry.path,
-                                                     mode=mode, ingestion_id=ing.id)
-            if snap is None:
-                ledger.mark_vanished(entry)
         return ledger.diff(files)
 
     def batch_ingest(self, ing: Ingestion, *, run_id: str, mode: str, orchestrator: str) -> BatchIngest:
@@ -147,76 +147,25 @@ class IngestionService:
                            orchestrator=orchestrator, limits=self.batch_limits,
                            commit_retries=self.catalog.commit_retries, crash=_crash_point)
 
+    def spark_batch_ingest(self, ing: Ingestion, *, run_id: str, mode: str, orchestrator: str) -> SparkBatchIngest:
+        return SparkBatchIngest(self.processor, self.ledger(ing.id, mode), ing, run_id=run_id, mode=mode,
+                                orchestrator=orchestrator, limits=self.batch_limits, crash=_crash_point)
+
     def process_files(self, ing: Ingestion, files: list[DiscoveredFile], *, run_id: str, mode: str,
                       orchestrator: str, result: RunResult | None = None,
                       on_file: Callable[[str, str], None] | None = None) -> dict[str, str]:
-        """Claim and ingest ``files``: in batches with the arrow engine, one by one with Spark.
+        """Claim and ingest ``files`` in batches (one commit per batch, either engine).
         Returns path -> processed | failed | skipped | recovered."""
         if self.processor is None:
             return self.batch_ingest(ing, run_id=run_id, mode=mode, orchestrator=orchestrator).process(
                 files, result, on_file)
-        out = {}
-        for f in files:
-            out[f.path] = outcome = self.process_file(ing, f, run_id=run_id, mode=mode, orchestrator=orchestrator,
-                                                      result=result)
-            if outcome == "recovered" and result is not None:
-                result.files_recovered += 1
-            if on_file:
-                on_file(f.path, outcome)
-            _crash_point("after-file")
-        return out
+        return self.spark_batch_ingest(ing, run_id=run_id, mode=mode, orchestrator=orchestrator).process(
+            files, result, on_file)
 
     def process_file(self, ing: Ingestion, f: DiscoveredFile, *, run_id: str, mode: str,
                      orchestrator: str, result: RunResult | None = None) -> str:
-        """Claim and ingest one file. Returns processed | failed | skipped | recovered."""
-        if self.processor is None:  # a batch of one
-            return self.batch_ingest(ing, run_id=run_id, mode=mode, orchestrator=orchestrator).process(
-                [f], result)[f.path]
-        ledger = self.ledger(ing.id, mode)
-        claim = ledger.claim(f, run_id)
-        if claim is None:
-            return "skipped"
-        return self._process_with(self.processor, ing, f, claim, ledger, run_id=run_id, mode=mode, orchestrator=orchestrator,
-                                  branch=branch_for(mode), result=result)
-
-    def _process_with(self, steps, ing: Ingestion, f: DiscoveredFile, claim, ledger: L.Ledger, *, run_id: str,
-                      mode: str, orchestrator: str, branch: str, result: RunResult | None) -> str:
-        """The claimed file's steps, the same for every engine; ``steps`` reads and appends
-        (:class:`_ArrowSteps` in process, or the Spark engine)."""
-        try:
-            # The file may already be in the branch: committed by a run that died (or
-            # lost its DB connection) before it could complete the claim. Never append twice.
-            snap = steps.find_file_snapshot(ing.table, branch=branch, path=f.path, mode=mode, ingestion_id=ing.id)
-            if snap is not None:
-                ledger.complete(claim, records=snap.added_records, bytes_read=f.size or 0,
-                                snapshot_id=snap.snapshot_id, run_id_for_metrics=snap.run_id or run_id)
-                log.info("recovered %s: already committed as snapshot %s by run %s",
-                         f.path, snap.snapshot_id, snap.run_id)
-                return "recovered"
-            try:
-                prepared = steps.prepare(ing, f, mode=mode, branch=branch)
-            except BadFile as e:
-                ledger.fail(claim, str(e), bytes_read=f.size or 0)
-                if result is not None:
-                    result.failures.append((f.path, str(e)))
-                log.info("%s: %s FAILED: %s", ing.id, f.path, e)
-                return "failed"
-            if not ledger.holds(claim):  # fenced: we were declared dead while reading
-                raise L.ClaimLost(f"claim on {f.path} was taken over")
-            props = {P_RUN: run_id, P_ORCH: orchestrator, P_MODE: mode, P_FILE: f.path, P_INGESTION: ing.id}
-            records, snapshot_id = steps.append(ing, prepared, branch=branch, properties=props)
-            _crash_point("after-commit")
-            ledger.complete(claim, records=records, bytes_read=f.size or 0, snapshot_id=snapshot_id)
-            return "processed"
-        except L.ClaimLost:
-            raise
-        except BaseException:
-            # Anything unexpected (DB down, interrupted): give the file back rather than leave
-            # a claim behind. If the commit happened, the next claimer finds the snapshot.
-            try:
-                ledger.release(run_id)
-            finally:
-                raise
+        """Claim and ingest one file (a batch of one). Returns processed | failed | skipped | recovered."""
+        return self.process_files(ing, [f], run_id=run_id, mode=mode, orchestrator=orchestrator, result=result)[f.path]
 
     def finish_run(self, run_id: str, result: RunResult | None = None, *, error: str | None = None) -> R.RunRecord:
         rec = self.runs.get(run_id)

@@ -1,29 +1,31 @@
-"""The Spark engine: read a file and append it to its table through Spark Connect.
+"""The Spark engine: read files and write them to their table through Spark Connect, a batch at a time.
 
-When ``[ingest] engine = "spark"`` the ingestion service delegates to a
-:class:`SparkProcessor` exactly the two steps the arrow engine does with
-pyarrow/pyiceberg — read + fit the file (:meth:`SparkProcessor.prepare`) and
-append it as one commit (:meth:`SparkProcessor.append`) — plus the "already
-committed?" lookup (:meth:`SparkProcessor.find_file_snapshot`). Claims, the
-ledger, run records and heartbeats stay in the service, unchanged.
+When ``[ingest] engine = "spark"`` the ingestion service runs the same batches as the
+arrow engine (``cutover.core.autoloader.spark_batching``) and delegates three steps to a
+:class:`SparkProcessor`: read + count + fit one file (:meth:`SparkProcessor.prepare`: a bad
+file fails alone, before anything is written), write a batch of prepared files as ONE
+Spark write (:meth:`SparkProcessor.write_batch`: one Iceberg commit, one data file per
+source file) and the "already committed?" recovery lookup (:meth:`SparkProcessor.committed`,
+from the table's current data files). Claims, the ledger, run records and heartbeats
+stay in the service.
 
 Two targets, chosen by ``[ingest] spark_catalog``:
 
 * an **Iceberg catalog configured on the Spark cluster** (any name but
-  ``spark_catalog``; default ``cutover``), the real deployment. An append is
-  ``df.writeTo("cat.ns.tbl[.`branch_cutover-shadow`]").options(snapshot-property.cutover.*=...).append()``:
-  one Iceberg snapshot per file whose summary carries the cutover properties, so
-  records and the snapshot id are read back from ``cat.ns.tbl.snapshots`` and the
-  recovery check walks the branch's ancestry from the ``snapshots`` / ``refs``
-  metadata tables — the same rule as the pyiceberg path.
+  ``spark_catalog``; default ``cutover``), the real deployment. A batch is
+  ``df.writeTo("cat.ns.tbl[.`branch_cutover-shadow`]").options(snapshot-property.cutover.*=...,
+  distribution-mode=none).append()``: one snapshot whose summary carries the batch id
+  (``cutover.batch``); each file's data files are read back from the new snapshot's
+  ``entries`` metadata table, and recovery matches the ledger's recorded data files
+  against the branch's current ``files`` metadata table (what snapshot expiry keeps).
 * ``spark_catalog`` — **local catalog mode**: plain Parquet tables in Spark's
   built-in session catalog (used by the tests, where no Iceberg runtime jar is
-  available). No snapshots: an append returns snapshot id ``None``, records are
-  the rows counted in the file, there are no branches (shadow runs fail the file
-  with a reason), and the recovery check cannot find an earlier commit — a run
-  killed between the append and the ledger update leaves the file's rows in the
-  table and the next claimer appends them again. Use it for trials, never to
-  migrate production ingestions.
+  available). The same one write per batch, but no snapshots: snapshot ids are
+  ``None``, the data files are the table's new files, records are the rows counted in
+  each file, there are no branches (shadow runs fail the file with a reason), and the
+  recovery check cannot prove an earlier commit — a run killed between the write and the
+  ledger update leaves the batch's rows in the table and the next claimer writes them
+  again. Use it for trials, never to migrate production ingestions.
 
 The Spark session is created lazily, once per process, by :func:`get_session`
 (``SparkSession.builder.remote(spark_remote).getOrCreate()``); this module
@@ -54,12 +56,15 @@ from cutover.core.spark import LOCAL_CATALOG, is_local_catalog, is_local_remote,
 from cutover.core.spark import metadata as M
 from cutover.core.spark import sql as S
 from cutover.core.autoloader.formats import BadFile
-from cutover.core.iceberg import MAIN, P_FILE, P_RUN, SnapshotInfo
+from cutover.core.icebatch import P_BATCH
+from cutover.core.iceberg import MAIN, SnapshotInfo
 
 log = logging.getLogger("cutover.core.spark")
 
 _sessions: dict[str, Any] = {}
 _session_lock = threading.Lock()
+_hash_checked: set[str] = set()  # remotes whose hash partitioning matched metadata.partition_of
+_KEY = "__cutover_source_file"  # the batch DataFrame's partitioning column (dropped before the write)
 
 # Spark error classes that mean "this file cannot be ingested" (-> FAILED with the reason).
 # Anything else (server unreachable, executor lost, ...) is not the file's fault: it
@@ -314,13 +319,16 @@ class SparkProcessor:
         S.create_branch(self.catalog, table, branch, snapshot_id).run(self.spark).collect()
 
     # -- the two steps the service delegates ------------------------------------------------------
-    def read(self, ing, path: str):
-        """A DataFrame over one file (lazy; parse errors surface on the first action)."""
+    def read(self, ing, path: str, schema=None):
+        """A DataFrame over one file (lazy; parse errors surface on the first action). ``schema``: the
+        file's own schema, inferred once, so that later plans over it do not infer it again."""
         reader = self.spark.read.option("mode", "FAILFAST")
+        if schema is not None:
+            reader = reader.schema(schema)
         uri = spark_path(path)
         opts = ing.options or {}
         if ing.format == "csv":
-            return (reader.option("header", True).option("inferSchema", True)
+            return (reader.option("header", True).option("inferSchema", schema is None)
                     .option("sep", opts.get("delimiter", ",")).option("encoding", opts.get("encoding", "utf-8"))
                     .csv(uri))
         if ing.format in ("jsonl", "json"):
@@ -334,44 +342,105 @@ class SparkProcessor:
 
         Raises BadFile (reason for the ledger) for a file that cannot be ingested.
         """
+        df, fields = self._inspect(ing, f)
+        return self._finish(ing, df, fields, *self._stats(ing, df, fields), mode=mode, branch=branch, ctx={})
+
+    def prepare_many(self, ing, files, *, mode: str, branch: str) -> list:
+        """:meth:`prepare` for several files, the row/null counts of all of them in ONE Spark job (a union
+        of the per-file aggregates); if that job fails for a file's content, each file is counted
+        alone so only the bad one fails. Returns, per file, a Prepared or the BadFile to record."""
         from pyspark.sql import functions as F
 
+        out: list = [None] * len(files)
+        inspected = []
+        for i, f in enumerate(files):
+            try:
+                df, fields = self._inspect(ing, f)
+            except BadFile as e:
+                out[i] = e
+                continue
+            inspected.append((i, df, fields))
+        stats: dict[int, tuple[int, dict[str, int]]] = {}
+        if len(inspected) > 1:
+            parts = [df.agg(F.lit(i).alias("__i"), F.count(F.lit(1)).alias("__rows"),
+                            F.array(*[F.count_if(F.col(S.quote_column(c.name)).isNull()) for c in fields])
+                            .alias("__nulls")) for i, df, fields in inspected]
+            while len(parts) > 1:
+                parts = [parts[j].union(parts[j + 1]) if j + 1 < len(parts) else parts[j]
+                         for j in range(0, len(parts), 2)]
+            names = {i: [c.name for c in fields] for i, _, fields in inspected}
+            try:
+                for r in parts[0].collect():
+                    i = int(r["__i"])
+                    stats[i] = (int(r["__rows"]), {n: int(v) for n, v in zip(names[i], r["__nulls"])})
+            except Exception as e:  # noqa: BLE001 - a bad file: count file by file to isolate it
+                if not is_file_error(e):
+                    raise
+                stats = {}
+        ctx: dict = {}
+        for i, df, fields in inspected:
+            try:
+                got = stats[i] if i in stats else self._stats(ing, df, fields)
+                out[i] = self._finish(ing, df, fields, *got, mode=mode, branch=branch, ctx=ctx)
+            except BadFile as e:
+                out[i] = e
+        return out
+
+    def _inspect(self, ing, f):
+        """The file as a DataFrame and its fields (schema inference runs here), or BadFile."""
         if f.size == 0:
             raise BadFile("empty file: 0 bytes")
         try:
-            df = self.read(ing, f.path)
-            fields = df.schema.fields
-            if not fields:
-                raise BadFile("empty file: no columns")
-            # one pass over the file: row count and nulls per column; touching every column
-            # makes the CSV/JSON parser parse every field, so malformed rows fail here (FAILFAST)
-            aggs = [F.count(F.lit(1)).alias("__rows")]
-            aggs += [F.count_if(F.col(S.quote_column(c.name)).isNull()).alias(f"__n{i}") for i, c in enumerate(fields)]
-            stats = df.agg(*aggs).collect()[0]
-        except BadFile:
-            raise
+            schema = self.read(ing, f.path).schema  # inference (CSV, JSON): one pass over the file
+            # the same file with that schema spelled out: the count, the fit and the batch write
+            # (Spark Connect sends unresolved plans) would otherwise each infer it again
+            df = self.read(ing, f.path, schema) if ing.format != "parquet" else self.read(ing, f.path)
+            fields = schema.fields
         except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
             if is_file_error(e):
                 raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
             raise
-        records = int(stats["__rows"])
+        if not fields:
+            raise BadFile("empty file: no columns")
+        return df, fields
+
+    def _stats(self, ing, df, fields) -> tuple[int, dict[str, int]]:
+        """One pass over the file: row count and nulls per column; touching every column makes the
+        CSV/JSON parser parse every field, so malformed rows fail here (FAILFAST)."""
+        from pyspark.sql import functions as F
+
+        try:
+            aggs = [F.count(F.lit(1)).alias("__rows")]
+            aggs += [F.count_if(F.col(S.quote_column(c.name)).isNull()).alias(f"__n{i}") for i, c in enumerate(fields)]
+            stats = df.agg(*aggs).collect()[0]
+        except Exception as e:  # noqa: BLE001 - classified: the file's fault or not
+            if is_file_error(e):
+                raise BadFile(f"cannot parse as {ing.format}: {reason(e)}") from None
+            raise
+        return int(stats["__rows"]), {c.name: int(stats[f"__n{i}"]) for i, c in enumerate(fields)}
+
+    def _finish(self, ing, df, fields, records: int, null_counts: dict[str, int], *, mode: str, branch: str,
+                ctx: dict) -> Prepared:
+        """Fit a counted file to the table; ``ctx`` caches the table schema and branch check per batch."""
         if records == 0:
             raise BadFile("empty file: no rows")
-        null_counts = {c.name: int(stats[f"__n{i}"]) for i, c in enumerate(fields)}
-        table_schema = self.table_schema(ing.table)
+        file_schema = {"type": "struct", "fields": [f.jsonValue() for f in fields]}
+        table_schema = ctx.get("schema") or self.table_schema(ing.table)
         if table_schema is None:
             if mode != "live":
                 raise BadFile(f"table {ing.table} does not exist yet; shadow runs never create it")
-            self._create_table(ing.table, df.schema.jsonValue())
+            self._create_table(ing.table, file_schema)
             table_schema = self.table_schema(ing.table)
-        if branch != MAIN:
+        ctx["schema"] = table_schema
+        if branch != MAIN and not ctx.get("branch"):
             if not self.iceberg:
                 raise BadFile(f"branch {branch} of {ing.table} cannot exist: the local Spark catalog "
                               f"({LOCAL_CATALOG}) has no branches; shadow runs need an Iceberg catalog")
-            tbl = self.iceberg_table(ing.table)
-            if tbl is None or branch not in tbl.metadata.refs:
+            refs = {str(r["name"]) for r in S.select_refs(self.catalog, ing.table).run(self.spark).collect()}
+            if branch not in refs:
                 raise BadFile(f"branch {branch} of {ing.table} does not exist; start the shadow first")
-        plan = fit_plan(df.schema.jsonValue(), table_schema, table_name=ing.table, null_counts=null_counts)
+            ctx["branch"] = True
+        plan = fit_plan(file_schema, table_schema, table_name=ing.table, null_counts=null_counts)
         return Prepared(self._apply(df, plan), records)
 
     def _apply(self, df, plan):
@@ -402,16 +471,110 @@ class SparkProcessor:
                        location=location).run(self.spark).collect()
         log.info("created table %s.%s", self.catalog, table)
 
-    def append(self, ing, prepared: Prepared, *, branch: str, properties: dict[str, str]) -> tuple[int, int | None]:
-        """Append the prepared file as one commit; returns (records, snapshot id or None)."""
+    # -- batches: one write (one Iceberg commit) per batch of files -------------------------------
+    def check_partitioning(self) -> None:
+        """Once per session: Spark's ``pmod(hash(k), n)`` equals :func:`metadata.partition_of`, which
+        :meth:`write_batch` relies on to put each source file in its own partition."""
+        if self.remote in _hash_checked:
+            return
+        n = 7
+        rows = S.select_partition_of_keys(range(64), n).run(self.spark).collect()
+        bad = [int(r["k"]) for r in rows if M.partition_of(int(r["k"]), n) != int(r["p"])]
+        if len(rows) != 64 or bad:
+            raise RuntimeError("this Spark cluster's hash partitioning is not Murmur3 (seed 42); batch writes "
+                               "cannot keep one data file per source file")
+        _hash_checked.add(self.remote)
+
+    def write_batch(self, ing, prepared: list[Prepared], *, branch: str,
+                    properties: dict[str, str]) -> tuple[list[tuple[int, list[str]]], int | None]:
+        """Write the prepared files as ONE write (one Iceberg commit carrying ``properties``, which
+        hold the batch id), file i alone in Spark partition i, so each data file holds one source
+        file's rows. Returns, per prepared file, (records, its data file paths), and the snapshot
+        id (None in local catalog mode)."""
+        from pyspark.sql import functions as F
+
+        n = len(prepared)
+        self.check_partitioning()
+        keys = M.partition_keys(n)
+        parts = [p.df.withColumn(_KEY, F.lit(k).cast("int")) for p, k in zip(prepared, keys)]
+        while len(parts) > 1:  # a balanced union: the plan stays log2(n) deep
+            parts = [parts[i].union(parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+        df = parts[0].repartition(n, F.col(_KEY)).drop(_KEY)
         if self.iceberg:
-            target = S.writer_target(self.catalog, ing.table, branch)
-            prepared.df.writeTo(target).options(**S.write_options(properties)).append()
-            rows = S.select_file_snapshots(self.catalog, ing.table, file=properties[P_FILE],
-                                           run_id=properties[P_RUN]).run(self.spark).collect()
+            batch_id = properties[P_BATCH]
+            df.writeTo(S.writer_target(self.catalog, ing.table, branch)).options(
+                **S.batch_write_options(properties)).append()
+            rows = S.select_batch_snapshots(self.catalog, ing.table, [batch_id]).run(self.spark).collect()
             if not rows:
-                raise RuntimeError(f"appended {properties[P_FILE]} to {target} but found no snapshot carrying it")
-            snap = M.snapshot_from_row(rows[0])
-            return int(snap.summary.get("added-records", prepared.records)), snap.snapshot_id
-        prepared.df.write.insertInto(S.table_name(self.catalog, ing.table))
-        return prepared.records, None
+                raise RuntimeError(f"wrote batch {batch_id} to {ing.table}@{branch} but no snapshot carries it")
+            snapshot_id = int(rows[0]["snapshot_id"])
+            files = M.files_by_partition(
+                S.select_added_files(self.catalog, ing.table, snapshot_id).run(self.spark).collect())
+        else:
+            name = S.table_name(self.catalog, ing.table)
+            before = set(self.spark.table(name).inputFiles())
+            df.write.insertInto(name)
+            new = [f for f in self.spark.table(name).inputFiles() if f not in before]
+            if len({M.write_id(f) for f in new}) > 1:
+                # another write to the same table finished meanwhile: its files cannot be told from
+                # ours by name, so none are recorded (the rows are right; the ledger has no paths)
+                log.warning("batch write to %s: files of %d writes appeared; data files not recorded",
+                            ing.table, len({M.write_id(f) for f in new}))
+                new = []
+            files = M.files_by_partition({"file_path": f} for f in new)
+            snapshot_id = None
+        out = []
+        for i, p in enumerate(prepared):
+            written = files.get(i, [])
+            counts = [c for _, c in written if c is not None]
+            records = sum(counts) if written and len(counts) == len(written) else p.records
+            if not written or records != p.records:
+                log.warning("batch write to %s: partition %d holds %d data file(s), %d records, for a file of %d "
+                            "records", ing.table, i, len(written), records, p.records)
+            out.append((records, [f for f, _ in written]))
+        return out, snapshot_id
+
+    def committed(self, table: str, branch: str, entries, *, mode: str, ingestion_id: str) -> dict:
+        """Recovery: which of these ledger entries / taken-over claims (``path``, ``batch_id``,
+        ``data_files``) are already in ``branch``, judged from the table's CURRENT state (see
+        :func:`metadata.batch_outcome`): path -> (records, snapshot id or None, batch id, data
+        files), or BadFile when the batch committed but its data files left the branch. Entries
+        from before batch writes (no batch id) are looked up as per-file snapshots. Local catalog
+        mode: always empty (no commit can be proven)."""
+        if not self.iceberg:
+            return {}
+        entries = list(entries)
+        staged = [M.StagedEntry(e.path, e.batch_id, tuple(e.data_files)) for e in entries
+                  if e.batch_id and e.data_files]
+        old = [e.path for e in entries if not e.batch_id]
+        out: dict = {}
+        if not staged and not old:
+            return out
+        try:
+            refs = {str(r["name"]) for r in S.select_refs(self.catalog, table).run(self.spark).collect()}
+        except Exception as e:  # noqa: BLE001
+            if self._missing(e):
+                return out
+            raise
+        if branch not in refs:
+            return out
+        if staged:
+            current = {str(r["file_path"]): int(r["record_count"])
+                       for r in S.select_current_files(self.catalog, table, branch).run(self.spark).collect()}
+            snaps = {str(r["batch_id"]): int(r["snapshot_id"]) for r in S.select_batch_snapshots(
+                self.catalog, table, {e.batch_id for e in staged}).run(self.spark).collect()}
+            need = {e.batch_id for e in staged if M.staged_partition(e.data_files) is not None}
+            batch_files = {b: M.files_by_partition(S.select_added_files(self.catalog, table, sid).run(self.spark)
+                                                   .collect()) for b, sid in snaps.items() if b in need}
+            by_path = {e.path: e for e in staged}
+            for path, v in M.batch_outcome(staged, current_files=current, batch_files=batch_files).items():
+                if isinstance(v, M.Evidence):
+                    out[path] = BadFile(str(v))
+                else:
+                    bid = by_path[path].batch_id
+                    out[path] = (v[0], snaps.get(bid), bid, v[1])
+        for path in old:
+            snap = self.find_file_snapshot(table, branch=branch, path=path, mode=mode, ingestion_id=ingestion_id)
+            if snap is not None:
+                out[path] = (snap.added_records, snap.snapshot_id, None, None)
+        return out

@@ -115,7 +115,7 @@ def table_name(catalog: str, table: str, *, branch: str | None = None, metadata:
     if branch is not None and branch != MAIN:
         parts.append(branch_part(branch))
     if metadata is not None:
-        if metadata not in ("snapshots", "refs", "history", "files", "manifests"):
+        if metadata not in ("snapshots", "refs", "history", "files", "manifests", "entries"):
             raise UnsafeIdentifier(f"metadata table {metadata!r} is not one cutover reads")
         parts.append(metadata)
     return ".".join(f"`{p}`" for p in parts)
@@ -139,6 +139,20 @@ def write_options(properties: Mapping[str, str]) -> dict[str, str]:
             raise UnsafeIdentifier(f"snapshot property key {key!r} is not allowed")
         out[SNAPSHOT_PROPERTY_PREFIX + key] = str(value)
     return out
+
+
+BATCH_WRITE_OPTIONS = {
+    # keep the writer from re-distributing the rows: the batch DataFrame is already
+    # repartitioned so that each source file is one task (one data file)
+    "distribution-mode": "none",
+    # a partitioned table: one open file per table partition in a task, rows in any order
+    "fanout-enabled": "true",
+}
+
+
+def batch_write_options(properties: Mapping[str, str]) -> dict[str, str]:
+    """The Iceberg write options of a batch: its snapshot properties plus :data:`BATCH_WRITE_OPTIONS`."""
+    return {**write_options(properties), **BATCH_WRITE_OPTIONS}
 
 
 def snapshot_id_literal(snapshot_id: Any) -> str:
@@ -238,6 +252,44 @@ def select_file_snapshots(catalog: str, table: str, *, file: str, run_id: str | 
         args["mode"] = mode
     return Statement(f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM {table_name(catalog, table, metadata='snapshots')} "
                      f"WHERE {' AND '.join(where)} ORDER BY committed_at DESC", args)
+
+
+def select_batch_snapshots(catalog: str, table: str, batch_ids: Iterable[str]) -> Statement:
+    """Snapshots whose summary carries one of ``batch_ids`` (``cutover.batch``): a flat filter, no ancestry."""
+    ids = sorted(set(batch_ids))
+    if not ids:
+        raise UnsafeIdentifier("no batch ids")
+    names = [f"b{i}" for i in range(len(ids))]
+    return Statement(f"SELECT snapshot_id, summary['cutover.batch'] AS batch_id "
+                     f"FROM {table_name(catalog, table, metadata='snapshots')} "
+                     f"WHERE summary['cutover.batch'] IN ({', '.join(':' + n for n in names)})", dict(zip(names, ids)))
+
+
+def select_added_files(catalog: str, table: str, snapshot_id: int) -> Statement:
+    """The data files ``snapshot_id`` added (its ``entries`` with status ADDED), with their record counts."""
+    sid = snapshot_id_literal(snapshot_id)
+    return Statement(f"SELECT data_file.file_path AS file_path, data_file.record_count AS record_count "
+                     f"FROM {table_name(catalog, table, metadata='entries')} VERSION AS OF {sid} "
+                     f"WHERE snapshot_id = {sid} AND status = 1 AND data_file.content = 0")
+
+
+def select_current_files(catalog: str, table: str, branch: str = MAIN) -> Statement:
+    """Every data file in the current state of ``branch`` (the ``files`` metadata table of its head):
+    what snapshot expiry never removes."""
+    text = f"SELECT file_path, record_count FROM {table_name(catalog, table, metadata='files')}"
+    if branch != MAIN:
+        text += f" VERSION AS OF {string_literal(check_part(branch, what='branch name'))}"
+    return Statement(text + " WHERE content = 0")
+
+
+def select_partition_of_keys(keys: Iterable[int], n: int) -> Statement:
+    """Spark's own answer for :func:`cutover.core.spark.metadata.partition_of` (``pmod(hash(key), n)``),
+    to check the pure implementation against the cluster once per session."""
+    ks = [snapshot_id_literal(int(k)) for k in keys]
+    if not ks or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UnsafeIdentifier("keys and a positive partition count are required")
+    rows = ", ".join(f"({k})" for k in ks)
+    return Statement(f"SELECT k, pmod(hash(CAST(k AS INT)), {n}) AS p FROM VALUES {rows} AS t(k)")
 
 
 def select_refs(catalog: str, table: str) -> Statement:
