@@ -194,7 +194,7 @@ def test_a_job_changed_or_removed_during_the_pause_is_reported_not_clobbered(tea
     from legacy.apscheduler.teamside import TeamStore
     from legacy.cron.generic import PAUSED
 
-    code, out, err = invoke("pause", "--all", "--json")
+    code, out, err = invoke("pause", "--all", "--reason", "drill", "--json")
     assert code == 0, out + err
     snap = json.loads(out[out.index("{"):])["snapshot_id"]
     # during the incident: someone edits a commented-out crontab line, removes a job from the store,
@@ -210,8 +210,9 @@ def test_a_job_changed_or_removed_during_the_pause_is_reported_not_clobbered(tea
     st.set_next_run_time("sync-6h", datetime(2031, 1, 1, tzinfo=UTC))
     st.close()
 
-    code, out, err = invoke("status")
-    assert "sync-6h" in out + err  # the drift is shown while the pause is in force
+    code, out, err = invoke("status", "--json")  # the drift is shown while the pause is in force
+    behind = json.loads(out[out.index("{"):])["unpaused_behind_snapshot"]
+    assert [(d["kind"], d["ingestion_id"]) for d in behind] == [("team apscheduler job", "sync-6h")], behind
 
     code, out, err = invoke("resume", "--snapshot", snap, "--json")
     assert code == 0, out + err
@@ -302,7 +303,7 @@ def test_pause_and_resume_killed_after_every_side_effect_converge(team, monkeypa
         team["db"].write_bytes(db)
         team["crontab"].write_bytes(tab)
 
-    code, n_pause = in_child(home, ["pause", "--all"], monkeypatch, None)
+    code, n_pause = in_child(home, ["pause", "--all", "--reason", "drill"], monkeypatch, None)
     assert code == 0 and n_pause == 4  # 2 parts stored, 1 store transaction, 1 crontab write
     snap = active(Workspace().state_engine).id
     code, n_resume = in_child(home, ["resume", "--snapshot", snap], monkeypatch, None)
@@ -310,9 +311,9 @@ def test_pause_and_resume_killed_after_every_side_effect_converge(team, monkeypa
     assert_restored(team)
     for k in range(1, n_pause + 1):
         reset()
-        code, _ = in_child(home, ["pause", "--all"], monkeypatch, k)
+        code, _ = in_child(home, ["pause", "--all", "--reason", "drill"], monkeypatch, k)
         assert code == KILLED, k
-        code, _ = in_child(home, ["pause", "--all"], monkeypatch, None)  # completes the same snapshot
+        code, _ = in_child(home, ["pause", "--all", "--reason", "drill"], monkeypatch, None)  # completes the same snapshot
         assert code == 0, k
         assert_paused(team)
         snap = active(Workspace().state_engine).id
@@ -321,7 +322,7 @@ def test_pause_and_resume_killed_after_every_side_effect_converge(team, monkeypa
         assert_restored(team)
     for k in range(1, n_resume + 1):
         reset()
-        assert in_child(home, ["pause", "--all"], monkeypatch, None)[0] == 0
+        assert in_child(home, ["pause", "--all", "--reason", "drill"], monkeypatch, None)[0] == 0
         snap = active(Workspace().state_engine).id
         code, _ = in_child(home, ["resume", "--snapshot", snap], monkeypatch, k)
         assert code == KILLED, k
