@@ -20,7 +20,7 @@ from tests.test_team_import import invoke
 
 UTC = timezone.utc
 KILLED = 137
-SIDES = ("legacy", "apscheduler-jobs", "cron-jobs")
+SIDES = ("legacy", "apscheduler-jobs", "cron-jobs", "rq-jobs")
 CRONTAB = r"""# the team's crontab
 SHELL=/bin/bash
 MAILTO=data-ops@example.com
@@ -329,3 +329,78 @@ def test_pause_and_resume_killed_after_every_side_effect_converge(team, monkeypa
         code, _ = in_child(home, ["resume", "--snapshot", snap], monkeypatch, None)
         assert code == 0, k
         assert_restored(team)
+
+
+# -- a team's RQ schedules (a real redis-server) -------------------------------------------------------
+
+@pytest.mark.rq
+def test_pause_all_holds_the_team_rq_schedules_and_resume_puts_back_the_exact_scores(workspace_env, tmp_path,
+                                                                                     monkeypatch):
+    import json
+
+    import redis
+    from rq import Queue
+    from rq.cron import CronScheduler
+
+    from legacy.rq.server import RedisServer, RedisUnavailable
+    from legacy.rq.teamincident import HOLD, ORCHESTRATOR
+    from legacy.rq.teamjobs import ORCHESTRATOR as RQ_SIDE
+    from legacy.rq.teamside import HOLD as SIDE_HOLD
+    from tests import team_funcs
+    from tests.test_team_rq import _rq_scheduler_job
+
+    assert (HOLD, ORCHESTRATOR) == (SIDE_HOLD, RQ_SIDE)
+    try:
+        srv = RedisServer(tmp_path / "redis").start()
+    except RedisUnavailable as e:
+        pytest.fail(f"redis-server not available: {e} (sh scripts/ensure-redis)", pytrace=False)
+    try:
+        url = srv.url
+        conn = redis.Redis.from_url(url)
+        at = datetime(2031, 2, 1, 6, 0, tzinfo=UTC)
+        Queue("default", connection=conn).enqueue_at(at, team_funcs.load_orders, "eu", job_id="orders-once")
+        _rq_scheduler_job(conn, "legacy-cron", "tests.team_funcs.load_orders", ("apac",), {},
+                          {"cron_string": "0 3 * * *"}, datetime(2031, 12, 4, 3, tzinfo=UTC))
+        _rq_scheduler_job(conn, "held-before", "tests.team_funcs.sync", (), {}, {"cron_string": "0 4 * * *"},
+                          datetime(2031, 12, 4, 4, tzinfo=UTC))
+        code, out, err = invoke("rq", "import-jobs", "--redis-url", url, "--shadow", "observe", "--json")
+        assert code == 0, err
+        monkeypatch.setenv("CUTOVER_RQ_REDIS_URL", url)
+        from cutover.core.workspace import Workspace
+        from cutover.registry import generic_side
+
+        ws = Workspace()
+        held = next(j.id for j in ws.jobs.list() if j.legacy.get("rq_job_id") == "held-before")
+        side = generic_side("rq", ws, url)
+        assert side.pause(held) is True  # held by hand before the incident
+        side.close()
+        keys = ("rq:scheduled:default", "rq:scheduler:scheduled_jobs", HOLD + "rq:scheduled:default",
+                HOLD + "rq:scheduler:scheduled_jobs")
+
+        def sets():
+            return {k: conn.zrange(k, 0, -1, withscores=True) for k in keys}
+
+        before = sets()
+        assert invoke("pause", "--all", "--dry-run")[0] == 0 and sets() == before
+        code, out, err = invoke("pause", "--all", "--reason", "drill", "--json")
+        assert code == 0, out + err
+        res = json.loads(out[out.index("{"):])
+        assert url.split("@")[0].split(":")[-1] not in out + err  # the password never shows
+        assert (res["counts"]["team_rq_jobs"], res["counts"]["team_rq_jobs_already_paused"]) == (3, 1)
+        now = sets()
+        assert now[keys[0]] == [] and now[keys[1]] == []  # no scheduler sees any of them
+        assert sorted(now[keys[2]] + now[keys[3]]) == sorted(before[keys[1]] + before[keys[0]] + before[keys[3]])
+        code, out, err = invoke("resume", "--snapshot", res["snapshot_id"], "--json")
+        assert code == 0, out + err
+        assert sets() == before  # the exact scores back; the entry held before is still held
+
+        # an RQ cron job cannot be paused by cutover: the pause says so and exits 3 (NOT DONE)
+        cron = CronScheduler(connection=conn, name="team-cron")
+        cron.register(team_funcs.sync, "default", args=("c",), cron="*/20 6-18 * * 1-5", name="sync-cron")
+        cron.save()
+        assert invoke("rq", "import-jobs", "--redis-url", url, "--shadow", "observe", "--json")[0] == 0
+        code, out, err = invoke("pause", "--all", "--reason", "drill 2")
+        assert code == 3 and "RQ cron job(s) not paused (sync-cron)" in out + err, out + err
+        conn.close()
+    finally:
+        srv.stop()

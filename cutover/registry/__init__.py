@@ -126,6 +126,7 @@ INCIDENT_SIDES: dict[str, str] = {
     # available only when the workspace holds jobs imported from that source
     "apscheduler-jobs": "legacy.apscheduler.teamincident:TeamAPSchedulerIncident",
     "cron-jobs": "legacy.cron.jobincident:CronJobsIncident",
+    "rq-jobs": "legacy.rq.teamincident:RQTeamIncident",
     "prefect": "flows.incident:PrefectIncident",
 }
 # Third-party sides would come from an entry-point group ("cutover.sides"); not loaded: scanning the
