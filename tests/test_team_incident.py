@@ -8,6 +8,7 @@ here (its part of the pause is tested in tests/test_pause.py with a real server)
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import sys
 from datetime import datetime, timezone
@@ -150,7 +151,11 @@ def test_the_team_controls_are_available_only_with_imported_jobs(workspace_env, 
     assert invoke("cron", "import", "--crontab", str(crontab), "--jobs", "--timezone", "UTC")[0] == 0
     controls = registry.incident_controls(Workspace(), start_prefect=False)
     assert [c.name for c in controls] == ["legacy", "cron-jobs"]
-    assert isinstance(controls[1], IncidentWriter)
+    for name in ("apscheduler-jobs", "cron-jobs", "rq-jobs"):  # every team control speaks the protocol
+        module, _, cls = registry.INCIDENT_SIDES[name].partition(":")
+        c = getattr(importlib.import_module(module), cls)(ws)
+        assert isinstance(c, IncidentWriter) and c.name == name and c.fence_label is None
+        c.close()
 
 
 def test_pause_all_stops_every_team_job_and_resume_restores_exactly(team):
