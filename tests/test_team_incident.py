@@ -175,7 +175,7 @@ def test_pause_all_stops_every_team_job_and_resume_restores_exactly(team):
     snap = res["snapshot_id"]
     assert res["counts"]["team_apscheduler_jobs"] == 4 and res["counts"]["team_apscheduler_jobs_already_paused"] == 1
     assert res["counts"]["team_crontab_lines"] == 4 and res["counts"]["team_crontab_lines_already_paused"] == 1
-    assert res["problems"] == []
+    assert res["problems"] == [] and res["safe_after_s"] is not None  # safe once the team's jobs are paused
     assert_paused(team)
 
     paused = digest(*files)
