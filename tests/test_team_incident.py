@@ -185,8 +185,10 @@ def test_pause_all_stops_every_team_job_and_resume_restores_exactly(team):
     assert "team APScheduler: 3 job(s) to resume" in out and "team crontab: 3 line(s) to un-comment" in out
     assert digest(*files) == paused
 
-    code, out, err = invoke("resume", "--snapshot", snap, "--json")
+    code, out, err = invoke("resume", "--snapshot", snap)
     assert code == 0, out + err
+    assert ("team jobs: 3 apscheduler jobs resumed, 1 apscheduler jobs kept paused, 3 crontab lines restored, "
+            "1 crontab lines kept paused") in out, out
     assert_restored(team)
     code, out, err = invoke("resume", "--snapshot", snap)  # a second resume: a no-op
     assert code == 0 and "already resumed" in out + err

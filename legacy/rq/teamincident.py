@@ -102,8 +102,10 @@ class RQTeamIncident:
     def counts(self, state: dict | None) -> dict:
         state = state or {}
         jobs = state.get("jobs") or {}
-        return {"team_rq_jobs": len(jobs), "team_rq_jobs_already_paused": sum(1 for j in jobs.values() if j["paused"]),
-                "team_rq_cron_jobs_not_pausable": len(state.get("cron") or [])}
+        out = {"team_rq_jobs": len(jobs), "team_rq_jobs_already_paused": sum(1 for j in jobs.values() if j["paused"])}
+        if state.get("cron"):
+            out["team_rq_cron_jobs_not_pausable"] = len(state["cron"])
+        return out
 
     def describe_pause(self, state: dict, *, fence: bool) -> list[str]:
         c = self.counts(state)
