@@ -237,7 +237,7 @@ def test_a_job_changed_or_removed_during_the_pause_is_reported_not_clobbered(tea
 
 def _effects(monkeypatch, kill_after: int | None) -> list:
     """Count the side effects of the team controls (a part handed to the engine's store, a store's pause
-    transaction, a job resumed, a crontab file written); ``os._exit`` right after the k-th one."""
+    transaction, a store's resume transaction, a crontab file written); ``os._exit`` right after the k-th one."""
     from legacy.apscheduler import teamincident
     from legacy.cron import crontab as crontab_mod
 
@@ -258,7 +258,7 @@ def _effects(monkeypatch, kill_after: int | None) -> list:
         return inner
 
     monkeypatch.setattr(teamincident, "_pause_rows", wrap(teamincident._pause_rows, "store pause"))
-    monkeypatch.setattr(teamincident, "_resume_row", wrap(teamincident._resume_row, "job resume"))
+    monkeypatch.setattr(teamincident, "_resume_rows", wrap(teamincident._resume_rows, "store resume"))
     monkeypatch.setattr(crontab_mod.CrontabFile, "edit", wrap(crontab_mod.CrontabFile.edit, "crontab edit"))
     for cls in (teamincident.TeamAPSchedulerIncident, __import__("legacy.cron.jobincident",
                                                                  fromlist=["x"]).CronJobsIncident):
@@ -314,7 +314,7 @@ def test_pause_and_resume_killed_after_every_side_effect_converge(team, monkeypa
     assert code == 0 and n_pause == 4  # 2 parts stored, 1 store transaction, 1 crontab write
     snap = active(Workspace().state_engine).id
     code, n_resume = in_child(home, ["resume", "--snapshot", snap], monkeypatch, None)
-    assert code == 0 and n_resume == 4  # 3 jobs resumed, 1 crontab write
+    assert code == 0 and n_resume == 2  # 1 store transaction (3 jobs resumed), 1 crontab write
     assert_restored(team)
     for k in range(1, n_pause + 1):
         reset()

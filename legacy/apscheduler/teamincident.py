@@ -10,7 +10,8 @@
 - pause: ``next_run_time`` NULL, the pickled state's ``next_run_time`` None (APScheduler's own
   pause), every job of one store in ONE write transaction;
 - restore: the recorded instant while it is still ahead (else the next fire time from now, as
-  ``Scheduler.resume_job`` does); a job paused before the pause stays paused;
+  ``Scheduler.resume_job`` does), one write transaction per store; a job paused before the pause
+  stays paused;
 - drift: a job whose row is no longer the one the pause wrote (changed or resumed by someone during
   the incident) or that was removed is reported and left as it is now -- never clobbered.
 
@@ -106,6 +107,7 @@ class TeamAPSchedulerIncident:
         """([(job, store, store job id, recorded)] to resume, notes) for the jobs this pause paused."""
         mine = {jid: rec for jid, rec in (state.get("jobs") or {}).items() if not rec["paused"]}
         found = {job.id: (job, store, sid) for store, pairs in self._by_store(mine).items() for job, sid in pairs}
+        rows: dict = {}  # store -> {store job id: row}, one read per store
         todo, notes = [], []
         for jid, rec in mine.items():
             if jid not in found:
@@ -113,7 +115,9 @@ class TeamAPSchedulerIncident:
                              "nothing to restore")
                 continue
             job, store, sid = found[jid]
-            row = store.row(sid)
+            if store not in rows:
+                rows[store] = {r.id: r for r in store.rows()}
+            row = rows[store].get(sid)
             if row is None:
                 notes.append(f"team APScheduler job {jid} was removed from its job store since the snapshot: "
                              "nothing to restore")
@@ -180,15 +184,20 @@ class TeamAPSchedulerIncident:
                         "team_apscheduler_jobs_kept_paused": sum(1 for r in (state.get("jobs") or {}).values()
                                                                  if r["paused"])}, [], [])
         todo, out.notes = self.plan(state)
+        by_store: dict = {}
         for job, st, sid, rec in todo:
+            by_store.setdefault(st, []).append((job.id, sid, rec))
+        for st, items in by_store.items():
             try:
-                if _resume_row(st, sid, rec):
-                    out.changes["team_apscheduler_jobs_resumed"] += 1
-                else:
-                    out.notes.append(f"team APScheduler job {job.id} will never fire again (its trigger is over): "
-                                     "left paused")
+                resumed, never, problems = _resume_rows(st, items)
             except Exception as e:  # noqa: BLE001 - collected; resume is re-runnable
-                out.errors.append(f"team APScheduler job {job.id}: {type(e).__name__}: {redact_text(str(e))[:200]}")
+                out.errors.append(f"team APScheduler job store of {', '.join(i[0] for i in items[:3])}: "
+                                  f"{type(e).__name__}: {redact_text(str(e))[:200]}")
+                continue
+            out.changes["team_apscheduler_jobs_resumed"] += resumed
+            out.notes += [f"team APScheduler job {jid} will never fire again (its trigger is over): left paused"
+                          for jid in never]
+            out.errors += problems
         return out
 
     def close(self) -> None:
@@ -219,25 +228,35 @@ def _pause_rows(st, sids: list[str]) -> int:
     return n
 
 
-def _resume_row(st, sid: str, rec: dict) -> bool:
-    """The row back to its recorded instant while ahead (else the next fire time from now); False when
-    its trigger will never fire again (left paused)."""
+def _resume_rows(st, items: list[tuple[str, str, dict]]) -> tuple[int, list[str], list[str]]:
+    """Each (job id, store job id, recorded) row of one team store back to its recorded instant while ahead
+    (else the next fire time from now), in one write transaction; a row no longer as the pause wrote it is
+    left alone. Returns (resumed, job ids whose trigger will never fire again: left paused, problems)."""
+    from cutover.core.db import write_tx
     from legacy.apscheduler.jobstore import UTC, utcnow
 
-    row = st.row(sid)
-    if row is None or not row.paused:
-        return False
-    if row.state is None:
-        raise ValueError(f"the state of job {sid} cannot be read ({row.error}): re-create it in the team's scheduler")
-    trig = row.state["trigger"]
-    recorded = rec.get("next_run_time")
+    n, never, problems = 0, [], []
     now = utcnow()
-    if recorded is not None and recorded > now.timestamp():
-        nrt = datetime.fromtimestamp(recorded, UTC)
-        tz = getattr(trig, "timezone", None)
-        nrt = nrt.astimezone(tz) if tz is not None else nrt
-    else:
-        nrt = trig.get_next_fire_time(None, now)
-    if nrt is None:
-        return False
-    return st.set_next_run_time(sid, nrt)
+    with write_tx(st.engine) as conn:
+        for jid, sid, rec in items:
+            row = st.row(sid, conn)
+            if row is None or not row.paused or _sha(row.blob) != rec["paused_sha"]:
+                continue  # changed since the plan (its note was given) or restored already
+            if row.state is None:
+                problems.append(f"team APScheduler job {jid}: its state cannot be read ({row.error}): re-create it "
+                                "in the team's scheduler")
+                continue
+            trig = row.state["trigger"]
+            recorded = rec.get("next_run_time")
+            if recorded is not None and recorded > now.timestamp():
+                nrt = datetime.fromtimestamp(recorded, UTC)
+                tz = getattr(trig, "timezone", None)
+                nrt = nrt.astimezone(tz) if tz is not None else nrt
+            else:
+                nrt = trig.get_next_fire_time(None, now)
+            if nrt is None:
+                never.append(jid)
+                continue
+            st._write(conn, {**row.state, "next_run_time": nrt}, new=False)
+            n += 1
+    return n, never, problems
