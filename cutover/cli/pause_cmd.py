@@ -104,6 +104,9 @@ def resume(app: App, snapshot_id: str, late: str, dry_run: bool, as_json: bool) 
         if "rq_holds_lifted" in c or c.get("rq_workers_resumed"):
             app.echo(f"  RQ: {c.get('rq_holds_lifted', 0)} workflow hold(s) lifted, {c.get('rq_holds_kept', 0)} kept "
                      f"(held before the pause)" + ("; workers resumed" if c.get("rq_workers_resumed") else ""))
+        team = {k: v for k, v in c.items() if k.startswith("team_")}  # a team's own jobs (issue #15)
+        if team:
+            app.echo("  team jobs: " + ", ".join(f"{v} {k[len('team_'):].replace('_', ' ')}" for k, v in team.items()))
         for n in res.notes:
             app.echo(f"  note: {n}")
     if res.problems and not dry_run:

@@ -261,7 +261,7 @@ class PauseRun:
                                  "nothing more was paused")
         try:
             if lock_id is not None:
-                repaused = self.pause_sides(snap, controls)
+                repaused = self.pause_sides(snap, controls, pool_fence)
                 self.mark_safe(snap, controls, pool_fence)
                 if (all(c.name in durable_at for c in controls) and all(c.name in fenced_at for c in up)
                         and not prog.get("durable_at")):
@@ -311,9 +311,12 @@ class PauseRun:
             p["safe_at"] = iso(utcnow())
             p["safe_after_s"] = round(time.time() - self.t_start, 3)
 
-    def pause_sides(self, snap: Snapshot, controls: list) -> int:
-        """Every side's pause_many in its own thread; returns how many items changed."""
+    def pause_sides(self, snap: Snapshot, controls: list, pool_fence: bool) -> int:
+        """Every side's pause_many in its own thread; returns how many items changed. A side without a
+        fence up (a team's job store, its crontab ...) makes the pause safe only once it is paused: the
+        moment the last of them is, safe_at is stored, without waiting for the other sides' threads."""
         results: dict[str, int | BaseException] = {}
+        unfenced = {c.name for c in controls} - {c.name for c in fencers(controls, pool_fence)}
 
         def one(c) -> None:
             def store(part: dict) -> None:
@@ -326,6 +329,13 @@ class PauseRun:
             except BaseException as e:  # noqa: BLE001 - collected, reported; the pause is re-runnable
                 results[c.name] = e
             self.tick(f"durable_{c.name}")
+            if c.name in unfenced and not isinstance(results[c.name], BaseException) and \
+                    c.complete(snap.sides.get(c.name)) and snap.progress.get("safe_at") is None:
+                with self._save_lock:
+                    snap.progress["durable"].setdefault(c.name, iso(utcnow()))
+                    self.mark_safe(snap, controls, pool_fence)
+                if snap.progress.get("safe_at") is not None:
+                    self.save(snap)
 
         todo = [c for c in controls if c.name not in self.down]
         for c in controls:

@@ -122,6 +122,11 @@ SIDE_WIRING = {"rq": _wire_rq}
 INCIDENT_SIDES: dict[str, str] = {
     "legacy": "legacy.apscheduler.incident:LegacyIncident",
     "rq": "legacy.rq.incident:RQIncident",
+    # a team's own jobs (issue #15), one control per source (sides never import each other); each is
+    # available only when the workspace holds jobs imported from that source
+    "apscheduler-jobs": "legacy.apscheduler.teamincident:TeamAPSchedulerIncident",
+    "cron-jobs": "legacy.cron.jobincident:CronJobsIncident",
+    "rq-jobs": "legacy.rq.teamincident:RQTeamIncident",
     "prefect": "flows.incident:PrefectIncident",
 }
 # Third-party sides would come from an entry-point group ("cutover.sides"); not loaded: scanning the
