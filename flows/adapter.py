@@ -76,8 +76,9 @@ class PrefectAdapter:
     @property
     def api_url(self) -> str:
         if self._api_url is None:
-            # a configuration problem raises InputError (exit 2), a server that does not answer
-            # PrefectUnavailable (an OrchestratorError, exit 3): one line each, in seconds
+            # a configuration problem raises InputError, a server that does not answer
+            # PrefectUnavailable (an OrchestratorError; both exit 2), an embedded server that
+            # cutover started and that did not come up PrefectStartFailed (exit 3): one line each
             self._api_url = api_url(self.ws.settings, start=self.start, worker=self.worker)
         return self._api_url
 

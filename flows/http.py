@@ -66,12 +66,20 @@ PROBE_TIMEOUT = 4.0  # read timeout of the probe: with the connect timeout, a de
 
 
 class PrefectUnavailable(CutoverError, OrchestratorError):
-    """The Prefect API cannot be reached, or the embedded server cannot be started: exit 2, like
-    any setting that points nowhere (the URL or the server needs fixing before anything can be
-    done; nothing was changed). An OrchestratorError too: the engine treats it like any side that
-    does not answer (a pause or rollback goes on with the other sides and exits 3, partial)."""
+    """The Prefect API cannot be reached: exit 2, like any setting that points nowhere (the URL
+    needs fixing before anything can be done; nothing was changed). An OrchestratorError too: the
+    engine treats it like any side that does not answer (a pause or rollback goes on with the
+    other sides and exits 3, partial)."""
 
     exit_code = 2
+
+
+class PrefectStartFailed(PrefectUnavailable):
+    """cutover started the embedded Prefect server (or its worker) and it did not come up: not
+    healthy within the start timeout, or it exited. The input was valid and the operation ran
+    and failed part-way (what it started is stopped again): exit 3, partial failure (DESIGN)."""
+
+    exit_code = 3
 
 
 # -- the connection ---------------------------------------------------------------------------

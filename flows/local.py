@@ -37,8 +37,8 @@ from cutover.core.errors import InputError
 from cutover.core.osutil import pid_alive
 from cutover.core.progress import waiting
 # the connection lives in flows.http; re-exported for the CLI
-from flows.http import (PrefectUnavailable, RetryCounter, check_health, client, probe, require_worker,  # noqa: F401
-                        settings_for, worker_start_command)
+from flows.http import (PrefectStartFailed, PrefectUnavailable, RetryCounter, check_health, client,  # noqa: F401
+                        probe, require_worker, settings_for, worker_start_command)
 
 STATE_FILE = "cutover-local.json"
 WORK_QUEUES = ("default", "high-memory", "priority")  # cutover.core.records.ingestions.WORK_QUEUES
@@ -205,11 +205,11 @@ def wait_healthy(url: str, *, timeout: float, proc: subprocess.Popen | None = No
                 next_note += every
             if proc is not None and proc.poll() is not None:
                 tail = _tail(log) if log else ""
-                raise PrefectUnavailable(f"the Prefect server exited with code {proc.returncode} before it was healthy"
+                raise PrefectStartFailed(f"the Prefect server exited with code {proc.returncode} before it was healthy"
                                          + (f"; last log lines:\n{tail}" if tail else ""),
                                          fix=f"see {log}" if log else None)
             time.sleep(0.2)
-    raise PrefectUnavailable(f"the Prefect server at {url} was not healthy after {timeout:.0f}s ({detail})",
+    raise PrefectStartFailed(f"the Prefect server at {url} was not healthy after {timeout:.0f}s ({detail})",
                              fix=(f"see {log}; on a loaded machine give it longer: --timeout or "
                                   f"CUTOVER_PREFECT_START_TIMEOUT ([prefect] start_timeout)") if log
                              else "check the server")
@@ -258,7 +258,7 @@ def start_worker(settings, url: str, *, pool: str | None = None, extra_env: dict
     proc = _spawn(cmd, env, log, home)
     time.sleep(0.3)
     if proc.poll() is not None:
-        raise PrefectUnavailable(f"the Prefect worker exited with code {proc.returncode}; last log lines:\n{_tail(log)}",
+        raise PrefectStartFailed(f"the Prefect worker exited with code {proc.returncode}; last log lines:\n{_tail(log)}",
                                  fix=f"see {log}")
     return proc, log
 

@@ -21,7 +21,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md")), *sorted((R
 # where a shell command line stops
 STOP = {"|", "||", "&&", ";", ">", ">>", "2>&1", "&", "<"}
 _INLINE = re.compile(r"`(cutover\s[^`]+)`")
-_IN_BLOCK = re.compile(r"(?:^|[\s($])(cutover\s+[^\n`]*)")
+# `cutover` in command position only: at the start of a line or after a prompt, `python -m`, a
+# shell operator or keyword, an env assignment or a path; not as an argument's value
+# (`prefect worker start --pool cutover`), a YAML value or a Python import (`from cutover import sdk`)
+_IN_BLOCK = re.compile(r"(?:^\s*|[$(|;&`]\s*|\bpython3? -m\s+|(?:^|\s)(?:if|then|do|while|until|!|sudo|exec|time|env)\s+"
+                       r"|(?:^|\s)[A-Za-z_][A-Za-z0-9_]*=\S*\s+|(?:^|\s)[\w.~/-]*/)(cutover\s+[^\n`]*)")
 
 
 def doc_lines() -> list[tuple[str, int, str]]:
@@ -106,6 +110,8 @@ def check_line(text: str) -> str | None:
         return None  # `cutover parity` alone, `cutover legacy`: a group named as such
     own = _options(cmd, ctx) | set(ctx.help_option_names)
     for tok in toks[i:]:
+        if tok == "--":  # end of options: what follows is arguments (`cron exec --job ID -- CMD ...`)
+            break
         for alt in tok.split("|"):
             if alt.startswith("-") and not re.match(r"^-\d", alt) and alt != "-":
                 if alt.split("=", 1)[0] not in own:
@@ -131,6 +137,7 @@ def test_doc_command_exists(where, line, text):
     ("cutover runs --sinse 1d", "no option --sinse"),
     ("cutover ledger retry orders --all", "no option --all"),
     ("cutover parity orders --colour red", "no option --colour"),
+    ("cutover cron exec --jobb sync -- /bin/true", "no option --jobb"),
 ])
 def test_the_checker_catches_drift(text, needle):
     problem = check_line(text)
@@ -139,5 +146,16 @@ def test_the_checker_catches_drift(text, needle):
 
 def test_the_checker_accepts_real_lines():
     for text in ("cutover ledger retry orders --status FAILED --dry-run", "cutover parity orders --format html",
-                 "cutover -v status --json", "cutover ledger orders --summary", "cutover parity history orders"):
+                 "cutover -v status --json", "cutover ledger orders --summary", "cutover parity history orders",
+                 "cutover cron exec --home /srv/c --job sync -- /bin/bash -c 'x --full'"):
         assert check_line(text) is None, (text, check_line(text))
+
+
+def test_only_cutover_in_command_position_is_a_command_line():
+    for code in ("cutover status", "$ cutover status", "15 2 * * * /venv/bin/python -m cutover cron exec --job a",
+                 "if cutover ledger x --summary | grep -q P; then", "CUTOVER_HOME=/srv/c cutover status",
+                 "x && cutover status", "/usr/local/bin/cutover status", "see `cutover schedules verify b`"):
+        assert [m.group(1) for m in _IN_BLOCK.finditer(code)], code
+    for code in ("prefect worker start --pool cutover --type process", "from cutover import sdk",
+                 "queue: cutover", "pip install cutover[all]"):
+        assert not [m.group(1) for m in _IN_BLOCK.finditer(code)], code

@@ -201,7 +201,8 @@ def test_unreachable_api_fails_fast_in_one_line(workspace_env, tmp_path, via):
 def test_a_configuration_problem_exits_2_in_one_line(workspace_env, tmp_path):
     home = workspace_env
     f = _profiles(tmp_path / "ph", "http://127.0.0.1:9/api")
-    for extra, needle in (({"PREFECT_API_URL": "prefect.internal:4200"}, "is not an http(s) URL"),
+    for extra, needle in (({"PREFECT_API_URL": "prefect.internal:4200"},
+                           "(env PREFECT_API_URL) 'prefect.internal:4200': scheme 'prefect.internal' is not http or https"),
                           ({"PREFECT_PROFILE": "prod"}, f"Prefect profile 'prod' (from PREFECT_PROFILE) is not in {f}")):
         env = cutover_env(home, PREFECT_HOME=str(f.parent), PREFECT_PROFILES_PATH=None, **extra)
         r = run_cli(["status"], env)
@@ -236,7 +237,7 @@ def test_prefect_up_timeout_is_one_setting_and_leaves_nothing(workspace_env, tmp
 
 def _shadow_ready(env: dict, iid: str, src: Path, table: str) -> None:
     r = run_cli(["ingestion", "add", iid, "--source", str(src), "--pattern", "*.csv", "--format", "csv",
-                 "--table", table, "--schedule", "manual"], env)
+                 "--table", table, "--schedule", "manual", "--key-columns", "id"], env)  # the values check needs a key
     assert r.returncode == 0, r.stderr
     r = run_cli(["legacy", "run", iid], env)
     assert r.returncode == 0, r.stdout + r.stderr

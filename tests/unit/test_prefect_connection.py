@@ -305,3 +305,4 @@ def test_server_start_wait_shows_progress_and_names_the_setting(tmp_path):
         wait_healthy(url, timeout=1.5, echo=lines.append, every=0.4, log=tmp_path / "server.log")
     assert lines and all(f"waiting for the Prefect server at {url}" in x and "of 2s" in x for x in lines), lines
     assert "CUTOVER_PREFECT_START_TIMEOUT" in ei.value.one_line()
+    assert ei.value.exit_code == 3  # the operation ran and failed part-way (an unreachable URL is 2)
