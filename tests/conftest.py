@@ -58,9 +58,11 @@ def _reset_cutover_caches() -> None:
 
 @pytest.fixture
 def workspace_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.core.db caches reset. Yields the home Path."""
+    """Isolated CUTOVER_HOME; CUTOVER_*/PREFECT_API_URL cleared; cutover.core.db caches reset. Yields the home Path.
+    COLUMNS is cleared too: a shell's COLUMNS=80 would cut the tables of in-process commands
+    (cutover.core.output.terminal_width), while their tests check the full piped output."""
     for name in list(os.environ):
-        if name.startswith("CUTOVER_") or name in ("PREFECT_API_URL", "PREFECT_PROFILE", "FORCE_COLOR"):
+        if name.startswith("CUTOVER_") or name in ("PREFECT_API_URL", "PREFECT_PROFILE", "FORCE_COLOR", "COLUMNS"):
             monkeypatch.delenv(name, raising=False)
     # the developer's Prefect profile (~/.prefect/profiles.toml) must not select a server for a test
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-prefect-profiles.toml"))
