@@ -48,6 +48,12 @@ import pytest
 
 from tests import pg as pgmod
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment (a shell may set them
+# too), and every subprocess a test starts inherits them: tables would be cut to 80 columns where the
+# tests read full values from a pipe. Tests that want a width set COLUMNS themselves (monkeypatch).
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 
 def _reset_cutover_caches() -> None:
     import cutover.core.db

@@ -29,13 +29,19 @@ def first_party_imports(path: Path) -> list[tuple[int, str, bool]]:
     return out
 
 
+# Function-level imports the engine may make: none to dodge a cycle, only the lazy load of a module
+# whose import costs every command's start-up — the pydantic models of the plan file
+# (cutover.core.schema), loaded where a plan file is read, not on `cutover pause`'s way to its fence.
+LAZY_ALLOWED = ("cutover.core.schema",)
+
+
 def test_the_engine_imports_only_core_protocol_and_registry_at_module_level():
     bad = []
     for path in sorted(ENGINE.glob("*.py")):
         for line, module, at_top in first_party_imports(path):
             if not module.startswith(ALLOWED):
                 bad.append(f"{path.name}:{line}: imports {module}")
-            elif not at_top:
+            elif not at_top and not module.startswith(LAZY_ALLOWED):
                 bad.append(f"{path.name}:{line}: function-level import of {module}")
     assert bad == []
 

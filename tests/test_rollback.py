@@ -181,7 +181,7 @@ def test_rollback_cutover_ingestion(prefect_server, prefect_env, prefect_cleanup
 
 def test_rollback_refuses_unknown_and_names_nothing(prefect_env):
     res = cli("rollback", "nope")
-    assert res.returncode == 2 and "no ingestion 'nope'" in res.stderr
+    assert res.returncode == 2 and "no ingestion or job 'nope'" in res.stderr
     res = cli("rollback")
     assert res.returncode == 2 and "say what to roll back" in res.stderr
 

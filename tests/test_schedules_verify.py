@@ -361,4 +361,4 @@ def test_cli_inventory(workspace_env, tmp_path):
     t = run("schedules", "translate", "events")
     assert t.exit_code == 0 and "cron 30 1 * * * America/New_York" in t.output
     r = run("schedules", "verify", "nope")
-    assert isinstance(r.exception, InputError) and "no ingestion 'nope'" in str(r.exception)
+    assert isinstance(r.exception, InputError) and "no ingestion or job 'nope'" in str(r.exception)
