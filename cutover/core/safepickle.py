@@ -3,7 +3,7 @@
 A team's APScheduler job states and RQ job payloads are pickles. Reading them with ``pickle``
 would import (and run) the team's modules and fail on any module that moved. :func:`safe_loads`
 imports only trigger, date/time and plain container classes; anything else becomes an
-:class:`Opaque` placeholder naming its ``module:Class`` -- so cutover can say *which* object it
+:class:`Opaque` stand-in naming its ``module:Class`` -- so cutover can say *which* object it
 could not read, and never executes foreign code while reading.
 """
 
@@ -63,7 +63,7 @@ class _StateUnpickler(pickle.Unpickler):
     """Unpickles job states importing only trigger, date/time and plain container classes.
 
     Anything else (a team's own classes in job args, a module that no longer
-    exists) becomes an :class:`Opaque` placeholder: reading a job store never
+    exists) becomes an :class:`Opaque` stand-in: reading a job store never
     runs its code and never fails on a missing module.
     """
 
@@ -85,5 +85,5 @@ class _StateUnpickler(pickle.Unpickler):
 
 
 def safe_loads(blob: bytes):
-    """The object a pickle holds, with foreign classes as :class:`Opaque` placeholders."""
+    """The object a pickle holds, with foreign classes as :class:`Opaque` stand-ins."""
     return _StateUnpickler(io.BytesIO(blob)).load()
