@@ -72,7 +72,7 @@ def branch_for(mode: str) -> str:
 CrashHook = Callable[[str], None]
 
 
-def _no_crash(name: str) -> None:
+def no_crash(name: str) -> None:
     return None
 
 
@@ -133,22 +133,11 @@ class _Staged:
     data_files: tuple[str, ...]
 
 
-class BatchIngest:
-    """Runs the steps above for a list of files of one ingestion, in batches."""
+class ClaimedBatches:
+    """The loop every engine shares: claim a chunk of files, recover what a dead run staged, then
+    ingest what is left batch by batch (``_recover`` / ``_one_batch`` / ``_settle_staged`` are the
+    engine's; ``ledger``, ``run_id``, ``limits`` and ``crash`` its attributes)."""
 
-    def __init__(self, catalog, ledger: L.Ledger, ing, *, run_id: str, mode: str, orchestrator: str,
-                 limits: BatchLimits, commit_retries: int = 12, crash: CrashHook = _no_crash):
-        self.catalog, self.ledger, self.ing = catalog, ledger, ing
-        self.run_id, self.mode, self.orchestrator = run_id, mode, orchestrator
-        self.branch = branch_for(mode)
-        self.limits = limits
-        self.commit_retries = commit_retries
-        self.crash = crash
-        self.tbl = None
-        self._fs = None
-        self._staged = None  # (batch,) between its stage and its completion
-
-    # -- the whole list ------------------------------------------------------------------
     def process(self, files: list[DiscoveredFile], result=None,
                 on_file: Callable[[str, str], None] | None = None) -> dict[str, str]:
         """Returns path -> processed | failed | skipped | recovered."""
@@ -183,6 +172,23 @@ class BatchIngest:
                 finally:
                     raise
         return outcomes
+
+
+
+class BatchIngest(ClaimedBatches):
+    """Runs the steps above for a list of files of one ingestion, in batches."""
+
+    def __init__(self, catalog, ledger: L.Ledger, ing, *, run_id: str, mode: str, orchestrator: str,
+                 limits: BatchLimits, commit_retries: int = 12, crash: CrashHook = no_crash):
+        self.catalog, self.ledger, self.ing = catalog, ledger, ing
+        self.run_id, self.mode, self.orchestrator = run_id, mode, orchestrator
+        self.branch = branch_for(mode)
+        self.limits = limits
+        self.commit_retries = commit_retries
+        self.crash = crash
+        self.tbl = None
+        self._fs = None
+        self._staged = None  # (batch,) between its stage and its completion
 
     def _settle_staged(self) -> None:
         staged, self._staged = self._staged, None

@@ -28,7 +28,7 @@ import logging
 import time
 from typing import Callable
 
-from cutover.core.autoloader.batching import BatchLimits, branch_for
+from cutover.core.autoloader.batching import BatchLimits, ClaimedBatches, branch_for, no_crash
 from cutover.core.autoloader.discovery import DiscoveredFile
 from cutover.core.autoloader.formats import BadFile
 from cutover.core.icebatch import P_BATCH, P_BATCH_FILES, new_batch_id
@@ -42,53 +42,17 @@ log = logging.getLogger("cutover.ingest")
 PREPARE_GROUP_FILES = 64  # files counted in one Spark job (prepare_many) before the limits are checked again
 
 
-def _no_crash(name: str) -> None:
-    return None
-
-
-class SparkBatchIngest:
+class SparkBatchIngest(ClaimedBatches):
     """Runs the steps above for a list of files of one ingestion (``processor``: a SparkProcessor)."""
 
     def __init__(self, processor, ledger: L.Ledger, ing, *, run_id: str, mode: str, orchestrator: str,
-                 limits: BatchLimits, crash: Callable[[str], None] = _no_crash):
+                 limits: BatchLimits, crash: Callable[[str], None] = no_crash):
         self.processor, self.ledger, self.ing = processor, ledger, ing
         self.run_id, self.mode, self.orchestrator = run_id, mode, orchestrator
         self.branch = branch_for(mode)
         self.limits = limits
         self.crash = crash
         self._staged: tuple[str, list] | None = None  # (batch id, claims) between stage and completion
-
-    def process(self, files: list[DiscoveredFile], result=None,
-                on_file: Callable[[str, str], None] | None = None) -> dict[str, str]:
-        """Returns path -> processed | failed | skipped | recovered."""
-        outcomes: dict[str, str] = {}
-
-        def note(path: str, outcome: str) -> None:
-            outcomes[path] = outcome
-            if on_file:
-                on_file(path, outcome)
-
-        for i in range(0, len(files), self.limits.files):
-            chunk = files[i:i + self.limits.files]
-            claims = self.ledger.claim_many(chunk, self.run_id)
-            self.crash("after-claim")
-            got = {c.file.path for c in claims}
-            for f in chunk:
-                if f.path not in got:
-                    note(f.path, "skipped")
-            try:
-                todo = self._recover(claims, result, note)
-                while todo:
-                    todo = self._one_batch(todo, result, note)
-            except L.ClaimLost:
-                raise
-            except BaseException:
-                try:
-                    self._settle_staged()
-                    self.ledger.release(self.run_id)
-                finally:
-                    raise
-        return outcomes
 
     def _settle_staged(self) -> None:
         """After an error: a staged batch whose write did not land is given back; one that may have
