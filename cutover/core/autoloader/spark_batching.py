@@ -29,7 +29,6 @@ import time
 from typing import Callable
 
 from cutover.core.autoloader.batching import BatchLimits, ClaimedBatches, branch_for, no_crash
-from cutover.core.autoloader.discovery import DiscoveredFile
 from cutover.core.autoloader.formats import BadFile
 from cutover.core.icebatch import P_BATCH, P_BATCH_FILES, new_batch_id
 from cutover.core.iceberg import P_INGESTION, P_MODE, P_ORCH, P_RUN
