@@ -37,8 +37,8 @@ from cutover.core.errors import InputError
 from cutover.core.osutil import pid_alive
 from cutover.core.progress import waiting
 # the connection lives in flows.http; re-exported for the CLI
-from flows.http import (PrefectStartFailed, PrefectUnavailable, RetryCounter, check_health, client,  # noqa: F401
-                        probe, require_worker, settings_for, worker_start_command)
+from flows.http import (PrefectHTTP, PrefectStartFailed, PrefectUnavailable, RetryCounter, check_health,  # noqa: F401
+                        client, probe, require_worker, settings_for, worker_online, worker_start_command)
 
 STATE_FILE = "cutover-local.json"
 WORK_QUEUES = ("default", "high-memory", "priority")  # cutover.core.records.ingestions.WORK_QUEUES
@@ -263,6 +263,31 @@ def start_worker(settings, url: str, *, pool: str | None = None, extra_env: dict
     return proc, log
 
 
+def wait_worker_online(url: str, pool: str, proc_pid: int, *, timeout: float, log: Path | None = None,
+                       poll: float = 0.5) -> float:
+    """Wait until the server lists an ONLINE worker for ``pool`` (a started worker process needs a
+    few seconds, more on a loaded machine, before its first heartbeat: a flow run triggered before
+    then finds no worker, and `require_worker` refuses it). Returns the seconds waited; raises
+    PrefectStartFailed when the process dies or ``timeout`` passes."""
+    t0 = time.monotonic()
+    while True:
+        if not pid_alive(proc_pid):
+            _reap(proc_pid)
+            raise PrefectStartFailed(f"the Prefect worker for pool {pool!r} exited before it registered with the "
+                                     f"server; last log lines:\n{_tail(log) if log else ''}",
+                                     fix=f"see {log}" if log else "see the worker's log")
+        with contextlib.suppress(Exception):
+            with PrefectHTTP(url, timeout=5.0, retries=0) as http:
+                if any(worker_online(w) for w in http.workers(pool)):
+                    return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout:
+            raise PrefectStartFailed(f"the Prefect worker for pool {pool!r} (pid {proc_pid}) did not report to the "
+                                     f"server at {url} within {timeout:.0f}s",
+                                     fix=f"see {log}; raise [prefect] start_timeout on a slow machine" if log
+                                     else "raise [prefect] start_timeout on a slow machine")
+        time.sleep(poll)
+
+
 def _terminate(pid: int | None, *, grace: float = 10.0) -> str:
     """SIGTERM the process group we started (it leads its own session), SIGKILL after ``grace``."""
     if not pid or not pid_alive(pid):
@@ -353,9 +378,11 @@ def up(settings, *, timeout: float | None = None, worker: bool = True, echo: Ech
             wproc, wlog = start_worker(settings, url, extra_env=extra_env, env=env)
             st.worker_pid, st.worker_log = wproc.pid, str(wlog)
             started_worker = True
+            _write_state(settings, st)  # recorded before the wait: `prefect down` stops it if the wait fails
+            online_s = wait_worker_online(url, settings.prefect_work_pool, wproc.pid, timeout=timeout, log=wlog)
             if echo:
                 echo(f"Prefect process worker for pool {settings.prefect_work_pool!r} started (pid {wproc.pid}, "
-                     f"log {wlog})")
+                     f"online after {online_s:.1f}s, log {wlog})")
         st.work_pool = settings.prefect_work_pool
         _write_state(settings, st)
         return UpResult(st, started_server, started_worker, created, waited)

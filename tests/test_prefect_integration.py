@@ -334,7 +334,9 @@ def test_cancel_running_cancels_the_flow_run_and_closes_the_record(prefect_serve
     ws = _workspace()
     iid = "pf-cancel"
     prefect_cleanup(iid)
-    add_ingestion(ws, iid, tmp_path / "src")
+    # each batch commit sleeps 1 s in the flow run (40 batches): the cancel lands mid-run even on a
+    # loaded machine where the worker notices it late (it passed SUCCESS once when all 400 went by)
+    add_ingestion(ws, iid, tmp_path / "src", deploy={"env": {"CUTOVER_TEST_SLOW_AT": "after-commit:1"}})
     with _adapter(ws, prefect_server, "live", paused_on_create=False) as ad:
         ad.ensure_job(ws.ingestions.get(iid))
         flow_run_id = ad.trigger(iid)

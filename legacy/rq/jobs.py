@@ -245,12 +245,17 @@ def _publish(store, job, run, wf, s) -> dict:
 
 
 def wait_for(store, run_id: str, *, timeout: float, poll: float = 0.2) -> dict:
-    """Poll the run state until the run has ended (SKIPPED, CANCELLED, or closed by publish)."""
+    """Poll the run state until the run has ended (SKIPPED, CANCELLED, or closed by publish) and
+    no worker still executes one of its jobs: publish closes the record from inside its job, and
+    RQ marks that job finished only once the function has returned, so "ended" without the second
+    wait could be seen while RQ still shows the step as started."""
     deadline = time.monotonic() + timeout
     while True:
         run = store.read_run(run_id) or {}
         if run.get("status") not in (None, "PENDING", "RUNNING"):
-            return run
+            job_ids = list((run.get("jobs") or {}).values())
+            if "started" not in store.job_statuses(job_ids).values():
+                return run
         if time.monotonic() >= deadline:
             return run
         time.sleep(poll)

@@ -223,7 +223,11 @@ class IngestionService:
 def _crash_point(name: str) -> None:
     """Test hooks: ``CUTOVER_TEST_CRASH_AT=after-commit:3`` SIGKILLs this process at the 3rd hit;
     ``CUTOVER_TEST_STOP_AT=after-stage:1`` SIGSTOPs it there once (a frozen run: the test resumes
-    it with SIGCONT)."""
+    it with SIGCONT); ``CUTOVER_TEST_SLOW_AT=after-commit:0.5`` sleeps 0.5 s at every hit (a run
+    that is surely still working when a test cancels it, on a machine of any speed)."""
+    slow = os.environ.get("CUTOVER_TEST_SLOW_AT")
+    if slow and slow.partition(":")[0] == name:
+        time.sleep(float(slow.partition(":")[2] or 1))
     for var, sig in (("CUTOVER_TEST_CRASH_AT", "SIGKILL"), ("CUTOVER_TEST_STOP_AT", "SIGSTOP")):
         spec = os.environ.get(var)
         if not spec:
