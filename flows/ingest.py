@@ -43,23 +43,19 @@ from cutover.core.records import runs as R
 from cutover.core.records.ledger import ClaimLost
 from cutover.core.redact import redact_text
 from cutover.core.shadowfork import ensure_fork
-from cutover.core.workspace import Workspace
+from cutover.core.workspace import Workspace, process_workspace
 from flows.delivery import parse_secret_value
 
 FLOW_NAME = "cutover-ingest"
 STORAGE_RETRIES = 3
 STORAGE_RETRY_DELAYS = [2, 5, 10]
 
-_workspace = None
 _credentials: dict[str, dict] = {}  # ingestion id -> storage options loaded from its Secret block
 
 
-def workspace():
+def workspace() -> Workspace:
     """One Workspace per flow-run process (settings from the environment)."""
-    global _workspace
-    if _workspace is None:
-        _workspace = Workspace()
-    return _workspace
+    return process_workspace()
 
 
 def load_credentials(ingestion_id: str, block_name: str | None) -> None:

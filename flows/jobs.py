@@ -48,21 +48,16 @@ from cutover.core.records.jobruns import redact_output, secret_values
 from cutover.core.records.jobs import decode_value
 from cutover.core.records.tables import job_run_output
 from cutover.core.redact import redact_text
-from cutover.core.workspace import Workspace
+from cutover.core.workspace import Workspace, process_workspace
 
 CALLABLE_FLOW = "cutover-callable"
 COMMAND_FLOW = "cutover-command"
 TAIL_LINES = 50
 TAIL_CHARS = 8000
 
-_workspace = None
-
-
 def workspace() -> Workspace:
-    global _workspace
-    if _workspace is None:
-        _workspace = Workspace()
-    return _workspace
+    """One Workspace per flow-run process (settings from the environment)."""
+    return process_workspace()
 
 
 def _check(mode: str, trigger: str, shadow: str | None, job_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 from cutover.core.autoloader.batching import BatchLimits
@@ -60,3 +61,17 @@ class Workspace:
 
     def ledger(self, ingestion_id: str, namespace: str = "live"):
         return Ledger(self.autoloader_engine, ingestion_id, namespace, claim_timeout=self.settings.claim_timeout)
+
+
+_PROCESS: tuple[tuple, Workspace] | None = None
+
+
+def process_workspace() -> Workspace:
+    """The Workspace of this process (a flow run's, from the environment), made once -- and made
+    again when CUTOVER_HOME or the working directory changed (a library user or a test session
+    with several workspaces in one process must never read another one's records)."""
+    global _PROCESS
+    key = (os.environ.get("CUTOVER_HOME"), os.getcwd())
+    if _PROCESS is None or _PROCESS[0] != key:
+        _PROCESS = (key, Workspace())
+    return _PROCESS[1]

@@ -34,7 +34,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cutover.core.errors import InputError
-from cutover.core.schedule.cronexpr import fire_times
+from cutover.core.schedule.cronexpr import VixieCronTrigger, fields as cron_fields, fire_times
+from cutover.core.schedule.stitch import breakpoints, plan_gaps, stitched
 from cutover.core.schedule.translate import Translation, dst_transitions, translate
 from cutover.core.schedule.triggers import build_trigger, check_timezone, schedule_timezone
 
@@ -44,6 +45,8 @@ PAGE = 1000
 MIN_HORIZON = timedelta(days=366)
 SHOWN = 10  # differences kept with their context (all are counted)
 VERDICTS = ("equivalent", "approximate", "different", "untranslatable")
+DAY = timedelta(days=1)
+_DATE_FIELDS = ("year", "month", "day", "week", "day_of_week")
 
 
 def default_horizon(zones, start: datetime) -> timedelta:
@@ -161,8 +164,10 @@ def _utc(dt: datetime) -> datetime:
 
 
 def legacy_fire_times(spec: dict | None, timezone: str, start: datetime, end: datetime,
-                      *, max_fires: int = MAX_FIRES) -> tuple[list[datetime], bool]:
+                      *, max_fires: int = MAX_FIRES, prev: datetime | None = None) -> tuple[list[datetime], bool]:
     """APScheduler 3's fire times in [start, end] (UTC), jitter left out; (times, capped).
+    ``prev``: the scheduler's previous fire time (APScheduler's arithmetic starts from it), None
+    for a scheduler that starts at ``start``.
     A crontab schedule is run by cron: its fire times are Debian cron's (``cutover.core.schedule.cronexpr.fire_times``,
     computed by cronsim, not by Prefect's croniter)."""
     if spec is None:
@@ -173,7 +178,8 @@ def legacy_fire_times(spec: dict | None, timezone: str, start: datetime, end: da
     if getattr(trigger, "jitter", None):
         trigger.jitter = None
     out: list[datetime] = []
-    prev = None
+    if prev is not None and getattr(trigger, "timezone", None) is not None:
+        prev = prev.astimezone(trigger.timezone)
     now = start
     while len(out) < max_fires:
         nxt = trigger.get_next_fire_time(prev, now)
@@ -283,12 +289,29 @@ def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timede
         return VerifyResult(verdict="untranslatable", legacy_count=0, prefect_count=0, first_difference=None,
                             translation=translation, start=start, end=end, timezone=tz, reason=e.one_line())
 
-    legacy, l_capped = legacy_fire_times(spec, timezone, start, end, max_fires=max_fires)
+    legacy, l_capped, prefect, p_capped = None, False, None, False
+    gaps: list = []
+    period = fire_period(build_trigger(spec, timezone))
+    if period is not None:  # the same lists, with far fewer engine calls (cutover.core.schedule.stitch)
+        trigger = build_trigger(spec, timezone)
+        breaks = breakpoints({tz, translation.timezone}, start, end,
+                             [trigger.start_date, trigger.end_date, _anchor(translation)])
+        gaps = plan_gaps(start, end, period, breaks)
+        if gaps:
+            legacy = stitched(lambda a, b, prev: legacy_fire_times(spec, timezone, a, b, max_fires=max_fires,
+                                                                   prev=prev),
+                              start, end, period, gaps, max_fires=max_fires)
+    if legacy is None:
+        legacy, l_capped = legacy_fire_times(spec, timezone, start, end, max_fires=max_fires)
     cut = end
     if l_capped:
         cut = legacy[-1]
     try:
-        prefect, p_capped = prefect_fire_times(translation, start, cut, max_fires=max_fires)
+        if gaps and not l_capped:
+            prefect = stitched(lambda a, b, _prev: prefect_fire_times(translation, a, b, max_fires=max_fires),
+                               start, end, period, gaps, max_fires=max_fires)
+        if prefect is None:
+            prefect, p_capped = prefect_fire_times(translation, start, cut, max_fires=max_fires)
     except Exception as e:  # noqa: BLE001 - e.g. croniter's CroniterBadDateError: the server would fail alike
         return VerifyResult(verdict="untranslatable", legacy_count=len(legacy), prefect_count=0,
                             first_difference=None, translation=translation, start=start, end=end, timezone=tz,
@@ -318,6 +341,28 @@ def verify(spec: dict | None, timezone: str, *, start: datetime, horizon: timede
     return VerifyResult(verdict=verdict, legacy_count=len(legacy), prefect_count=len(prefect),
                         first_difference=diff, translation=translation, notes=notes, start=start, end=end,
                         timezone=tz, differences=shown, difference_count=count)
+
+
+def fire_period(trigger) -> timedelta | None:
+    """The period with which a trigger repeats while the UTC offset stays the same: one day for a
+    cron or crontab schedule that fires on every day of every month, ``interval`` for an
+    interval trigger of at most a day; None otherwise (dates, weekdays, month days)."""
+    if trigger is None:
+        return None
+    if isinstance(trigger, VixieCronTrigger):
+        f = cron_fields(trigger.expr)
+        return DAY if f.dom_full and f.dow_full and f.months == frozenset(range(1, 13)) else None
+    interval = getattr(trigger, "interval", None)
+    if isinstance(interval, timedelta):
+        return interval if timedelta(0) < interval <= DAY else None
+    fields = getattr(trigger, "fields", None)
+    if fields and all(f.is_default for f in fields if f.name in _DATE_FIELDS):
+        return DAY
+    return None
+
+
+def _anchor(translation: Translation) -> datetime | None:
+    return datetime.fromisoformat(translation.anchor_date) if translation.anchor_date else None
 
 
 def _explain(diff: Difference, tz: str, spec: dict | None, default_tz: str, translation: Translation) -> list[str]:
