@@ -24,12 +24,14 @@ from cutover.core.output import Output as App
 from cutover.core.output import pass_output as pass_app
 from cutover.core.output import write_text_atomic
 from cutover.core.records.ingestions import IngestionRepo
+from cutover.core.records.jobs import JobRepo
 from cutover.core.schedule.gate import check_accepted_ids, check_deploy, record_acceptances
 from cutover.core.workspace import Workspace
 from flows import deploy as D
 from flows import local as pl
 from flows.adapter import PrefectAdapter
 from flows.export import export
+from flows.jobdeploy import deploy_items
 from flows.pools import render_kubernetes_job
 
 
@@ -175,17 +177,17 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
     """
     settings = _settings_env(app, dry_run=dry_run)
     settings.prefect.check()  # a misconfigured connection: one line, exit 2, before anything is read
+    ws = Workspace(settings)
     if dry_run:
         repo = _dry_run_repo(settings)
-        items_in = repo.resolve(ingestion_ids, all_=all_)
+        ws.__dict__["ingestions"] = repo  # no schema check / creation in a dry run
+        ws.__dict__["jobs"] = JobRepo(repo.engine)
         url = pl.api_url(settings, start=False) if not settings.prefect.embedded else pl.local_url(settings)
         if url is None:
             app.info("no Prefect server is running (dry run: none started): every deployment would be created")
-    else:
-        ws = Workspace(settings)
-        items_in = ws.ingestions.resolve(ingestion_ids, all_=all_)
+    items_in = ws.items.resolve(ingestion_ids, all_=all_)  # ingestions and the team's jobs
     if not items_in:
-        raise InputError("no ingestion to deploy", fix="add one with `cutover ingestion add`")
+        raise InputError("no ingestion or job to deploy", fix="add one with `cutover ingestion add` (or import jobs)")
     # the deploy gate (cutover.core.schedule.gate): proven equivalent, or accepted by name; before any server start
     check_accepted_ids(accepted, [i.id for i in items_in])
     checks = check_deploy(items_in, accepted, command="`cutover prefect deploy`", allow_approx=allow_approx)
@@ -196,20 +198,17 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
 
     counter = pl.RetryCounter()
     with counter.watching():
-        if dry_run:
-            ws = Workspace(settings)
-            ws.__dict__["ingestions"] = repo  # no schema check / creation in a dry run
-            if url is None:
-                items = D.deploy(None, ws, items_in, mode, dry_run=True, paused_on_create=paused,
-                                 allow_approx=allow_approx)
-            else:
-                with pl.client(url) as c:
-                    items = D.deploy(c, ws, items_in, mode, dry_run=True, paused_on_create=paused,
-                                     allow_approx=allow_approx)
+        if dry_run and url is None:
+            items, notes = deploy_items(None, ws, items_in, mode, dry_run=True, paused_on_create=paused,
+                                        allow_approx=allow_approx)
         else:
             with pl.client(url) as c:
-                items = D.deploy(c, ws, items_in, mode, paused_on_create=paused, allow_approx=allow_approx)
+                items, notes = deploy_items(c, ws, items_in, mode, dry_run=dry_run, paused_on_create=paused,
+                                            allow_approx=allow_approx)
+        if not dry_run:
             record_acceptances(ws.state_engine, checks, command=f"prefect deploy --mode {mode}")
+    for n in notes:
+        app.info(n)
     warnings = sorted({w for it in items for w in it.desired.warnings})
     if not dry_run and any(it.action != "unchanged" for it in items):
         try:  # a deployment nobody polls runs never: say so (one request)
@@ -235,7 +234,7 @@ def deploy_cmd(app: App, ingestion_ids, all_: bool, mode: str, dry_run: bool, pa
             extra.append(f"secret block {it.desired.credentials_block}: {it.secret}")
         if it.paused:
             extra.append("paused")
-        app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {D.full_name(it.ingestion_id, mode)} ({'; '.join(extra)})")
+        app.echo(f"{prefix}{it.action}: {it.ingestion_id} -> {it.full_name} ({'; '.join(extra)})")
     n = {a: sum(1 for it in items if it.action == a) for a in ("create", "update", "unchanged")}
     app.echo(f"{'Dry run: ' if dry_run else ''}{n['create']} to create, {n['update']} to update, "
              f"{n['unchanged']} unchanged")

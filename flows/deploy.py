@@ -265,9 +265,14 @@ class PlanItem:
     paused: bool | None = None
     secret: str | None = None  # create | update | unchanged of the credentials' Secret block (None: none)
 
+    @property
+    def full_name(self) -> str:
+        """``<flow>/<deployment>``: cutover-ingest/ID-MODE, or a job's flow (cutover-callable ...)."""
+        return f"{self.desired.flow_name}/{self.desired.name}"
+
     def as_dict(self) -> dict[str, Any]:
         return {"ingestion_id": self.ingestion_id, "mode": self.mode, "action": self.action,
-                "changes": self.changes, "deployment": full_name(self.ingestion_id, self.mode),
+                "changes": self.changes, "deployment": self.full_name,
                 "deployment_id": self.deployment_id, "flow_id": self.flow_id, "paused": self.paused,
                 "work_pool": self.desired.work_pool, "pool_type": self.desired.pool_type,
                 "work_queue": self.desired.work_queue, "schedule": self.desired.schedule_text,

@@ -10,6 +10,9 @@ Where the deployments come from (``source``):
   ``cutover prefect deploy`` would create), for the modes asked; ``paused`` is the
   creation default (live paused, shadow active). Nothing is read from Prefect.
 
+Both take a team's jobs too (flows ``cutover-callable`` / ``cutover-command``,
+``flows/jobdeploy.py``); an ``observe`` job has no shadow deployment.
+
 Each deployment carries everything ``prefect deploy`` needs and nothing it would fill in
 differently: ``name``, ``description``, ``entrypoint`` (``flows/ingest.py:run_ingestion``,
 relative to the repository root, which is where ``prefect deploy`` must run), ``tags``,
@@ -52,6 +55,7 @@ from typing import Any
 from cutover.core.redact import redact_text
 from flows.delivery import referenced_blocks
 from flows.deploy import ENTRYPOINT, FLOW_NAME, REPO_ROOT, SCHEDULE_SLUG, TAG, desired
+from flows.jobdeploy import CALLABLE_FLOW, COMMAND_FLOW, desired_job, is_job, runs_in
 from flows.pools import WORK_QUEUES
 
 HEADER = """\
@@ -64,6 +68,7 @@ HEADER = """\
 """
 
 PULL = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}]
+FLOWS = (FLOW_NAME, CALLABLE_FLOW, COMMAND_FLOW)  # the flows of cutover's deployments
 
 
 def _iso(value: Any) -> str | None:
@@ -136,7 +141,7 @@ def from_server(client, pool_types: dict[str, str] | None = None) -> list[dict[s
             fid = str(d["flow_id"])
             if fid not in flows:
                 flows[fid] = client.request("GET", "/flows/{id}", path_params={"id": fid}).json()["name"]
-            if flows[fid] != FLOW_NAME:
+            if flows[fid] not in FLOWS:
                 continue
             pool = d.get("work_pool_name")
             if pool_types is not None and pool and pool not in pool_types:
@@ -157,11 +162,14 @@ def from_server(client, pool_types: dict[str, str] | None = None) -> list[dict[s
 
 def from_inventory(ws, ingestions, modes: list[str], *, allow_approx: bool = False,
                    pool_types: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """prefect.yaml entries built with ``flows.deploy.desired()`` (what `cutover prefect deploy` creates)."""
+    """prefect.yaml entries built with ``flows.deploy.desired()`` / ``flows.jobdeploy.desired_job()``
+    (what `cutover prefect deploy` creates); ``ingestions``: ingestions and jobs."""
     out = []
     for ing in ingestions:
         for mode in modes:
-            want = desired(ws, ing, mode, allow_approx=allow_approx)
+            if is_job(ing) and not runs_in(ing, mode):
+                continue  # an observe job: Prefect does not run it in shadow
+            want = (desired_job if is_job(ing) else desired)(ws, ing, mode, allow_approx=allow_approx)
             if pool_types is not None:
                 pool_types.setdefault(want.work_pool, want.pool_type)
             scheds = [] if want.schedule is None else [schedule_item(want.schedule.model_dump(mode="json"))]
@@ -237,7 +245,7 @@ def export(ws, *, source: str = "server", client=None, ingestions=None, modes: l
         if modes:
             deps = [d for d in deps if any(t == f"mode:{m}" for t in d["tags"] for m in modes)]
     elif source == "inventory":
-        deps = from_inventory(ws, ingestions if ingestions is not None else ws.ingestions.list(),
+        deps = from_inventory(ws, ingestions if ingestions is not None else ws.items.list(),
                               modes or ["live", "shadow"], pool_types=pool_types)
     else:
         raise ValueError(f"unknown source {source!r}")

@@ -18,6 +18,8 @@ work pool, with the tags every cutover reader keys on (``cutover``, ``ingestion:
 
 A job declared ``shadow: observe`` gets no shadow deployment (:func:`runs_in`): Prefect does not
 run it during shadow.
+
+:func:`deploy_items` is what `cutover prefect deploy` calls: ingestions and jobs in one call.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from cutover.core import jobenv
 from cutover.core.config import job_env
 from cutover.core.records.jobs import CALLABLE, Job
 from cutover.core.redact import is_secret_key, redact_text
-from flows.deploy import REPO_ROOT, Desired, check_mode, deployment_name, tags_for, translate_schedule
+from flows import deploy as D
+from flows.deploy import REPO_ROOT, Desired, PlanItem, check_mode, deployment_name, tags_for, translate_schedule
 
 CALLABLE_ENTRYPOINT = "flows/jobs.py:run_callable"
 COMMAND_ENTRYPOINT = "flows/jobs.py:run_command"
@@ -108,3 +111,31 @@ def desired_job(ws, job: Job, mode: str, *, paused_on_create: bool | None = None
         warnings=warnings,
         flow_name=flow_name_of(job),
     )
+
+
+def deploy_items(client, ws, items, mode: str, *, dry_run: bool = False, paused_on_create: bool | None = None,
+                 allow_approx: bool = False) -> tuple[list[PlanItem], list[str]]:
+    """Ingestions through :func:`flows.deploy.deploy`, then the team's jobs (sequential writes);
+    (plan items, notes). A job Prefect does not run in ``mode`` gets a note, not a deployment.
+    Every desired state is computed (and validated) before the first write."""
+    kw = {"paused_on_create": paused_on_create, "allow_approx": allow_approx}
+    jobs = [i for i in items if is_job(i)]
+    notes = [f"{j.id}: no {mode} deployment: it is declared shadow: {j.shadow}, so Prefect does not run it in "
+             f"shadow (parity compares its schedule and the legacy runs)" for j in jobs if not runs_in(j, mode)]
+    wanted = [desired_job(ws, j, mode, **kw) for j in jobs if runs_in(j, mode)]
+    out = D.deploy(client, ws, [i for i in items if not is_job(i)], mode, dry_run=dry_run, **kw)
+    job_items = [D.plan_one(client, w) for w in wanted]
+    if dry_run:
+        return out + job_items, notes
+    if any(it.action != "unchanged" for it in job_items):
+        D.prepare(client, ws, job_items)
+    flow_ids: dict[str, Any] = {}
+    for it in job_items:
+        name = it.desired.flow_name
+        if it.action == "create" and name not in flow_ids:
+            flow_ids[name] = client.create_flow_from_name(name)
+        D.apply(client, it, flow_id=flow_ids.get(name))
+        job = ws.jobs.get(it.ingestion_id)
+        if it.deployment_id and (job.prefect_deployment_id, job.prefect_flow_id) != (it.deployment_id, it.flow_id):
+            ws.jobs.set_prefect_ids(job.id, it.deployment_id, it.flow_id)
+    return out + job_items, notes

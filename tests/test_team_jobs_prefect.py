@@ -220,3 +220,70 @@ def _repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_prefect_deploy_takes_jobs_beside_ingestions(prefect_server, prefect_env, prefect_cleanup, tmp_path, capsys):
+    """`cutover prefect deploy` deploys a team's jobs to their own flows (dry run: nothing written);
+    an observe job gets a note instead of a shadow deployment; a second deploy changes nothing."""
+    from tests.helpers import invoke_cli
+
+    ws = _ws()
+    script = tmp_path / "sync.sh"
+    script.write_text("#!/bin/sh\necho ok\n")
+    script.chmod(0o755)
+    ws.jobs.upsert([
+        validate_job({"id": "t-dep-call", "kind": "callable", "target": "json:dumps", "args": [[1, 2]],
+                      "schedule": "daily 03:15", "timezone": "Europe/Berlin", "shadow": "env"}),
+        validate_job({"id": "t-dep-cmd", "kind": "command", "argv": [str(script)], "schedule": "hourly :07",
+                      "shadow": "observe"}),
+    ], replace_existing=False)
+    for j in ("t-dep-call", "t-dep-cmd"):
+        prefect_cleanup(j)
+    names = {"t-dep-call": "cutover-callable/t-dep-call", "t-dep-cmd": "cutover-command/t-dep-cmd"}
+
+    def on_server(mode):
+        from prefect.exceptions import ObjectNotFound
+
+        out = {}
+        with prefect_server.client() as c:
+            for j, n in names.items():
+                try:
+                    out[j] = c.read_deployment_by_name(f"{n}-{mode}")
+                except ObjectNotFound:
+                    out[j] = None
+        return out
+
+    code, out, err = invoke_cli(capsys, "prefect", "deploy", "t-dep-call", "t-dep-cmd", "--mode", "shadow",
+                                "--dry-run")
+    assert code == 0, err
+    assert "would create: t-dep-call -> cutover-callable/t-dep-call-shadow" in out
+    assert "t-dep-cmd: no shadow deployment: it is declared shadow: observe" in err
+    assert on_server("shadow") == {"t-dep-call": None, "t-dep-cmd": None}
+
+    code, out, err = invoke_cli(capsys, "prefect", "deploy", "t-dep-call", "t-dep-cmd", "--mode", "live", "--json")
+    assert code == 0, err
+    got = {i["ingestion_id"]: i for i in json.loads(out)["items"]}
+    assert {j: (got[j]["action"], got[j]["deployment"]) for j in got} == {
+        j: ("create", f"{n}-live") for j, n in names.items()}
+    deps = on_server("live")
+    assert all(d is not None and d.paused for d in deps.values())  # live deployments are created paused
+    assert [s.schedule.cron for s in deps["t-dep-call"].schedules] == ["15 3 * * *"]
+    assert deps["t-dep-call"].parameters["target"] == "json:dumps"
+    fresh = _ws()
+    assert {j: fresh.jobs.get(j).prefect_deployment_id for j in names} == {j: str(d.id) for j, d in deps.items()}
+    code, out, err = invoke_cli(capsys, "prefect", "deploy", "t-dep-call", "t-dep-cmd", "--mode", "live")
+    assert code == 0, err
+    assert "0 to create, 0 to update, 2 unchanged" in out
+    # the export carries them (server: as deployed; inventory: no shadow deployment for the observe job)
+    import yaml
+
+    code, out, err = invoke_cli(capsys, "prefect", "export", "--mode", "live")
+    assert code == 0, err
+    exported = {d["name"]: d for d in yaml.safe_load(out)["deployments"]}
+    assert exported["t-dep-call-live"]["entrypoint"] == "flows/jobs.py:run_callable"
+    assert exported["t-dep-cmd-live"]["entrypoint"] == "flows/jobs.py:run_command"
+    code, out, err = invoke_cli(capsys, "prefect", "export", "--source", "inventory")
+    assert code == 0, err
+    names_in = {d["name"] for d in yaml.safe_load(out)["deployments"]}
+    assert {"t-dep-call-live", "t-dep-call-shadow", "t-dep-cmd-live"} <= names_in
+    assert "t-dep-cmd-shadow" not in names_in

@@ -355,6 +355,21 @@ class ShadowRun(Result):
         return {**self.report.as_dict(), "incomplete": self.incomplete, "errors": self.errors}
 
 
+def window_start(ws: Workspace, items, now: datetime, *, slack: timedelta = timedelta(seconds=1)) -> datetime:
+    """Where a `shadow run --once` parity window starts: a second before ``now`` (a worker's clock
+    may run a little behind this host's), but never before the end of a run of these items that
+    has ended already -- the files of a shadow run that ended half a second ago are not this
+    window's (they were counted on one side only)."""
+    start = now - slack
+    for it in items:
+        for r in ws.runs.list(ingestion_id=it.id, limit=10):
+            if r.ended_at is not None:
+                ended = r.ended_at if r.ended_at.tzinfo else r.ended_at.replace(tzinfo=timezone.utc)
+                if ended <= now:
+                    start = max(start, ended + timedelta(microseconds=1))
+    return start
+
+
 def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str = "15m", store: bool = True,
                     info: Echo) -> ShadowRun:
     """Run legacy live and Prefect shadow now against the same files, wait for both, and compare
@@ -365,7 +380,7 @@ def shadow_run_once(ws: Workspace, ids=(), *, all_: bool = False, timeout: str =
     if not_shadow:
         raise InputError(f"not in SHADOW: {', '.join(not_shadow)}", fix=f"start it first: cutover shadow start {' '.join(not_shadow)}")
     wait_s = parse_duration(timeout, what="--timeout")
-    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    started = window_start(ws, items, datetime.now(timezone.utc))
     sides = LiveSides(ws)
     prefect = sides.prefect("shadow")
     # a flow run with no worker polling its pool waits forever: say so now, before anything runs
