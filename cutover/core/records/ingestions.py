@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
-
-from sqlalchemy import Engine, delete, insert, select, update
+from typing import Any
 
 from cutover.core.deployspec import check_deploy
-from cutover.core.errors import InputError, NotFound
+from cutover.core.errors import InputError
 from cutover.core.redact import MASK, redact_mapping, redact_url, register_mapping_secrets, register_secret
 from cutover.core.validate import did_you_mean, read_text
 from cutover.core.schedule import triggers as sched
+from cutover.core.records.repo import Repo
 from cutover.core.records.tables import ingestions as t_ingestions
 from cutover.core.records.valuespec import validate_values
 
@@ -37,10 +35,6 @@ FIELDS = {
     "deploy",  # where/how the Prefect deployment runs: cutover.core.deployspec
     "values",  # the values check: key, tolerances, ignored and sensitive columns (core/records/valuespec.py)
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -285,89 +279,28 @@ def values_of(ing: Ingestion) -> dict[str, Any]:
     }
 
 
-class IngestionRepo:
-    """CRUD on the ingestions table of the autoloader DB."""
+class IngestionRepo(Repo[Ingestion]):
+    """CRUD on the ingestions table of the autoloader DB (cutover.core.records.repo)."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    table = t_ingestions
+    noun = "ingestion"
+    empty_hint = "add one with `cutover ingestion add`"
 
-    def list(self) -> list[Ingestion]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t_ingestions).order_by(t_ingestions.c.id)).all()
-        return [_row_to_ingestion(r) for r in rows]
+    def from_row(self, row) -> Ingestion:
+        return _row_to_ingestion(row)
 
-    def find(self, iid: str) -> Ingestion | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t_ingestions).where(t_ingestions.c.id == iid)).first()
-        return _row_to_ingestion(row) if row else None
+    def values(self, item: Ingestion) -> dict[str, Any]:
+        return values_of(item)
 
-    def get(self, iid: str) -> Ingestion:
-        ing = self.find(iid)
-        if ing is None:
-            known = [i.id for i in self.list()]
-            hint = f"known: {', '.join(known[:10])}" if known else "add one with `cutover ingestion add`"
-            raise NotFound(f"no ingestion {iid!r}", fix=hint)
-        return ing
-
-    def resolve(self, ids: Iterable[str], *, all_: bool = False) -> list[Ingestion]:
-        ids = list(ids)
-        if all_:
-            return self.list()
-        if not ids:
-            raise InputError("no ingestion named", fix="name one or more ingestion ids, or pass --all")
-        return [self.get(i) for i in ids]
-
-    def plan_upsert(self, items: list[Ingestion]) -> list[tuple[str, Ingestion]]:
-        """[(create|update|unchanged, ingestion)] -- what `upsert` would do."""
-        out = []
-        for ing in items:
-            cur = self.find(ing.id)
-            if cur is None:
-                out.append(("create", ing))
-            elif values_of(cur) == values_of(ing):
-                out.append(("unchanged", ing))
-            else:
-                out.append(("update", ing))
-        return out
-
-    def upsert(self, items: list[Ingestion], *, replace_existing: bool) -> list[tuple[str, Ingestion]]:
-        """Create or update in one transaction: all of them, or none."""
-        actions = self.plan_upsert(items)
-        existing = [i.id for a, i in actions if a == "update"]
-        if existing and not replace_existing:
-            raise InputError(f"ingestion(s) {', '.join(existing)} already exist with another definition",
-                             fix="pass --replace to update them")
-        now = utcnow()
-        with self.engine.begin() as conn:
-            for action, ing in actions:
-                if action == "create":
-                    conn.execute(insert(t_ingestions).values(id=ing.id, created_at=now, updated_at=now,
-                                                             batch_paused=False, **values_of(ing)))
-                elif action == "update":
-                    conn.execute(update(t_ingestions).where(t_ingestions.c.id == ing.id)
-                                 .values(updated_at=now, **values_of(ing)))
-        return actions
-
-    def remove(self, iid: str) -> Ingestion:
-        ing = self.get(iid)
-        with self.engine.begin() as conn:
-            conn.execute(delete(t_ingestions).where(t_ingestions.c.id == iid))
-        return ing
+    def created_values(self, item: Ingestion) -> dict[str, Any]:
+        return {"batch_paused": False}
 
     def set_batch_paused(self, iid: str, paused: bool) -> bool:
         """Returns whether anything changed."""
-        ing = self.get(iid)
-        if ing.batch_paused == paused:
+        if self.get(iid).batch_paused == paused:
             return False
-        with self.engine.begin() as conn:
-            conn.execute(update(t_ingestions).where(t_ingestions.c.id == iid)
-                         .values(batch_paused=paused, updated_at=utcnow()))
+        self.set_columns(iid, batch_paused=paused)
         return True
-
-    def set_prefect_ids(self, iid: str, deployment_id: str | None, flow_id: str | None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(t_ingestions).where(t_ingestions.c.id == iid)
-                         .values(prefect_deployment_id=deployment_id, prefect_flow_id=flow_id, updated_at=utcnow()))
 
 
 def with_schedule(ing: Ingestion, spec: dict | None, tz: str) -> Ingestion:

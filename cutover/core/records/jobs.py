@@ -42,11 +42,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, delete, insert, select, update
-
-from cutover.core.errors import InputError, NotFound
+from cutover.core.errors import InputError
 from cutover.core.redact import MASK, is_secret_key, redact_mapping
 from cutover.core.records.jobruns import redact_output, secret_values
+from cutover.core.records.repo import Repo
 from cutover.core.records.tables import jobs as t_jobs
 from cutover.core.schedule import triggers as sched
 
@@ -64,10 +63,6 @@ FIELDS = {
     COMMAND: COMMON_FIELDS | {"argv", "shell", "cwd", "env", "ok_exit_codes", "stdin"},
 }
 TAG = "$cutover"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # -- argument values: JSON with tags for what JSON has no type for ------------------------------
@@ -430,41 +425,18 @@ def _row_to_job(row) -> Job:
     )
 
 
-class JobRepo:
-    """CRUD on the jobs table of the autoloader DB (the records store)."""
+class JobRepo(Repo[Job]):
+    """CRUD on the jobs table of the autoloader DB (the records store; cutover.core.records.repo)."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    table = t_jobs
+    noun = "job"
+    empty_hint = "import some with `cutover legacy import --jobstore`"
 
-    def list(self) -> list[Job]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t_jobs).order_by(t_jobs.c.id)).all()
-        return [_row_to_job(r) for r in rows]
+    def from_row(self, row) -> Job:
+        return _row_to_job(row)
 
-    def find(self, jid: str) -> Job | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t_jobs).where(t_jobs.c.id == jid)).first()
-        return _row_to_job(row) if row else None
-
-    def get(self, jid: str) -> Job:
-        job = self.find(jid)
-        if job is None:
-            known = [j.id for j in self.list()]
-            hint = f"known: {', '.join(known[:10])}" if known else "import some with `cutover legacy import --jobstore`"
-            raise NotFound(f"no job {jid!r}", fix=hint)
-        return job
-
-    def plan_upsert(self, items: Iterable[Job]) -> list[tuple[str, Job]]:
-        out = []
-        for job in items:
-            cur = self.find(job.id)
-            if cur is None:
-                out.append(("create", job))
-            elif values_of(cur) == values_of(job) and cur.paused == job.paused:
-                out.append(("unchanged", job))
-            else:
-                out.append(("update", job))
-        return out
+    def values(self, item: Job) -> dict[str, Any]:
+        return {**values_of(item), "paused": item.paused}
 
     def upsert(self, items: list[Job], *, replace_existing: bool, taken: Iterable[str] = ()) -> list[tuple[str, Job]]:
         """Create or update in one transaction: all of them, or none. ``taken``: ids the inventory
@@ -473,41 +445,14 @@ class JobRepo:
         if clash:
             raise InputError(f"id(s) {', '.join(clash)} already name an ingestion",
                              fix="give the job another id (ids are shared by ingestions and jobs)")
-        actions = self.plan_upsert(items)
-        existing = [j.id for a, j in actions if a == "update"]
-        if existing and not replace_existing:
-            raise InputError(f"job(s) {', '.join(existing)} already exist with another definition",
-                             fix="pass --replace to update them")
-        now = utcnow()
-        with self.engine.begin() as conn:
-            for action, job in actions:
-                if action == "create":
-                    conn.execute(insert(t_jobs).values(id=job.id, created_at=now, updated_at=now, paused=job.paused,
-                                                       **values_of(job)))
-                elif action == "update":
-                    conn.execute(update(t_jobs).where(t_jobs.c.id == job.id)
-                                 .values(updated_at=now, paused=job.paused, **values_of(job)))
-        return actions
-
-    def remove(self, jid: str) -> Job:
-        job = self.get(jid)
-        with self.engine.begin() as conn:
-            conn.execute(delete(t_jobs).where(t_jobs.c.id == jid))
-        return job
+        return super().upsert(items, replace_existing=replace_existing)
 
     def set_paused(self, jid: str, paused: bool) -> bool:
         """Returns whether anything changed."""
-        job = self.get(jid)
-        if job.paused == paused:
+        if self.get(jid).paused == paused:
             return False
-        with self.engine.begin() as conn:
-            conn.execute(update(t_jobs).where(t_jobs.c.id == jid).values(paused=paused, updated_at=utcnow()))
+        self.set_columns(jid, paused=paused)
         return True
-
-    def set_prefect_ids(self, jid: str, deployment_id: str | None, flow_id: str | None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(t_jobs).where(t_jobs.c.id == jid)
-                         .values(prefect_deployment_id=deployment_id, prefect_flow_id=flow_id, updated_at=utcnow()))
 
 
 def with_schedule(job: Job, spec: dict | None, tz: str) -> Job:
