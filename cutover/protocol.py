@@ -234,6 +234,55 @@ class IncidentWriter(IncidentReader, Protocol):
     def close(self) -> None: ...
 
 
+class UnfencedIncident:
+    """What every incident control WITHOUT a fence shares -- a team's own scheduler (APScheduler
+    job store, crontab, RQ schedules) checks no cutover switch, so the durable pause is the stop.
+    A subclass implements ``read``, ``counts``, ``describe_pause``, ``describe_restore``,
+    ``restore``, and the two halves below: :meth:`pause_state` (pause what ``state`` recorded as
+    not paused) and :meth:`drift_items` (append what was resumed by someone else)."""
+
+    fence_label: str | None = None
+    fence_selective = False
+
+    def read_fence(self) -> dict:
+        return {}
+
+    def fence(self, snapshot_id: str, *, ids: list[str] | None, reason: str | None) -> None:
+        return None  # no fence
+
+    def unfence(self, snapshot_id: str, before: dict) -> dict:
+        return {}
+
+    def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
+                   progress_stream=None) -> int:
+        if state is None:
+            state = self.read(ids)  # type: ignore[attr-defined]
+            store(state)  # stored before anything changes
+        return self.pause_state(state)
+
+    def pause_state(self, state: dict) -> int:
+        raise NotImplementedError
+
+    def complete(self, state: dict | None) -> bool:
+        return state is not None
+
+    def drift(self, state: dict | None, *, snapshot_id: str, fence_before: dict | None) -> list[dict]:
+        out: list[dict] = []
+        if not state:
+            return out
+        try:
+            self.drift_items(state, out)
+        except Exception:  # noqa: BLE001 - an unreadable side is left out of the drift (what was read stays)
+            pass
+        return out
+
+    def drift_items(self, state: dict, out: list[dict]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
 @runtime_checkable
 class LateRunHandler(Protocol):
     """A side that queues runs behind its fence (Prefect's work pool): what to do with them on resume."""

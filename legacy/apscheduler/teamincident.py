@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Callable
 
 from cutover.core.redact import redact_text
-from cutover.protocol import Restored
+from cutover.protocol import Restored, UnfencedIncident
 
 # ``legacy.apscheduler.teamstore.ORCHESTRATOR`` (a test checks they agree): the registry loads this module on
 # every `cutover pause` for ``available``, so the job store code is imported only when there are jobs
@@ -43,11 +42,9 @@ def _sha(blob) -> str:
     return hashlib.sha256(bytes(blob)).hexdigest()
 
 
-class TeamAPSchedulerIncident:
+class TeamAPSchedulerIncident(UnfencedIncident):
     name = "apscheduler-jobs"
     label = "team APScheduler jobs"
-    fence_label = None
-    fence_selective = False
 
     def __init__(self, ws, **_):
         self.ws = ws
@@ -73,9 +70,6 @@ class TeamAPSchedulerIncident:
         return out
 
     # -- reader
-    def read_fence(self) -> dict:
-        return {}
-
     def read(self, ids: list[str]) -> dict:
         from legacy.apscheduler.jobstore import dump_job_state
 
@@ -136,35 +130,18 @@ class TeamAPSchedulerIncident:
         return [f"team APScheduler: {len(todo)} job(s) to resume at their recorded next run time, "
                 f"{kept} paused before the pause stay paused"], notes
 
-    def drift(self, state: dict | None, *, snapshot_id: str, fence_before: dict | None) -> list[dict]:
-        out: list[dict] = []
-        if not state:
-            return out
-        try:
-            mine = [jid for jid, rec in (state.get("jobs") or {}).items() if not rec["paused"]]
-            for store, pairs in self._by_store(mine).items():
-                rows = {r.id: r for r in store.rows()}
-                for job, sid in pairs:
-                    r = rows.get(sid)
-                    if r is not None and not r.paused:
-                        out.append({"kind": "team apscheduler job", "ingestion_id": job.id, "item": sid,
-                                    "detail": "team APScheduler job resumed in its job store"})
-        except Exception:  # noqa: BLE001 - an unreadable side is left out of the drift
-            pass
-        return out
+    def drift_items(self, state: dict, out: list[dict]) -> None:
+        mine = [jid for jid, rec in (state.get("jobs") or {}).items() if not rec["paused"]]
+        for store, pairs in self._by_store(mine).items():
+            rows = {r.id: r for r in store.rows()}
+            for job, sid in pairs:
+                r = rows.get(sid)
+                if r is not None and not r.paused:
+                    out.append({"kind": "team apscheduler job", "ingestion_id": job.id, "item": sid,
+                                "detail": "team APScheduler job resumed in its job store"})
 
-    # -- writer
-    def fence(self, snapshot_id: str, *, ids: list[str] | None, reason: str | None) -> None:
-        pass  # no fence (see the module docstring)
-
-    def unfence(self, snapshot_id: str, before: dict) -> dict:
-        return {}
-
-    def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
-                   progress_stream=None) -> int:
-        if state is None:
-            state = self.read(ids)
-            store(state)  # stored before anything changes
+    # -- writer (no fence: see the module docstring)
+    def pause_state(self, state: dict) -> int:
         mine = [jid for jid, rec in state["jobs"].items() if not rec["paused"]]
         n, errors = 0, []
         for st, pairs in self._by_store(mine).items():
@@ -175,9 +152,6 @@ class TeamAPSchedulerIncident:
         if errors:
             raise RuntimeError("; ".join(errors))
         return n
-
-    def complete(self, state: dict | None) -> bool:
-        return state is not None
 
     def restore(self, state: dict, *, progress_stream=None) -> Restored:
         out = Restored({"team_apscheduler_jobs_resumed": 0,

@@ -19,10 +19,9 @@ No fence: cron checks no cutover switch; commenting the lines out is the stop (o
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
 
 from cutover.core.errors import NotFound
-from cutover.protocol import Restored
+from cutover.protocol import Restored, UnfencedIncident
 
 # ``legacy.cron.jobimport.ORCHESTRATOR`` and ``legacy.cron.generic.PAUSED`` (a test checks they agree): the
 # registry loads this module on every `cutover pause` for ``available``, so the crontab code is imported
@@ -58,11 +57,9 @@ def _wrapped(text: str) -> dict[str, tuple[int, object]]:
     return {ln.job_id: (i, ln) for i, ln in enumerate(read_lines(text)) if ln.kind == "wrapped"}
 
 
-class CronJobsIncident:
+class CronJobsIncident(UnfencedIncident):
     name = "cron-jobs"
     label = "team crontab lines"
-    fence_label = None
-    fence_selective = False
 
     def __init__(self, ws, **_):
         self.ws = ws
@@ -78,9 +75,6 @@ class CronJobsIncident:
         return out
 
     # -- reader
-    def read_fence(self) -> dict:
-        return {}
-
     def read(self, ids: list[str]) -> dict:
         lines, missing = {}, []
         for path, jids in self._by_file(ids).items():
@@ -150,33 +144,16 @@ class CronJobsIncident:
         kept = sum(1 for v in (state.get("lines") or {}).values() if v["paused"])
         return [f"team crontab: {n} line(s) to un-comment, {kept} paused before the pause stay paused"], notes
 
-    def drift(self, state: dict | None, *, snapshot_id: str, fence_before: dict | None) -> list[dict]:
-        out: list[dict] = []
-        if not state:
-            return out
-        try:
-            for path, recs in self._mine(state).items():
-                found = _wrapped(CrontabFile(path).read_text())
-                for jid, _ in recs:
-                    if jid in found and not found[jid][1].paused:
-                        out.append({"kind": "team crontab line", "ingestion_id": jid, "item": f"{path}:{jid}",
-                                    "detail": "crontab line un-commented"})
-        except Exception:  # noqa: BLE001 - an unreadable side is left out of the drift
-            pass
-        return out
+    def drift_items(self, state: dict, out: list[dict]) -> None:
+        for path, recs in self._mine(state).items():
+            found = _wrapped(CrontabFile(path).read_text())
+            for jid, _ in recs:
+                if jid in found and not found[jid][1].paused:
+                    out.append({"kind": "team crontab line", "ingestion_id": jid, "item": f"{path}:{jid}",
+                                "detail": "crontab line un-commented"})
 
-    # -- writer
-    def fence(self, snapshot_id: str, *, ids: list[str] | None, reason: str | None) -> None:
-        pass  # no fence (see the module docstring)
-
-    def unfence(self, snapshot_id: str, before: dict) -> dict:
-        return {}
-
-    def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
-                   progress_stream=None) -> int:
-        if state is None:
-            state = self.read(ids)
-            store(state)  # stored before anything changes
+    # -- writer (no fence: see the module docstring)
+    def pause_state(self, state: dict) -> int:
         n, errors = 0, []
         for path, recs in self._mine(state).items():
             wanted = {jid for jid, _ in recs}
@@ -197,9 +174,6 @@ class CronJobsIncident:
         if errors:
             raise RuntimeError("; ".join(errors))
         return n
-
-    def complete(self, state: dict | None) -> bool:
-        return state is not None
 
     def restore(self, state: dict, *, progress_stream=None) -> Restored:
         kept = sum(1 for v in (state.get("lines") or {}).values() if v["paused"])
@@ -222,6 +196,3 @@ class CronJobsIncident:
                 continue
             out.notes += notes
         return out
-
-    def close(self) -> None:
-        pass

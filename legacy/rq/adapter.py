@@ -176,6 +176,10 @@ class RQAdapter:
                 if rec is not None:
                     if active:
                         continue
+                    fresh = self.ws.runs.find(run_id)  # read before the statuses: publish may have closed it since
+                    if fresh is not None and fresh.status != R.RUNNING:
+                        out[run_id] = fresh
+                        continue
                     bad = {j: s for j, s in statuses.items() if s in ("failed", "stopped", "canceled", None)}
                     errs = st.job_errors(bad) if bad else {}
                     why = next(iter(errs.values()), "its jobs are gone")

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Callable
 
 from cutover.core.errors import InputError
 from cutover.core.redact import redact_url
-from cutover.protocol import Restored
+from cutover.protocol import Restored, UnfencedIncident
 
 # ``legacy.rq.teamjobs.ORCHESTRATOR`` and ``legacy.rq.teamside.HOLD`` (a test checks they agree): the registry
 # loads this module on every `cutover pause` for ``available``, so Redis is imported only when there are jobs
@@ -44,11 +43,9 @@ def _team_jobs(ws, ids: list[str] | None = None) -> list:
             and (wanted is None or j.id in wanted)]
 
 
-class RQTeamIncident:
+class RQTeamIncident(UnfencedIncident):
     name = "rq-jobs"
     label = "team RQ schedules"
-    fence_label = None
-    fence_selective = False
 
     def __init__(self, ws, **_):
         self.ws = ws
@@ -77,9 +74,6 @@ class RQTeamIncident:
         return self._conn
 
     # -- reader
-    def read_fence(self) -> dict:
-        return {}
-
     def read(self, ids: list[str]) -> dict:
         jobs, cron, missing = {}, [], []
         for j in self._jobs(ids):
@@ -145,25 +139,13 @@ class RQTeamIncident:
         return [f"team RQ: {len(todo)} schedule(s) to put back at their recorded time, {kept} held before the pause "
                 "stay held"], notes
 
-    def drift(self, state: dict | None, *, snapshot_id: str, fence_before: dict | None) -> list[dict]:
-        out: list[dict] = []
-        if not state:
-            return out
-        try:
-            for jid, rec in (state.get("jobs") or {}).items():
-                if not rec["paused"] and self.conn.zscore(rec["key"], rec["member"]) is not None:
-                    out.append({"kind": "team rq schedule", "ingestion_id": jid, "item": rec["member"],
-                                "detail": f"team RQ schedule back in {rec['key']}"})
-        except Exception:  # noqa: BLE001 - an unreadable side is left out of the drift
-            pass
-        return out
+    def drift_items(self, state: dict, out: list[dict]) -> None:
+        for jid, rec in (state.get("jobs") or {}).items():
+            if not rec["paused"] and self.conn.zscore(rec["key"], rec["member"]) is not None:
+                out.append({"kind": "team rq schedule", "ingestion_id": jid, "item": rec["member"],
+                            "detail": f"team RQ schedule back in {rec['key']}"})
 
-    # -- writer
-    def fence(self, snapshot_id: str, *, ids: list[str] | None, reason: str | None) -> None:
-        pass  # no fence (see the module docstring)
-
-    def unfence(self, snapshot_id: str, before: dict) -> dict:
-        return {}
+    # -- writer (no fence: see the module docstring)
 
     def _move(self, src: str, dst: str, member: str, score: float | None) -> bool:
         """``member`` from ``src`` to ``dst`` atomically (with ``score``, else its score in ``src``); False
@@ -184,11 +166,7 @@ class RQTeamIncident:
                 except WatchError:
                     continue
 
-    def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
-                   progress_stream=None) -> int:
-        if state is None:
-            state = self.read(ids)
-            store(state)  # stored before anything changes
+    def pause_state(self, state: dict) -> int:
         n = sum(self._move(rec["key"], HOLD + rec["key"], rec["member"], None)
                 for rec in state["jobs"].values() if not rec["paused"])
         if state.get("cron"):
@@ -196,9 +174,6 @@ class RQTeamIncident:
                                "cutover does not edit the team's RQ cron config; comment them out there "
                                f"({n} other schedule(s) held)")
         return n
-
-    def complete(self, state: dict | None) -> bool:
-        return state is not None
 
     def restore(self, state: dict, *, progress_stream=None) -> Restored:
         from cutover.core.schedule.triggers import build_trigger
