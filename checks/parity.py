@@ -197,10 +197,11 @@ def run_parity(ws, ingestions: Iterable, *, since: datetime | None, checks: Iter
                         tbl, fork_snapshot_id=fork, ingestion_id=ing.id,
                         live=Ledger(ws.autoloader_engine, ing.id, "live", claim_timeout=0).entries(),
                         shadow=Ledger(ws.autoloader_engine, ing.id, "shadow", claim_timeout=0).entries()))
-                elif name == "values":  # DuckDB over the window's data files, whatever the engine
+                elif name == "values":  # the window's data files: hashed by DuckDB, or by the Spark cluster
                     res = _guard(name, lambda: check_values(
                         (spark.iceberg_table(ing.table) if spark.iceberg else None) if spark else tbl,
-                        ws.autoloader_engine, ing, fork_snapshot_id=fork, since=since, until=until))
+                        ws.autoloader_engine, ing, fork_snapshot_id=fork, since=since, until=until,
+                        spark=spark.spark if spark and spark.iceberg else None))
                 elif spark:
                     res = _guard(name, lambda: spark_checks.check_quality(
                         spark, ing.table, key_columns=list(ing.key_columns),

@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy import select
 
 from checks.model import CheckResult
+from checks.spark_values import compare_on_spark
 from checks.values import check_result, compare, spec_for
 from cutover.core.errors import InputError
 from cutover.core.icebatch import P_BATCH, live_data_files
@@ -154,8 +155,10 @@ def readable(tbl, paths: list[str]):
 
 
 def check_values(tbl, autoloader_engine, ing, *, fork_snapshot_id: int | None, since: datetime | None,
-                 until: datetime, memory_limit: str = "1GB"):
-    """The ``values`` check of one ingestion and window (checks/values.py does the comparing)."""
+                 until: datetime, memory_limit: str = "1GB", spark=None):
+    """The ``values`` check of one ingestion and window (checks/values.py does the comparing;
+    with ``spark``, a Spark Connect session, the hashing pass runs on the cluster:
+    checks/spark_values.py)."""
     if tbl is None:
         return CheckResult.errored("values", "the table does not exist yet: run the legacy side first")
     if SHADOW_BRANCH not in tbl.metadata.refs:
@@ -165,5 +168,8 @@ def check_values(tbl, autoloader_engine, ing, *, fork_snapshot_id: int | None, s
     except InputError as e:
         return CheckResult.errored("values", f"{ing.id}: {e.one_line()}")
     wf = window_files(tbl, autoloader_engine, ing.id, fork_snapshot_id=fork_snapshot_id, since=since, until=until)
-    diff = compare(readable(tbl, wf.legacy), readable(tbl, wf.shadow), spec, memory_limit=memory_limit)
-    return check_result(diff, metrics=wf.metrics())
+    if spark is not None:  # the data files are read where they are, by the cluster
+        diff = compare_on_spark(spark, wf.legacy, wf.shadow, spec, memory_limit=memory_limit)
+    else:
+        diff = compare(readable(tbl, wf.legacy), readable(tbl, wf.shadow), spec, memory_limit=memory_limit)
+    return check_result(diff, metrics={**wf.metrics(), "engine": "spark" if spark is not None else "duckdb"})
