@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import time
 
-from checks.values import ValuesDiff, compare
-from cutover.core.errors import InputError
-from cutover.core.records.valuespec import ROW, Tolerance, ValueSpec
+from checks.values import ValuesDiff, columns_to_compare, compare
+from cutover.core.records.valuespec import Tolerance, ValueSpec
 
 _NUMERIC = ("tinyint", "smallint", "int", "bigint", "float", "double")
 
@@ -100,16 +99,7 @@ def compare_on_spark(spark, legacy: list[str], shadow: list[str], spec: ValueSpe
     rdf = _side(spark, shadow, like=ldf)
     ldf = ldf if ldf is not None else _side(spark, [], like=rdf)
     lcols, rcols = dict(ldf.dtypes), dict(rdf.dtypes)
-    schema = [{"column": c, "legacy": lcols.get(c), "shadow": rcols.get(c)}
-              for c in sorted(set(lcols) | set(rcols)) if c not in spec.ignore and lcols.get(c) != rcols.get(c)]
-    common = [c for c in lcols if c in rcols and c not in spec.ignore]
-    key = list(common) if spec.key == ROW else list(spec.key)
-    missing = [k for k in key if k not in lcols or k not in rcols]
-    if missing:
-        raise InputError(f"key column(s) {', '.join(missing)} not on both sides "
-                         f"(legacy has {', '.join(lcols)}; shadow has {', '.join(rcols)})",
-                         fix="fix `values: {key: ...}` (or key_columns) in the ingestion definition, or use `key: row`")
-    values = [c for c in common if c not in key and lcols[c] == rcols[c]]
+    schema, key, values = columns_to_compare(lcols, rcols, spec)
     b = int(spec.buckets)
     ls = _summary(F, ldf, key, values, lcols, spec, b).alias("l")
     rs = _summary(F, rdf, key, values, rcols, spec, b).alias("r")

@@ -234,6 +234,26 @@ def _show(v: Any, sensitive: bool) -> Any:
     return str(v)
 
 
+def columns_to_compare(lcols: dict[str, str], rcols: dict[str, str],
+                       spec: ValueSpec) -> tuple[list[dict], list[str], list[str]]:
+    """(schema differences, key columns, value columns) of two sides' {column: type}: the value
+    columns are those on both sides with one type, neither key nor ignored. InputError when a key
+    column is not on both sides or a tolerance names no column (DuckDB's and Spark's pass alike)."""
+    schema = [{"column": c, "legacy": lcols.get(c), "shadow": rcols.get(c)}
+              for c in sorted(set(lcols) | set(rcols)) if c not in spec.ignore and lcols.get(c) != rcols.get(c)]
+    common = [c for c in lcols if c in rcols and c not in spec.ignore]
+    key = list(common) if spec.key == ROW else list(spec.key)
+    missing = [k for k in key if k not in lcols or k not in rcols]
+    if missing:
+        raise InputError(f"key column(s) {', '.join(missing)} not on both sides "
+                         f"(legacy has {', '.join(lcols)}; shadow has {', '.join(rcols)})",
+                         fix="fix `values: {key: ...}` (or key_columns) in the ingestion definition, or use `key: row`")
+    for c in spec.tolerances:
+        if c not in lcols and c not in rcols:
+            raise InputError(f"tolerance for unknown column {c!r}", fix="columns are " + ", ".join(lcols))
+    return schema, key, [c for c in common if c not in key and lcols[c] == rcols[c]]
+
+
 def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threads: int | None = None) -> ValuesDiff:
     """Compare the rows of ``legacy`` with those of ``shadow`` (each a list of Parquet paths, an
     Arrow table, dataset or RecordBatchReader; an empty list is a side with no rows) under ``spec``."""
@@ -247,24 +267,7 @@ def compare(legacy, shadow, spec: ValueSpec, *, memory_limit: str = "1GB", threa
         _register(con, *first)
         _register(con, *second, like=first[0])
         lcols, rcols = _columns(con, "legacy"), _columns(con, "shadow")
-        schema = []
-        for c in sorted(set(lcols) | set(rcols)):
-            if c in spec.ignore:
-                continue
-            lt, rt = lcols.get(c), rcols.get(c)
-            if lt != rt:
-                schema.append({"column": c, "legacy": lt, "shadow": rt})
-        common = [c for c in lcols if c in rcols and c not in spec.ignore]
-        key = list(common) if spec.key == ROW else list(spec.key)
-        missing = [k for k in key if k not in lcols or k not in rcols]
-        if missing:
-            raise InputError(f"key column(s) {', '.join(missing)} not on both sides "
-                             f"(legacy has {', '.join(lcols)}; shadow has {', '.join(rcols)})",
-                             fix="fix `values: {key: ...}` (or key_columns) in the ingestion definition, or use `key: row`")
-        values = [c for c in common if c not in key and lcols[c] == rcols[c]]
-        for c in spec.tolerances:
-            if c not in lcols and c not in rcols:
-                raise InputError(f"tolerance for unknown column {c!r}", fix="columns are " + ", ".join(lcols))
+        schema, key, values = columns_to_compare(lcols, rcols, spec)
         kexpr = ", ".join(_q(k) for k in key)
         vexpr = ", ".join(_normalised(c, lcols[c], spec.tolerances.get(c)) for c in values) or "0"
         b = int(spec.buckets)
