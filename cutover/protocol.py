@@ -12,6 +12,7 @@ Sides import only ``cutover.core`` and this module; ``cutover.registry`` compose
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
@@ -234,7 +235,7 @@ class IncidentWriter(IncidentReader, Protocol):
     def close(self) -> None: ...
 
 
-class UnfencedIncident:
+class UnfencedIncident(ABC):
     """What every incident control WITHOUT a fence shares -- a team's own scheduler (APScheduler
     job store, crontab, RQ schedules) checks no cutover switch, so the durable pause is the stop.
     A subclass implements ``read``, ``counts``, ``describe_pause``, ``describe_restore``,
@@ -256,12 +257,17 @@ class UnfencedIncident:
     def pause_many(self, ids: list[str], state: dict | None, *, store: Callable[[dict], None],
                    progress_stream=None) -> int:
         if state is None:
-            state = self.read(ids)  # type: ignore[attr-defined]
+            state = self.read(ids)
             store(state)  # stored before anything changes
         return self.pause_state(state)
 
+    @abstractmethod
+    def read(self, ids: list[str]) -> dict:
+        """The snapshot part of these jobs (stored before anything changes)."""
+
+    @abstractmethod
     def pause_state(self, state: dict) -> int:
-        raise NotImplementedError
+        """Pause every item ``state`` recorded as not paused; returns how many changed."""
 
     def complete(self, state: dict | None) -> bool:
         return state is not None
@@ -276,8 +282,9 @@ class UnfencedIncident:
             pass
         return out
 
+    @abstractmethod
     def drift_items(self, state: dict, out: list[dict]) -> None:
-        raise NotImplementedError
+        """Append to ``out`` each item this pause paused that someone resumed since."""
 
     def close(self) -> None:
         return None

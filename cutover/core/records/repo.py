@@ -5,6 +5,7 @@ a record and which columns a record fills (:mod:`cutover.core.records.ingestions
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from typing import Any, Generic, Iterable, TypeVar
 
@@ -19,7 +20,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Repo(Generic[T]):
+class Repo(ABC, Generic[T]):
     """CRUD on one inventory table. Subclasses set ``table``, ``noun``, ``empty_hint`` and
     implement :meth:`from_row` and :meth:`values`."""
 
@@ -31,12 +32,13 @@ class Repo(Generic[T]):
         self.engine = engine
 
     # -- what a subclass says ------------------------------------------------------------
+    @abstractmethod
     def from_row(self, row) -> T:
-        raise NotImplementedError
+        """The record of one table row."""
 
+    @abstractmethod
     def values(self, item: T) -> dict[str, Any]:
         """The columns a definition fills (compared by :meth:`plan_upsert`, written by upsert)."""
-        raise NotImplementedError
 
     def created_values(self, item: T) -> dict[str, Any]:
         """Columns set on creation only, beside :meth:`values`."""
@@ -110,6 +112,13 @@ class Repo(Generic[T]):
     def set_columns(self, item_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(self.table).where(self.table.c.id == item_id).values(updated_at=utcnow(), **values))
+
+    def set_flag(self, item_id: str, column: str, value: bool) -> bool:
+        """Set a boolean column (the record's attribute of the same name); whether it changed."""
+        if getattr(self.get(item_id), column) == value:
+            return False
+        self.set_columns(item_id, **{column: value})
+        return True
 
     def set_prefect_ids(self, item_id: str, deployment_id: str | None, flow_id: str | None) -> None:
         self.set_columns(item_id, prefect_deployment_id=deployment_id, prefect_flow_id=flow_id)
