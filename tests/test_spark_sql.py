@@ -620,10 +620,12 @@ def test_a_file_that_breaks_the_batch_write_fails_alone(workspace_env, tmp_path)
     assert {rows[a].status, rows[c].status} == {"SUCCESS"} and rows[a].batch_id != rows[c].batch_id
 
 
-def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, tmp_path):
+def _dead_run_staged_a_batch(tmp_path):
+    """A run claimed a.csv and b.csv, staged them as batch-1 (one Spark partition each) and died:
+    (workspace, ingestion, service, a, b)."""
     from cutover.core.workspace import Workspace
     from cutover.core.autoloader.service import IngestionService
-    from tests.helpers import add_ingestion, ledger_rows
+    from tests.helpers import add_ingestion
 
     src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
     ws = Workspace()
@@ -633,6 +635,13 @@ def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, 
     ledger = svc.ledger(ing.id, "live")
     dead = ledger.claim_many([files[a], files[b]], "dead-run")
     ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    return ws, ing, svc, a, b
+
+
+def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, tmp_path):
+    from tests.helpers import ledger_rows
+
+    ws, ing, svc, a, b = _dead_run_staged_a_batch(tmp_path)
     time.sleep(0.3)  # the dead run's claims go stale
     proc = FakeProcessor(committed={a: (4, 99, "batch-1", ["/wh/data/00000-0-q-00001.parquet"])})
     svc.processor = proc
@@ -647,18 +656,9 @@ def test_a_dead_runs_staged_batch_is_recovered_not_written_again(workspace_env, 
 
 
 def test_a_dead_runs_claim_on_a_gone_file_is_settled_from_the_table(workspace_env, tmp_path):
-    from cutover.core.workspace import Workspace
-    from cutover.core.autoloader.service import IngestionService
-    from tests.helpers import add_ingestion, ledger_rows
+    from tests.helpers import ledger_rows
 
-    src, (a, b) = _src(tmp_path, ("a.csv", "b.csv"))
-    ws = Workspace()
-    ing = add_ingestion(ws, "orders", src)
-    svc = IngestionService(ws.autoloader_engine, ws.catalog, claim_timeout=0.2, processor=FakeProcessor())
-    files = {f.path: f for f in svc.discover(ing)}
-    ledger = svc.ledger(ing.id, "live")
-    dead = ledger.claim_many([files[a], files[b]], "dead-run")
-    ledger.stage("batch-1", [(c, [f"spark-partition:{i}"], 4) for i, c in enumerate(dead)])
+    ws, ing, svc, a, b = _dead_run_staged_a_batch(tmp_path)
     time.sleep(0.3)
     for p in (a, b):
         Path(p).unlink()

@@ -10,8 +10,9 @@ import pickle
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table
+from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, inspect
 
+from cutover.core.db import sqlite_path
 from cutover.core.safepickle import Opaque, safe_loads
 from cutover.core.schedule.triggers import next_fire_times
 
@@ -66,6 +67,16 @@ def jobs_table(name: str) -> Table:
             Column("job_state", LargeBinary, nullable=False),
         )
     return t
+
+
+def table_exists(engine, url: str, table: Table) -> bool:
+    """Whether the job store table exists -- never creating the database (a SQLite file that is
+    not there is not opened) nor the table."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return False
+    with engine.connect() as conn:
+        return inspect(conn).has_table(table.name)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import delete, inspect, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from cutover.core.config import load_settings
 from cutover.core.db import ensure_schema, get_engine, sqlite_path, write_tx
@@ -42,7 +42,8 @@ from cutover.core.workflow import managed_ids
 from cutover.core.workspace import Workspace
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, JobInfo
 from legacy.apscheduler.jobstore import (FUNC_REF, ONE_OFF_PREFIX, ORCHESTRATOR, REMOVED, UTC, JobRow, describe_trigger,
-                                         dump_job_state, job_row, jobs_table, timestamp, trigger_fingerprint, utcnow)
+                                         dump_job_state, job_row, jobs_table, table_exists, timestamp,
+                                         trigger_fingerprint, utcnow)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cutover.core.config import Settings
@@ -83,11 +84,7 @@ class JobSync:
 
     def exists(self) -> bool:
         """Whether the job store table exists (never creates the DB or the table)."""
-        path = sqlite_path(self.url)
-        if path is not None and not path.exists():
-            return False
-        with self.engine.connect() as conn:
-            return inspect(conn).has_table(self.table.name)
+        return table_exists(self.engine, self.url, self.table)
 
     def prepare(self) -> None:
         """Make sure the schema is there (alembic for our DBs; the bare table for another store)."""

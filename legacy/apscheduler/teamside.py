@@ -25,9 +25,9 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, insert, inspect, select, update
+from sqlalchemy import create_engine, delete, insert, select, update
 
-from cutover.core.db import sqlite_path, write_tx
+from cutover.core.db import write_tx
 from cutover.core.errors import InputError, NotFound
 from cutover.core.jobenv import RECORDER
 from cutover.core.records.jobruns import FAILED, MISSED, SUCCESS, JobRunStore, effective_status, redact_output
@@ -35,7 +35,7 @@ from cutover.core.redact import redact_url
 from cutover.core.schedule import triggers as schedules
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from legacy.apscheduler.jobstore import (UTC, describe_trigger, dump_job_state, job_row, jobs_table,
-                                         trigger_fingerprint, utcnow)
+                                         table_exists, trigger_fingerprint, utcnow)
 from legacy.apscheduler.teamstore import ORCHESTRATOR, RUN_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,11 +64,7 @@ class TeamStore:
             self._engine = None
 
     def exists(self) -> bool:
-        path = sqlite_path(self.url)
-        if path is not None and not path.exists():
-            return False
-        with self.engine.connect() as conn:
-            return inspect(conn).has_table(self.table.name)
+        return table_exists(self.engine, self.url, self.table)
 
     def rows(self) -> list:
         if not self.exists():

@@ -173,6 +173,28 @@ class ClaimedBatches:
                     raise
         return outcomes
 
+    def _apply_recovered(self, claims: list, done: dict, result, note) -> list:
+        """What the table says of each claim (``done``: path -> (records, snapshot, batch, data
+        files) | BadFile, from the engine's ``committed``): complete the ones that landed, fail the
+        bad ones; returns the claims still to ingest."""
+        todo = []
+        for c in claims:
+            hit = done.get(c.file.path)
+            if hit is None:
+                todo.append(c)
+            elif isinstance(hit, BadFile):
+                self._fail(c, str(hit), result, note)
+            else:
+                records, sid, batch_id, data_files = hit
+                self.ledger.complete(c, records=records, bytes_read=c.file.size or 0, snapshot_id=sid,
+                                     run_id_for_metrics=c.previous_run or self.run_id, batch_id=batch_id,
+                                     data_files=data_files)
+                log.info("recovered %s: already committed (snapshot %s, batch %s) by run %s",
+                         c.file.path, sid, batch_id, c.previous_run)
+                if result is not None:
+                    result.files_recovered += 1
+                note(c.file.path, "recovered")
+        return todo
 
 
 class BatchIngest(ClaimedBatches):
@@ -225,24 +247,7 @@ class BatchIngest(ClaimedBatches):
             self.tbl = self.catalog.find(self.ing.table)
         entries = [_Staged(c.file.path, c.previous_batch, c.previous_data_files) for c in takeovers]
         done = committed(self.tbl, self.branch, entries, mode=self.mode, ingestion_id=self.ing.id)
-        todo = []
-        for c in claims:
-            hit = done.get(c.file.path)
-            if hit is None:
-                todo.append(c)
-            elif isinstance(hit, BadFile):
-                self._fail(c, str(hit), result, note)
-            else:
-                records, sid, batch_id, data_files = hit
-                self.ledger.complete(c, records=records, bytes_read=c.file.size or 0, snapshot_id=sid,
-                                     run_id_for_metrics=c.previous_run or self.run_id, batch_id=batch_id,
-                                     data_files=data_files)
-                log.info("recovered %s: already committed (snapshot %s, batch %s) by run %s",
-                         c.file.path, sid, batch_id, c.previous_run)
-                if result is not None:
-                    result.files_recovered += 1
-                note(c.file.path, "recovered")
-        return todo
+        return self._apply_recovered(claims, done, result, note)
 
     def _check_fence(self, b: _Batch) -> None:
         """Before each commit attempt: every claim of the batch still ours, with its token."""

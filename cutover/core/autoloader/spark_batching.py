@@ -83,24 +83,7 @@ class SparkBatchIngest(ClaimedBatches):
         entries = [StagedEntry(c.file.path, c.previous_batch or "", c.previous_data_files) for c in takeovers]
         done = self.processor.committed(self.ing.table, self.branch, entries, mode=self.mode,
                                         ingestion_id=self.ing.id)
-        todo = []
-        for c in claims:
-            hit = done.get(c.file.path)
-            if hit is None:
-                todo.append(c)
-            elif isinstance(hit, BadFile):
-                self._fail(c, str(hit), result, note)
-            else:
-                records, sid, batch_id, data_files = hit
-                self.ledger.complete(c, records=records, bytes_read=c.file.size or 0, snapshot_id=sid,
-                                     run_id_for_metrics=c.previous_run or self.run_id, batch_id=batch_id,
-                                     data_files=data_files)
-                log.info("recovered %s: already committed (snapshot %s, batch %s) by run %s",
-                         c.file.path, sid, batch_id, c.previous_run)
-                if result is not None:
-                    result.files_recovered += 1
-                note(c.file.path, "recovered")
-        return todo
+        return self._apply_recovered(claims, done, result, note)
 
     def _one_batch(self, todo: list, result, note) -> list:
         """Prepare a prefix of ``todo`` and write it as one batch; returns the claims left."""

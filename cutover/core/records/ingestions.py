@@ -297,10 +297,7 @@ class IngestionRepo(Repo[Ingestion]):
 
     def set_batch_paused(self, iid: str, paused: bool) -> bool:
         """Returns whether anything changed."""
-        if self.get(iid).batch_paused == paused:
-            return False
-        self.set_columns(iid, batch_paused=paused)
-        return True
+        return self.set_flag(iid, "batch_paused", paused)
 
 
 def with_schedule(ing: Ingestion, spec: dict | None, tz: str) -> Ingestion:

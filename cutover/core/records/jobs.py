@@ -449,10 +449,7 @@ class JobRepo(Repo[Job]):
 
     def set_paused(self, jid: str, paused: bool) -> bool:
         """Returns whether anything changed."""
-        if self.get(jid).paused == paused:
-            return False
-        self.set_columns(jid, paused=paused)
-        return True
+        return self.set_flag(jid, "paused", paused)
 
 
 def with_schedule(job: Job, spec: dict | None, tz: str) -> Job:
