@@ -40,7 +40,7 @@ from typing import Any, Iterable
 
 from cutover.core.errors import InputError
 from cutover.core.progress import track
-from cutover.core.records.jobs import CALLABLE, Job, Unencodable, encode_value, validate_job
+from cutover.core.records.jobs import CALLABLE, Job, Unencodable, encode_value, unique_id, validate_job, values_of
 from cutover.core.schedule import triggers as schedules
 from legacy.apscheduler.jobstore import FUNC_REF, Opaque, same_firing, utcnow
 
@@ -166,14 +166,7 @@ def combined_spec(trig) -> tuple[dict, str] | tuple[None, str]:
 
 
 def slug_id(store_id: str, taken: set[str]) -> str:
-    base = _SLUG.sub("-", store_id.lower()).strip("-_")[:120] or "job"
-    if not base[0].isalnum():
-        base = "job-" + base
-    jid, k = base, 2
-    while jid in taken:
-        jid, k = f"{base}-{k}", k + 1
-    taken.add(jid)
-    return jid
+    return unique_id(_SLUG.sub("-", store_id.lower()).strip("-_")[:120], taken)
 
 
 VERIFY_DAYS = 366  # a whole year: both DST changes of every zone
@@ -268,8 +261,6 @@ def convert(store_id: str, next_run_time: float | None, state: dict, *, taken: s
     if existing is None:
         action = "create"
     else:
-        from cutover.core.records.jobs import values_of
-
         keep = {k: v for k, v in existing.legacy.items() if k.startswith("paused_")}
         job = replace(job, legacy={**job.legacy, **keep})
         action = "unchanged" if values_of(existing) == values_of(job) and existing.paused == job.paused else "update"

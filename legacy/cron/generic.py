@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.core.errors import InputError
+from cutover.core.records.jobs import unique_id
 from cutover.core.schedule.cronexpr import MACROS, normalize_expr
 
 _ENV_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
@@ -218,14 +219,7 @@ def job_id_for(line: CronLine, taken: set[str]) -> str:
     if stem in ("echo", "printf", "cat", "date", "curl", "wget", "sleep", "true", "test", "find", "rm", "mail"):
         plain = [w for w in words[1:] if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,30}", w)]
         stem = f"{stem}-{plain[0]}" if plain else stem
-    base = _SLUG.sub("-", stem.lower()).strip("-")[:100] or "job"
-    if not base[0].isalnum():
-        base = "job-" + base
-    jid, k = base, 2
-    while jid in taken:
-        jid, k = f"{base}-{k}", k + 1
-    taken.add(jid)
-    return jid
+    return unique_id(_SLUG.sub("-", stem.lower()).strip("-")[:100], taken)
 
 
 def wrap_line(line: CronLine, job_id: str, exec_prefix: str) -> str:

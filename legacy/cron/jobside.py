@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cutover.core.errors import InputError, NotFound
-from cutover.core.records.jobruns import RUNNING, JobRunStore, effective_status, pid_alive
+from cutover.core.osutil import pid_alive
+from cutover.core.records.jobruns import RUNNING, JobRunStore, effective_status
 from cutover.core.schedule.cronexpr import next_fire_time
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from legacy.cron.crontab import CrontabFile, to_crontab_expr

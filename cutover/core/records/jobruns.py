@@ -23,6 +23,7 @@ from typing import Iterable
 
 from sqlalchemy import Engine, insert, select, update
 
+from cutover.core.osutil import pid_alive
 from cutover.core.redact import MASK, is_secret_key, redact_text
 from cutover.core.records.runs import CRASHED, FAILED, RUNNING, SUCCESS, RunRecord, RunStore
 from cutover.core.records.tables import job_run_output as t_out
@@ -79,18 +80,6 @@ class JobRun:
     def as_dict(self) -> dict:
         return {**self.run.as_dict(), "exit_code": self.exit_code, "signal": self.signal,
                 "output_tail": self.output_tail, "command": self.command}
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def effective_status(run: RunRecord) -> str:

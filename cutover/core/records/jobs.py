@@ -425,6 +425,19 @@ def _row_to_job(row) -> Job:
     )
 
 
+def unique_id(base: str, taken: set[str]) -> str:
+    """``base`` as an inventory id (``job-`` before it unless it starts with a letter or digit),
+    made unique against ``taken`` with ``-2``, ``-3`` ...; the id is added to ``taken``."""
+    base = base or "job"
+    if not base[0].isalnum():
+        base = "job-" + base
+    jid, k = base, 2
+    while jid in taken:
+        jid, k = f"{base}-{k}", k + 1
+    taken.add(jid)
+    return jid
+
+
 class JobRepo(Repo[Job]):
     """CRUD on the jobs table of the autoloader DB (the records store; cutover.core.records.repo)."""
 
