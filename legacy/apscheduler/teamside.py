@@ -22,6 +22,7 @@ import logging
 import threading
 import traceback
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,12 @@ from cutover.core.db import write_tx
 from cutover.core.errors import InputError, NotFound
 from cutover.core.jobenv import RECORDER
 from cutover.core.records.jobruns import FAILED, MISSED, SUCCESS, JobRunStore, effective_status, redact_output
+from cutover.core.records.jobs import values_of
 from cutover.core.redact import redact_url
 from cutover.core.schedule import triggers as schedules
 from cutover.protocol import CREATED, UNCHANGED, UPDATED, Health, JobInfo, OrchestratorError
 from legacy.apscheduler.jobstore import (UTC, describe_trigger, dump_job_state, job_row, jobs_table,
-                                         table_exists, trigger_fingerprint, utcnow)
+                                         table_exists, timestamp, trigger_fingerprint, utcnow)
 from legacy.apscheduler.teamstore import ORCHESTRATOR, RUN_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,8 +89,6 @@ class TeamStore:
         return job_row(r) if r is not None else None
 
     def _write(self, conn, state: dict, *, new: bool) -> None:
-        from legacy.apscheduler.jobstore import timestamp
-
         values = {"next_run_time": timestamp(state["next_run_time"]), "job_state": dump_job_state(state)}
         if new:
             conn.execute(insert(self.table).values(id=state["id"], **values))
@@ -304,8 +304,6 @@ class TeamAPSchedulerAdapter:
     def read_runs(self, *, since: datetime | None = None, ingestion_id: str | None = None):
         ids = [ingestion_id] if ingestion_id else [j.id for j in self._mine()]
         out = []
-        from dataclasses import replace
-
         for jr in self.runs.list(since=since, job_ids=ids):
             out.append(replace(jr.run, status=effective_status(jr.run)))
         return out
@@ -324,10 +322,6 @@ class TeamAPSchedulerAdapter:
         """Create or update the store job of a callable job; a paused job stays paused."""
         if job.kind != "callable":
             raise InputError(f"job {job.id} is a {job.kind} job", fix="the APScheduler side runs callable jobs")
-        from dataclasses import replace
-
-        from cutover.core.records.jobs import values_of
-
         cur = self.ws.jobs.find(job.id)
         keep = {k: v for k, v in (cur.legacy if cur else {}).items() if k.startswith("paused_")}
         job = replace(job, legacy={**job.legacy, "orchestrator": ORCHESTRATOR, "jobstore": self.url,
@@ -374,8 +368,6 @@ class TeamAPSchedulerAdapter:
         return changed
 
     def _set_legacy(self, job: "Job", **values: Any) -> None:
-        from dataclasses import replace
-
         legacy = {k: v for k, v in {**job.legacy, **values}.items() if not (k in values and v is None)}
         self.ws.jobs.upsert([replace(job, legacy=legacy)], replace_existing=True)
 

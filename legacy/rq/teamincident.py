@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from cutover.core.errors import InputError
 from cutover.core.redact import redact_url
+from cutover.core.schedule.triggers import build_trigger
 from cutover.protocol import Restored, UnfencedIncident
 
 # ``legacy.rq.teamjobs.ORCHESTRATOR`` and ``legacy.rq.teamside.HOLD`` (a test checks they agree): the registry
@@ -176,8 +177,6 @@ class RQTeamIncident(UnfencedIncident):
         return n
 
     def restore(self, state: dict, *, progress_stream=None) -> Restored:
-        from cutover.core.schedule.triggers import build_trigger
-
         out = Restored({"team_rq_jobs_restored": 0,
                         "team_rq_jobs_kept_paused": sum(1 for r in (state.get("jobs") or {}).values() if r["paused"])},
                        [], [])
